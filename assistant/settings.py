@@ -1,0 +1,111 @@
+"""User settings: typed defaults, overridden by what the user stored with `myna config set`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+
+import sqlite_utils
+
+from assistant.errors import MynaError
+
+# Measured on the default 135M model: naming the assistant and the language keeps it from
+# drifting into French, and greedy decoding loops, hence a low temperature instead.
+DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant named Myna. You answer in English, clearly and briefly."
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "smollm2-135m-instruct-q4_1"  # a catalogue name or a path to a GGUF file
+    context_size: int = 4096
+    max_tokens: int = 512
+    temperature: float = 0.2
+    top_p: float = 0.9
+    repeat_penalty: float = 1.1
+    threads: int = 0  # 0: one per physical core
+    seed: int = -1  # -1: a new random seed for every reply
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+
+# What each setting means and which values it takes, for `myna config` and validation.
+DESCRIPTIONS = {
+    "model": "catalogue name (`myna models list`) or path to a llama GGUF file",
+    "context_size": "tokens the model sees at once, 256 to 131072",
+    "max_tokens": "longest reply in tokens, 1 to 32768",
+    "temperature": "sampling temperature, 0 (always the likeliest word) to 2",
+    "top_p": "nucleus sampling mass, above 0 up to 1",
+    "repeat_penalty": "how much to discourage repeating recent tokens, 1 (not at all) to 2",
+    "threads": "CPU threads for the model, 0 for one per physical core",
+    "seed": "random seed for sampling, -1 for a new one each reply",
+    "system_prompt": "the instructions given to the model before every conversation",
+}
+_RANGES = {
+    "context_size": (256, 131072),
+    "max_tokens": (1, 32768),
+    "temperature": (0.0, 2.0),
+    "top_p": (1e-6, 1.0),
+    "repeat_penalty": (1.0, 2.0),
+    "threads": (0, 256),
+    "seed": (-1, 2**31 - 1),
+}
+
+
+def names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def check_name(key: str) -> str:
+    if key not in names():
+        raise MynaError(f"There is no setting '{key}'; known settings: {', '.join(names())}.")
+    return key
+
+
+def parse(key: str, raw: str) -> object:
+    """Convert and check a value typed by the user; raises MynaError naming the problem."""
+    check_name(key)
+    kind = {f.name: f.type for f in fields(Settings)}[key]
+    try:
+        value: object = {"int": int, "float": float}.get(kind, str)(raw)
+    except ValueError:
+        raise MynaError(f"'{raw}' is not a valid {kind} for {key}; expected {DESCRIPTIONS[key]}.") from None
+    if key in _RANGES:
+        low, high = _RANGES[key]
+        if not low <= value <= high:  # type: ignore[operator]
+            raise MynaError(f"{key} = {raw} is out of range; expected {DESCRIPTIONS[key]}.")
+    if isinstance(value, str) and not value.strip():
+        raise MynaError(f"{key} cannot be empty; use `myna config unset {key}` to restore the default.")
+    return value
+
+
+def load(db: sqlite_utils.Database) -> Settings:
+    stored = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM settings")}
+    known = {key: value for key, value in stored.items() if key in names()}
+    return dataclasses.replace(Settings(), **known)
+
+
+def stored(db: sqlite_utils.Database) -> dict[str, object]:
+    """Only the values the user set, not the defaults."""
+    return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM settings") if key in names()}
+
+
+def set_value(db: sqlite_utils.Database, key: str, raw: str) -> object:
+    value = parse(key, raw)
+    with db.conn:
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+    return value
+
+
+def unset(db: sqlite_utils.Database, key: str) -> None:
+    check_name(key)
+    with db.conn:
+        db.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+
+def with_overrides(settings: Settings, **values: object) -> Settings:
+    """`settings` with some values replaced for one command, checked like `myna config set`."""
+    checked = {key: parse(key, str(value)) for key, value in values.items() if value is not None}
+    return dataclasses.replace(settings, **checked)

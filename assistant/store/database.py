@@ -1,0 +1,65 @@
+"""Opening the database: the only place that creates a connection."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from assistant import paths
+from assistant.errors import MynaError
+from assistant.store.migrations import migrate
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def open_database(path: Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> sqlite_utils.Database:
+    """Open (creating and migrating if needed) the database at `path`, default the user's.
+
+    Each thread that writes opens its own connection; WAL lets readers and one writer
+    work side by side, and `timeout` is how long a writer waits for another one.
+    """
+    path = Path(path) if path is not None else paths.database_path()
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise MynaError(
+            f"Cannot read and write the database {path}; fix its permissions "
+            f"(chmod u+rw) or set {paths.HOME_ENV} to another folder."
+        )
+    try:
+        conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        db = sqlite_utils.Database(conn)
+        migrate(db)
+    except sqlite3.Error as exc:
+        raise describe_sqlite_error(exc, path) from exc
+    return db
+
+
+def describe_sqlite_error(exc: sqlite3.Error, path: Path | None = None) -> MynaError:
+    """Turn an SQLite failure into one sentence that says what to do."""
+    path = path or paths.database_path()
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return MynaError(
+            f"The database {path} is locked by another program; "
+            "wait for it to finish (or close it) and try again."
+        )
+    if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+        return MynaError(
+            f"{path} is not a readable Myna database (it may be damaged); move it aside "
+            "and Myna will start a new one, or restore it from a backup."
+        )
+    if "full" in text:
+        return MynaError(
+            f"The disk holding {path} is full, so nothing was saved; "
+            "free some space and try again (what was stored before is intact)."
+        )
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return MynaError(
+            f"Cannot write to the database {path}; make its folder writable "
+            f"or set {paths.HOME_ENV} to another folder."
+        )
+    return MynaError(f"The database {path} reported an error ({exc}); nothing was changed, try again.")

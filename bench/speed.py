@@ -1,0 +1,205 @@
+"""Speed of the chat path: model load, first token, decode with and without an adapter,
+a cold `myna ask`, and the chat window's first frame, each beside a baseline.
+
+    python -m bench speed [--runs 5]
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import BIN, median, run_measured, save, table
+
+ASK_PROMPT = "Say hello in one short sentence."
+ASK_TOKENS = 32
+DECODE_TOKENS = 128
+STORY = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."},
+]
+
+BARE_LLAMA = """
+import sys, llama_cpp
+path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+llm = llama_cpp.Llama(path, n_ctx=4096, n_threads=2, verbose=False)
+text = "<|im_start|>user\\n" + prompt + "<|im_end|>\\n<|im_start|>assistant\\n"
+out = []
+for token in llm.generate(llm.tokenize(text.encode(), add_bos=False, special=True), temp=0.0):
+    if token == llm.token_eos() or len(out) >= n:
+        break
+    out.append(token)
+print(llm.detokenize(out).decode(errors="replace"))
+"""
+
+MINIMAL_TEXTUAL = """
+from textual.app import App
+from textual.widgets import Footer, Static
+class Minimal(App):
+    def compose(self):
+        yield Static("Conversations")
+        yield Footer()
+Minimal().run()
+"""
+
+
+def engine_figures(runs: int) -> dict:
+    from assistant.catalogue import resolve
+    from assistant.engine import AdapterUse, Engine, SamplingParams
+    from assistant.settings import Settings
+    from merger import gguf_lora
+    from merger.base_model import architecture
+    from merger.lora import DEFAULT_TARGETS, random_lora
+
+    spec = resolve(Settings().model)
+    loads = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        engine = Engine(spec, context_size=4096, threads=2)
+        loads.append(time.perf_counter() - start)
+
+    arch = architecture(spec)
+    folder = Path(tempfile.mkdtemp())
+    adapters = {
+        "default": gguf_lora.write(random_lora(arch, rank=8, seed=7, modules=DEFAULT_TARGETS), folder / "qv.gguf", arch),
+        "all7": gguf_lora.write(random_lora(arch, rank=8, seed=7), folder / "all7.gguf", arch),
+    }
+
+    prompt = engine.tokenize_chat(STORY)
+    first_tokens = []
+    for _ in range(runs):
+        marks = []
+        engine.llm.reset()  # no cached prompt: the first token pays for the whole prompt
+        start = time.perf_counter()
+        engine.generate(prompt, SamplingParams(max_tokens=4, seed=1), lambda piece: marks.append(time.perf_counter()))
+        first_tokens.append(marks[0] - start)
+
+    def decode_rate() -> float:
+        engine.llm.reset()
+        stamps = []
+        for token in engine.llm.generate(prompt, temp=0.0):
+            stamps.append(time.perf_counter())
+            if len(stamps) >= DECODE_TOKENS:
+                break
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    # Decode speed on 2 shared cores drifts by several percent from run to run: many short
+    # runs, interleaved, so drift hits every variant alike, and medians.
+    rates: dict[str, list[float]] = {"bare": [], "default": [], "all7": []}
+    for _ in range(runs * 3):
+        for name in rates:
+            engine.set_adapters([] if name == "bare" else [AdapterUse(adapters[name])])
+            rates[name].append(decode_rate())
+    engine.set_adapters([])
+    return {
+        "model_load_s": median(loads),
+        "first_token_s": median(first_tokens),
+        "prompt_tokens": len(prompt),
+        "decode_tok_s_bare": median(rates["bare"]),
+        "decode_tok_s_adapter": median(rates["default"]),
+        "decode_tok_s_adapter_all7": median(rates["all7"]),
+        "adapter": f"rank 8 on {', '.join(DEFAULT_TARGETS)} of 30 layers (the default personal adapter)",
+        "model_path": str(spec.path),
+    }
+
+
+def cold_ask(runs: int, env: dict, model_path: str) -> dict:
+    ask = [str(BIN / "myna"), "ask", "--temperature", "0", "--max-tokens", str(ASK_TOKENS), ASK_PROMPT]
+    bare = [sys.executable, "-c", BARE_LLAMA, model_path, ASK_PROMPT, str(ASK_TOKENS)]
+    run_measured(ask, env)  # warm-up: first use caches the model's checksum, as setup does
+    mine, base = [], []
+    for _ in range(runs):
+        mine.append(run_measured(ask, env))
+        base.append(run_measured(bare, env))
+    return {
+        "ask_wall_s": median([r["wall_s"] for r in mine]),
+        "ask_peak_mib": max(r["peak_mib"] for r in mine),
+        "bare_llama_wall_s": median([r["wall_s"] for r in base]),
+        "bare_llama_peak_mib": max(r["peak_mib"] for r in base),
+        "ask_reply": mine[-1]["stdout"].strip(),
+    }
+
+
+def first_frame_s(cmd: list[str], marker: bytes, env: dict, timeout: float = 30.0) -> float:
+    """Seconds from starting `cmd` in a real pseudo-terminal until `marker` is drawn."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
+                            start_new_session=True)
+    os.close(slave)
+    seen, elapsed = b"", None
+    try:
+        while elapsed is None:
+            ready, _, _ = select.select([master], [], [], timeout)
+            if not ready:
+                raise RuntimeError(f"{cmd[0]} drew nothing with {marker!r} in {timeout} s")
+            seen += os.read(master, 1 << 16)
+            if marker in seen:
+                elapsed = time.perf_counter() - start
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(master)
+    return elapsed
+
+
+def chat_window(runs: int, env: dict) -> dict:
+    app = [str(BIN / "myna"), "chat"]
+    minimal = [sys.executable, "-c", MINIMAL_TEXTUAL]
+    first_frame_s(app, b"Conversations", env)  # warm-up
+    mine = [first_frame_s(app, b"Conversations", env) for _ in range(runs)]
+    base = [first_frame_s(minimal, b"Conversations", env) for _ in range(runs)]
+    return {"chat_first_frame_s": median(mine), "minimal_textual_first_frame_s": median(base)}
+
+
+def run(runs: int = 5) -> dict:
+    home = tempfile.mkdtemp(prefix="myna-bench-")
+    os.environ["MYNA_HOME"] = home  # never the user's own data
+    env = dict(os.environ)
+    figures = engine_figures(runs)
+    figures.update(cold_ask(runs, env, figures["model_path"]))
+    figures.update(chat_window(runs, env))
+    figures["adapter_cost"] = 1 - figures["decode_tok_s_adapter"] / figures["decode_tok_s_bare"]
+    figures["adapter_cost_all7"] = 1 - figures["decode_tok_s_adapter_all7"] / figures["decode_tok_s_bare"]
+    figures["ask_vs_bare_llama"] = figures["ask_wall_s"] / figures["bare_llama_wall_s"]
+    figures["chat_vs_minimal_textual"] = figures["chat_first_frame_s"] / figures["minimal_textual_first_frame_s"]
+    figures["runs"] = runs
+    return figures
+
+
+def report(f: dict) -> str:
+    return table([
+        ("model load", f"{f['model_load_s']:.2f} s", ""),
+        ("time to first token", f"{f['first_token_s']:.3f} s", f"prompt of {f['prompt_tokens']} tokens"),
+        ("decode, no adapter", f"{f['decode_tok_s_bare']:.1f} tok/s", ""),
+        ("decode, rank-8 adapter on q, v (default)", f"{f['decode_tok_s_adapter']:.1f} tok/s",
+         f"cost {f['adapter_cost']:+.1%} of bare (target ≤ 10 %)"),
+        ("decode, rank-8 adapter on all 7 projections", f"{f['decode_tok_s_adapter_all7']:.1f} tok/s",
+         f"cost {f['adapter_cost_all7']:+.1%} of bare"),
+        ("cold `myna ask`, wall", f"{f['ask_wall_s']:.2f} s",
+         f"bare llama-cpp-python script {f['bare_llama_wall_s']:.2f} s, ratio {f['ask_vs_bare_llama']:.2f} (target < 2 s)"),
+        ("cold `myna ask`, peak memory", f"{f['ask_peak_mib']:.0f} MiB", f"bare script {f['bare_llama_peak_mib']:.0f} MiB"),
+        ("chat window, first frame", f"{f['chat_first_frame_s']:.2f} s",
+         f"minimal Textual app {f['minimal_textual_first_frame_s']:.2f} s, ratio {f['chat_vs_minimal_textual']:.2f} (target < 1.5 s)"),
+    ])
+
+
+def main(runs: int) -> None:
+    figures = run(runs)
+    print(report(figures))
+    print(f"\nreply of the cold ask: {figures['ask_reply']!r}")
+    print(f"saved to {save('speed', figures)}")

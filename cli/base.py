@@ -1,0 +1,58 @@
+"""What every command shares: one-sentence errors, and a lazily opened store and engine."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from functools import cached_property
+
+import click
+
+from assistant.errors import MynaError
+
+
+class MynaGroup(click.Group):
+    """A command group that shows Myna's failures as one sentence, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MynaError as exc:
+            raise click.ClickException(str(exc)) from None
+        except sqlite3.Error as exc:
+            from assistant.store import describe_sqlite_error
+
+            raise click.ClickException(str(describe_sqlite_error(exc))) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
+
+
+class Runtime:
+    """Per-invocation state: the store opens on first use, the model only when asked for."""
+
+    def __init__(self, model: str | None = None) -> None:
+        self.model_override = model
+
+    @cached_property
+    def db(self):
+        from assistant.store import open_database
+        from assistant.store.conversations import recover_abandoned_replies
+
+        db = open_database()
+        recover_abandoned_replies(db)
+        return db
+
+    @cached_property
+    def settings(self):
+        from assistant import settings
+
+        return settings.load(self.db)
+
+    def engine(self):
+        from assistant.engine import Engine
+
+        return Engine.from_settings(self.settings, model=self.model_override)
+
+
+pass_runtime = click.make_pass_decorator(Runtime)

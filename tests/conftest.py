@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeEngine
+
+REPO = Path(__file__).resolve().parent.parent
+MYNA = str(Path(sys.executable).with_name("myna"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory):
+    """Session fixtures (the real engine, cached base-model facts) live here, never in the
+    user's real data folder; each test then gets a folder of its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("session-home")
+        patch.setenv("MYNA_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def myna_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own data directory: never the user's real one."""
+    home = tmp_path / "myna-home"
+    monkeypatch.setenv("MYNA_HOME", str(home))
+    monkeypatch.delenv("MYNA_MODEL", raising=False)
+    return home
+
+
+@pytest.fixture
+def db(myna_home):
+    from assistant.store import open_database
+
+    database = open_database()
+    yield database
+    database.conn.close()
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture(scope="session")
+def real_engine():
+    """The default model in llama.cpp, loaded once for the whole session."""
+    from assistant.catalogue import resolve
+    from assistant.engine import Engine
+    from assistant.settings import Settings
+
+    return Engine(resolve(Settings().model), context_size=2048, threads=2)
+
+
+@pytest.fixture(scope="session")
+def base_arch(real_engine):
+    from merger.base_model import architecture
+
+    return architecture(real_engine.spec)
+
+
+@pytest.fixture(scope="session")
+def adapter_files(base_arch, tmp_path_factory):
+    """Two small random GGUF adapters for the base model (rank 4, all projections)."""
+    from merger import gguf_lora
+    from merger.lora import random_lora
+
+    folder = tmp_path_factory.mktemp("adapters")
+    return [
+        gguf_lora.write(random_lora(base_arch, rank=4, seed=seed), folder / f"random-{seed}.gguf", base_arch)
+        for seed in (1, 2)
+    ]
+
+
+@pytest.fixture
+def clean_engine(real_engine):
+    """The real engine with no adapter applied, and again so after the test."""
+    real_engine.set_adapters([])
+    yield real_engine
+    real_engine.set_adapters([])
+
+
+def run_env(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, MYNA_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env

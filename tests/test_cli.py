@@ -1,0 +1,175 @@
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.store import conversations as convs
+from assistant.store import open_database
+from cli.base import Runtime
+from cli.main import cli
+from tests.conftest import MYNA, run_env
+
+
+@pytest.fixture
+def runner(fake_engine, monkeypatch):
+    monkeypatch.setattr(Runtime, "engine", lambda self: fake_engine)
+    return CliRunner()
+
+
+def invoke(runner, *args, input=None):
+    return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_ask_streams_and_records(runner, fake_engine, db):
+    fake_engine.queue("Paris, of course.")
+    result = invoke(runner, "ask", "Capital", "of", "France?")
+    assert result.exit_code == 0
+    assert result.stdout == "Paris, of course.\n"
+    [conv] = convs.list_conversations(db)
+    assert [m.text for m in convs.messages(db, conv.id)] == ["Capital of France?", "Paris, of course."]
+
+
+def test_ask_reads_stdin_and_continues(runner, fake_engine, db):
+    fake_engine.queue("one", "two")
+    invoke(runner, "ask", input="from a pipe\n")
+    invoke(runner, "ask", "-c", "follow up")
+    [conv] = convs.list_conversations(db)
+    assert [m.text for m in convs.messages(db, conv.id)] == ["from a pipe\n", "one", "follow up", "two"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", ""], "nothing to answer"),
+        (["ask", "-c", "hi"], "no conversation to continue"),
+        (["ask", "--conversation", "7", "hi"], "no conversation 7"),
+        (["ask", "--temperature", "9", "hi"], "out of range"),
+        (["history", "show"], "Give a conversation id"),
+        (["history", "rate", "1", "good"], "no message 1"),
+        (["config", "set", "context_size", "big"], "not a valid int"),
+    ],
+)
+def test_bad_input_is_one_sentence(runner, args, message):
+    result = runner.invoke(cli, args, input="")
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1
+
+
+def test_history_commands(runner, fake_engine, db, tmp_path):
+    fake_engine.queue("A reply.")
+    invoke(runner, "ask", "A question")
+    cid = convs.latest_conversation_id(db)
+    reply_id = convs.messages(db, cid)[1].id
+
+    assert "A question" in invoke(runner, "history", "list").stdout
+    invoke(runner, "history", "rename", str(cid), "Renamed", "chat")
+    invoke(runner, "history", "rate", str(reply_id), "good")
+    invoke(runner, "history", "correct", str(reply_id), "A better reply.")
+    shown = invoke(runner, "history", "show", "--last").stdout
+    assert "# 1: Renamed chat" in shown and "rated good" in shown and "A better reply." in shown
+
+    out = tmp_path / "chat.json"
+    invoke(runner, "history", "export", str(cid), "--format", "json", "-o", str(out))
+    assert json.loads(out.read_text())["messages"][1]["rating"] == 1
+    assert invoke(runner, "history", "export", "--last").stdout.startswith("# Renamed chat")
+
+    assert runner.invoke(cli, ["history", "delete", str(cid)], input="n\n").exit_code == 1
+    assert convs.list_conversations(db)
+    invoke(runner, "history", "delete", str(cid), "--yes")
+    assert convs.list_conversations(db) == []
+
+
+def test_config_commands(runner):
+    assert "temperature = 0.2  (default)" in invoke(runner, "config", "list").stdout
+    invoke(runner, "config", "set", "temperature", "0.9")
+    assert invoke(runner, "config", "get", "temperature").stdout == "0.9\n"
+    assert "temperature = 0.9\n" in invoke(runner, "config", "list").stdout
+    invoke(runner, "config", "unset", "temperature")
+    assert invoke(runner, "config", "get", "temperature").stdout == "0.2\n"
+
+
+def test_every_command_has_useful_help():
+    from cli.docs import commands
+
+    for path, command in commands(cli):
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert len((command.help or "").strip()) > 20, f"myna {' '.join(path)} needs a description"
+
+
+def test_docs_match_the_cli():
+    from cli.docs import render
+    from tests.conftest import REPO
+
+    assert (REPO / "docs" / "cli.md").read_text() == render(), "run `make docs` to update docs/cli.md"
+
+
+# -- the real thing, in a subprocess ----------------------------------------------------------
+
+
+@pytest.mark.real
+def test_cold_ask_with_the_real_model(myna_home):
+    result = subprocess.run(
+        [MYNA, "ask", "--temperature", "0", "--max-tokens", "30", "What is the capital of France?"],
+        env=run_env(myna_home), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "llama" not in result.stderr.lower(), "llama.cpp must not print on the user's terminal"
+    db = open_database()
+    [conv] = convs.list_conversations(db)
+    reply = convs.messages(db, conv.id)[1]
+    assert reply.text.strip() == result.stdout.strip()
+    assert reply.model == "smollm2-135m-instruct-q4_1"
+    assert reply.completion_tokens > 0 and reply.prompt_tokens > 10
+
+
+@pytest.mark.real
+def test_ctrl_c_mid_reply_keeps_the_partial_reply(myna_home):
+    proc = subprocess.Popen(
+        [MYNA, "ask", "--max-tokens", "2000", "--temperature", "0.8", "Write a very long story about a dragon."],
+        env=run_env(myna_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    printed = ""
+    while len(printed) < 40:
+        printed += proc.stdout.read(1)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    printed += rest
+    assert proc.returncode == 130
+    assert "the partial reply is kept as message 2" in err
+    reply = convs.get_message(open_database(), 2)
+    assert reply.status == "interrupted"
+    assert len(reply.text) >= 40
+    assert printed.strip() == reply.text.strip(), "what was shown is exactly what was kept"
+
+
+@pytest.mark.real
+def test_locked_database_is_reported(myna_home, db):
+    holder = sqlite3.connect(myna_home / "myna.db")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = subprocess.run([MYNA, "ask", "hi"], env=run_env(myna_home), capture_output=True, text=True, timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 1
+    assert "is locked by another program" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.real
+def test_missing_model_is_reported(myna_home, tmp_path):
+    result = subprocess.run(
+        [MYNA, "--model", str(tmp_path / "nope.gguf"), "ask", "hi"],
+        env=run_env(myna_home), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"Error: The model file {tmp_path / 'nope.gguf'} does not exist; pass another with --model PATH.\n"
+    assert convs.list_conversations(open_database()) == [], "a failed start stores nothing"

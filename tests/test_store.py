@@ -1,0 +1,154 @@
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from assistant.errors import MynaError
+from assistant.store import conversations as convs
+from assistant.store import export, open_database
+from assistant.store.migrations import MIGRATIONS, applied, migrate
+
+
+def test_migrations_are_recorded_and_run_once(db):
+    assert applied(db) == {m.__name__ for m in MIGRATIONS}
+    assert migrate(db) == []
+    assert {"conversations", "messages", "feedback", "settings"} <= set(db.table_names())
+
+
+def test_database_is_in_wal_mode(db):
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_conversation_life_cycle(db):
+    cid = convs.create_conversation(db)
+    convs.add_message(db, cid, "user", "  What is   a llama?\nSecond line")
+    reply = convs.add_message(db, cid, "assistant", "An animal.", model="m")
+    conv = convs.get_conversation(db, cid)
+    assert conv.title == "What is a llama? Second line"
+    assert conv.message_count == 2
+    assert [m.role for m in convs.messages(db, cid)] == ["user", "assistant"]
+    assert convs.get_message(db, reply).model == "m"
+
+    convs.rename_conversation(db, cid, "Llamas")
+    assert convs.get_conversation(db, cid).title == "Llamas"
+    with pytest.raises(MynaError, match="cannot be empty"):
+        convs.rename_conversation(db, cid, "   ")
+
+
+def test_conversations_listed_most_recent_first(db):
+    first = convs.create_conversation(db)
+    second = convs.create_conversation(db)
+    convs.add_message(db, first, "user", "later message")
+    assert [c.id for c in convs.list_conversations(db)] == [first, second]
+    assert convs.latest_conversation_id(db) == first
+
+
+def test_delete_removes_messages_and_feedback(db):
+    cid = convs.create_conversation(db)
+    convs.add_message(db, cid, "user", "hi")
+    reply = convs.add_message(db, cid, "assistant", "hello")
+    convs.set_feedback(db, reply, rating=1)
+    convs.delete_conversation(db, cid)
+    assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
+    with pytest.raises(MynaError, match="no conversation"):
+        convs.get_conversation(db, cid)
+
+
+def test_feedback_rating_and_correction_merge(db):
+    cid = convs.create_conversation(db)
+    user = convs.add_message(db, cid, "user", "hi")
+    reply = convs.add_message(db, cid, "assistant", "hello")
+    convs.set_feedback(db, reply, rating=-1)
+    convs.set_feedback(db, reply, correction="Hi there!")
+    message = convs.get_message(db, reply)
+    assert (message.rating, message.correction) == (-1, "Hi there!")
+    with pytest.raises(MynaError, match="only replies"):
+        convs.set_feedback(db, user, rating=1)
+    with pytest.raises(MynaError, match="-1"):
+        convs.set_feedback(db, reply, rating=5)
+
+
+def test_export_markdown_and_json(db):
+    cid = convs.create_conversation(db)
+    convs.add_message(db, cid, "user", "Question?")
+    reply = convs.add_message(db, cid, "assistant", "Answer.")
+    convs.update_message(db, reply, text="Answ", status="interrupted")
+    convs.set_feedback(db, reply, correction="Better answer.")
+    conv, messages = convs.get_conversation(db, cid), convs.messages(db, cid)
+
+    markdown = export.to_markdown(conv, messages)
+    assert markdown.startswith("# Question?\n")
+    assert "## Assistant (interrupted)\n\nAnsw\n" in markdown
+    assert "> Better answer." in markdown
+
+    data = json.loads(export.to_json(conv, messages))
+    assert data["id"] == cid
+    assert [m["text"] for m in data["messages"]] == ["Question?", "Answ"]
+    assert data["messages"][1]["correction"] == "Better answer."
+
+
+def test_reply_of_a_dead_process_becomes_interrupted(db):
+    cid = convs.create_conversation(db)
+    mid = convs.add_message(db, cid, "assistant", "", status="streaming")
+    convs.update_message(db, mid, text="partial", status="streaming")
+    # A process that has exited: its pid is free.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    db.execute("UPDATE messages SET writer_pid = ? WHERE id = ?", (dead.pid, mid))
+    db.conn.commit()
+    live = convs.add_message(db, cid, "assistant", "", status="streaming")  # this process: alive
+
+    assert convs.recover_abandoned_replies(db) == 1
+    assert convs.get_message(db, mid).status == "interrupted"
+    assert convs.get_message(db, mid).text == "partial"
+    assert convs.get_message(db, live).status == "streaming"
+
+
+def test_full_disk_keeps_previous_state(db):
+    cid = convs.create_conversation(db)
+    convs.add_message(db, cid, "user", "kept")
+    # Cap the file at its current size: SQLite then fails exactly as on a full disk.
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full") as info:
+        convs.add_message(db, cid, "user", "x" * 200_000)
+    from assistant.store import describe_sqlite_error
+
+    message = str(describe_sqlite_error(info.value))
+    assert "full" in message and "intact" in message
+    assert [m.text for m in convs.messages(db, cid)] == ["kept"]
+
+
+def test_damaged_database_file_is_named_and_left_alone(myna_home):
+    myna_home.mkdir(parents=True, exist_ok=True)
+    damaged = myna_home / "myna.db"
+    damaged.write_bytes(b"this is not sqlite" * 100)
+    before = damaged.read_bytes()
+    with pytest.raises(MynaError, match="not a readable Myna database"):
+        open_database()
+    assert damaged.read_bytes() == before
+
+
+def test_unopenable_database_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(MynaError, match="Cannot write"):
+        open_database(blocker / "myna.db")
+
+
+def test_locked_database_gives_a_clear_message(db, myna_home):
+    holder = open_database()
+    holder.conn.execute("BEGIN EXCLUSIVE")
+    try:
+        other = open_database(timeout=0.2)
+        with pytest.raises(sqlite3.OperationalError) as info:
+            convs.create_conversation(other)
+        from assistant.store import describe_sqlite_error
+
+        assert "locked by another program" in str(describe_sqlite_error(info.value))
+    finally:
+        holder.conn.rollback()
+    assert convs.create_conversation(db) > 0

@@ -1,0 +1,178 @@
+"""The chat app, driven with Textual's pilot."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from assistant.errors import MynaError
+from assistant.store import conversations as convs
+from assistant.store import open_database
+from tui.app import MynaApp
+from tui.widgets.chat_view import ChatView, MessageView
+from tui.widgets.conversation_list import ConversationList
+
+SIZE = (110, 36)
+
+
+async def wait_until(pilot, predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+async def send(pilot, text):
+    await pilot.click("#prompt")
+    await pilot.press(*text)
+    await pilot.press("enter")
+
+
+def views(app):
+    return list(app.query_one(ChatView).query(MessageView))
+
+
+async def test_typed_message_gets_a_streamed_reply_stored(db, fake_engine, monkeypatch):
+    fake_engine.queue("Hello there, how can I help?")
+    pieces = []
+    original = MessageView.append
+    monkeypatch.setattr(MessageView, "append", lambda self, piece: (pieces.append(piece), original(self, piece)))
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "Hi Myna")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        assert [v.text for v in views(app)] == ["Hi Myna", "Hello there, how can I help?"]
+        assert len(pieces) == 6, "the reply arrived token by token"
+        assert app.query_one("#prompt").value == ""
+        assert len(app.query_one(ConversationList).children) == 1
+    [conv] = convs.list_conversations(db)
+    assert conv.title == "Hi Myna"
+    assert [(m.role, m.text, m.status) for m in convs.messages(db, conv.id)] == [
+        ("user", "Hi Myna", "complete"),
+        ("assistant", "Hello there, how can I help?", "complete"),
+    ]
+
+
+@pytest.mark.parametrize("key", ["escape", "ctrl+c"])
+async def test_stop_key_stops_a_reply_and_keeps_it(db, fake_engine, key):
+    fake_engine.queue(" ".join(f"w{i}" for i in range(400)))
+    fake_engine.piece_delay = threading.Event()  # never set: each piece waits 50 ms
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "Count")
+        await wait_until(pilot, lambda: len(views(app)) == 2 and views(app)[1].text.count("w") >= 3)
+        await pilot.press(key)
+        await wait_until(pilot, lambda: not app.replying)
+        shown = views(app)[1].text
+        assert views(app)[1].status == "interrupted"
+    reply = convs.get_message(db, 2)
+    assert reply.status == "interrupted"
+    assert reply.text == shown and 0 < len(reply.text.split()) < 400
+
+
+async def test_model_failure_is_shown_and_nothing_is_lost(db):
+    def broken(settings):
+        raise MynaError("The model file /x.gguf does not exist; pass another with --model PATH.")
+
+    app = MynaApp(engine_factory=broken)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine_error is not None)
+        await send(pilot, "Hello?")
+        await pilot.pause(0.1)
+        assert app.query_one("#prompt").value == "Hello?", "the message stays in the input box"
+        assert views(app) == []
+        assert app.sub_title == "no model"
+        assert any("does not exist" in str(n.message) for n in app._notifications)
+    assert convs.list_conversations(db) == []
+
+
+async def test_too_long_message_goes_back_to_the_input(db, fake_engine):
+    fake_engine.context_size = 64
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        text = "word " * 60
+        app.query_one("#prompt").value = text
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not app.replying and app.query_one("#prompt").value == text)
+        assert views(app) == []
+    assert convs.list_conversations(db) == []
+
+
+async def test_switch_rename_and_delete_conversations(db, fake_engine):
+    first = convs.create_conversation(db)
+    convs.add_message(db, first, "user", "first question")
+    second = convs.create_conversation(db)
+    convs.add_message(db, second, "user", "second question")
+    convs.add_message(db, second, "assistant", "second answer")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        listing = app.query_one(ConversationList)
+        await wait_until(pilot, lambda: len(listing.children) == 2)
+        listing.focus()
+        await pilot.press("down", "down", "enter")  # the older one, listed second
+        await wait_until(pilot, lambda: app.conversation_id == first)
+        assert [v.text for v in views(app)] == ["first question"]
+
+        await pilot.press("f2")
+        rename = app.screen.query_one("#title")
+        rename.value = "Renamed"
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert convs.get_conversation(db, first).title == "Renamed"
+
+        await pilot.press("f8")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.conversation_id is None)
+        assert [c.id for c in convs.list_conversations(db)] == [second]
+        assert len(listing.children) == 1
+
+
+async def test_rating_a_reply(db, fake_engine):
+    fake_engine.queue("A fine answer.")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "Question")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        views(app)[1].focus()
+        await pilot.press("plus")
+        await pilot.pause(0.05)
+        assert "rated good" in views(app)[1].border_subtitle
+    assert convs.get_message(db, 2).rating == 1
+
+
+async def test_window_appears_before_the_model_is_loaded(db, fake_engine):
+    loaded = threading.Event()
+
+    def slow(settings):
+        loaded.wait(5)
+        return fake_engine
+
+    app = MynaApp(engine_factory=slow)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.query_one("#prompt").has_focus
+        assert app.sub_title == "loading the model…"
+        fake_engine.queue("ready now")
+        await send(pilot, "typed while loading")
+        await pilot.pause(0.1)
+        assert app.replying
+        loaded.set()
+        await wait_until(pilot, lambda: not app.replying)
+        assert views(app)[1].text == "ready now"
+
+
+@pytest.mark.real
+async def test_real_model_reply_in_the_app(db, clean_engine):
+    app = MynaApp(engine_factory=lambda settings: clean_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await send(pilot, "What is the capital of France?")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2, timeout=60)
+        shown = views(app)[1].text
+    [conv] = convs.list_conversations(db)
+    reply = convs.messages(db, conv.id)[1]
+    assert reply.status == "complete"
+    assert reply.text == shown and reply.text.strip()
+    assert reply.model == "smollm2-135m-instruct-q4_1"
+    assert reply.completion_tokens > 0

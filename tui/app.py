@@ -1,0 +1,306 @@
+"""The chat app: conversations on the left, the chat on the right, the model loading behind.
+
+The window is drawn before the model loads (a worker loads it), and each reply is written
+by a worker thread; the UI only ever hears about it through messages, so it never freezes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Input
+
+from assistant import settings as settings_mod
+from assistant.errors import MynaError
+from assistant.store import conversations as convs
+from assistant.store import open_database
+from tui.screens import ConfirmScreen, RenameScreen
+from tui.widgets.chat_view import ChatView, MessageView
+from tui.widgets.conversation_list import ConversationList
+
+EngineFactory = Callable[[settings_mod.Settings], object]
+
+
+def default_engine_factory(model: str | None) -> EngineFactory:
+    def load(settings: settings_mod.Settings):
+        from assistant.engine import Engine  # llama.cpp is imported off the UI thread
+
+        return Engine.from_settings(settings, model=model)
+
+    return load
+
+
+class MynaApp(App):
+    CSS_PATH = "myna.tcss"
+    TITLE = "Myna"
+    BINDINGS = [
+        Binding("ctrl+n", "new_conversation", "New chat"),
+        Binding("escape", "stop_reply", "Stop reply"),
+        # Ctrl+C stops a streaming reply, as in a terminal; otherwise it copies as usual.
+        Binding("ctrl+c", "interrupt", "Stop reply", show=False, priority=True),
+        Binding("f2", "rename", "Rename"),
+        Binding("f8", "delete", "Delete chat"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    class ModelReady(Message):
+        pass
+
+    class ModelFailed(Message):
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
+    class ReplyText(Message):
+        def __init__(self, view: MessageView, piece: str) -> None:
+            super().__init__()
+            self.view = view
+            self.piece = piece
+
+    class ReplyStarted(Message):
+        def __init__(self, view: MessageView, conversation_id: int, message_id: int) -> None:
+            super().__init__()
+            self.view = view
+            self.conversation_id = conversation_id
+            self.message_id = message_id
+
+    class ReplyDone(Message):
+        def __init__(self, view: MessageView, status: str) -> None:
+            super().__init__()
+            self.view = view
+            self.status = status
+
+    class ReplyFailed(Message):
+        def __init__(self, view: MessageView, text: str, error: str, stored: bool) -> None:
+            super().__init__()
+            self.view = view
+            self.text = text
+            self.error = error
+            self.stored = stored
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        conversation_id: int | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self._engine_factory = engine_factory or default_engine_factory(model)
+        self.engine = None
+        self.engine_error: str | None = None
+        self._engine_loaded = threading.Event()
+        self._stop = threading.Event()
+        self.replying = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield ConversationList(id="conversations")
+            with Vertical(id="main"):
+                yield ChatView(id="chat")
+                yield Input(placeholder="Type a message, Enter to send", id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        try:
+            self.db = open_database()
+            convs.recover_abandoned_replies(self.db)
+            self.settings = settings_mod.load(self.db)
+            if self.conversation_id is not None:
+                convs.get_conversation(self.db, self.conversation_id)
+        except MynaError as exc:
+            self.exit(return_code=1, message=str(exc))
+            return
+        self.sub_title = "loading the model…"
+        self.refresh_conversations()
+        if self.conversation_id is not None:
+            self.open_conversation(self.conversation_id)
+        self.query_one("#prompt", Input).focus()
+        self.load_model()
+
+    # -- the model -------------------------------------------------------------------------
+
+    @work(thread=True, group="model")
+    def load_model(self) -> None:
+        try:
+            self.engine = self._engine_factory(self.settings)
+        except MynaError as exc:
+            self.engine_error = str(exc)
+        except Exception as exc:  # a foreign library failing: report it, keep the app usable
+            self.engine_error = f"The model could not be loaded ({exc}); try `myna models check`."
+        finally:
+            self._engine_loaded.set()
+        self.post_message(self.ModelFailed(self.engine_error) if self.engine_error else self.ModelReady())
+
+    def on_myna_app_model_ready(self) -> None:
+        self.sub_title = self.engine.model_name
+
+    def on_myna_app_model_failed(self, message: ModelFailed) -> None:
+        self.sub_title = "no model"
+        self.notify(message.error, severity="error", timeout=30)
+
+    # -- conversations ---------------------------------------------------------------------
+
+    def refresh_conversations(self) -> None:
+        self.query_one(ConversationList).show(convs.list_conversations(self.db), self.conversation_id)
+
+    def open_conversation(self, conversation_id: int | None) -> None:
+        self.conversation_id = conversation_id
+        chat = self.query_one(ChatView)
+        chat.show(convs.messages(self.db, conversation_id) if conversation_id else [])
+
+    @on(ConversationList.Selected)
+    def conversation_selected(self, event: ConversationList.Selected) -> None:
+        if self.replying:
+            self.notify("Wait for the reply to finish (or press Escape to stop it) before switching.")
+            return
+        self.open_conversation(event.item.conversation.id)
+        self.query_one("#prompt", Input).focus()
+
+    def action_new_conversation(self) -> None:
+        if self.replying:
+            self.notify("Wait for the reply to finish (or press Escape to stop it).")
+            return
+        self.open_conversation(None)
+        self.query_one(ConversationList).index = None
+        self.query_one("#prompt", Input).focus()
+
+    def action_rename(self) -> None:
+        if self.conversation_id is None:
+            self.notify("Open a conversation to rename it.")
+            return
+        current = convs.get_conversation(self.db, self.conversation_id)
+
+        def done(title: str | None) -> None:
+            if title:
+                convs.rename_conversation(self.db, current.id, title)
+                self.refresh_conversations()
+
+        self.push_screen(RenameScreen(current.title), done)
+
+    def action_delete(self) -> None:
+        if self.conversation_id is None or self.replying:
+            self.notify("Open a conversation (and let its reply finish) to delete it.")
+            return
+        current = convs.get_conversation(self.db, self.conversation_id)
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                convs.delete_conversation(self.db, current.id)
+                self.open_conversation(None)
+                self.refresh_conversations()
+                self.notify(f"Deleted '{current.title}'.")
+
+        self.push_screen(ConfirmScreen(f"Delete '{current.title}' and its {current.message_count} messages?"), done)
+
+    # -- replies ---------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#prompt")
+    def send(self, event: Input.Submitted) -> None:
+        text = event.value
+        if self.replying:
+            self.notify("A reply is still being written; press Escape to stop it.")
+            return
+        if not text.strip():
+            self.notify("Type a message first.")
+            return
+        if self.engine_error:
+            self.notify(self.engine_error, severity="error", timeout=30)
+            return
+        event.input.clear()
+        chat = self.query_one(ChatView)
+        chat.add(MessageView("user", text))
+        view = chat.add(MessageView("assistant", status="streaming"))
+        self.replying = True
+        self._stop.clear()
+        self.write_reply(text, self.conversation_id, view)
+
+    @work(thread=True, group="reply")
+    def write_reply(self, text: str, conversation_id: int | None, view: MessageView) -> None:
+        from assistant import replies
+
+        self._engine_loaded.wait()
+        if self.engine is None:
+            self.post_message(self.ReplyFailed(view, text, self.engine_error or "No model is loaded.", False))
+            return
+        stored = False
+        db = open_database()  # a connection of this thread's own
+        try:
+            pending = replies.begin(db, self.engine, self.settings, text, conversation_id=conversation_id)
+            stored = True
+            self.post_message(self.ReplyStarted(view, pending.conversation_id, pending.message_id))
+            reply = replies.stream(
+                db,
+                self.engine,
+                self.settings,
+                pending,
+                on_text=lambda piece: self.post_message(self.ReplyText(view, piece)),
+                should_stop=self._stop.is_set,
+            )
+            self.post_message(self.ReplyDone(view, reply.status))
+        except MynaError as exc:
+            self.post_message(self.ReplyFailed(view, text, str(exc), stored))
+        except Exception as exc:
+            self.post_message(self.ReplyFailed(view, text, f"The reply failed ({exc}).", stored))
+        finally:
+            db.conn.close()
+
+    def on_myna_app_reply_text(self, message: ReplyText) -> None:
+        message.view.append(message.piece)
+        self.query_one(ChatView).scroll_end(animate=False)
+
+    def on_myna_app_reply_started(self, message: ReplyStarted) -> None:
+        message.view.message_id = message.message_id
+        if self.conversation_id != message.conversation_id:
+            self.conversation_id = message.conversation_id
+            self.refresh_conversations()
+
+    def on_myna_app_reply_done(self, message: ReplyDone) -> None:
+        message.view.finish(message.status)
+        self.replying = False
+        self.refresh_conversations()
+        if message.status == "interrupted":
+            self.notify("Stopped; the partial reply is kept.")
+
+    def on_myna_app_reply_failed(self, message: ReplyFailed) -> None:
+        self.replying = False
+        if message.stored:
+            message.view.finish("interrupted")
+        else:
+            # Nothing was recorded: take the message back into the input so nothing is lost.
+            chat = self.query_one(ChatView)
+            views = list(chat.query(MessageView))
+            for view in views[-2:]:
+                view.remove()
+            prompt = self.query_one("#prompt", Input)
+            prompt.value = message.text
+        self.notify(message.error, severity="error", timeout=15)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "interrupt":
+            return self.replying
+        return True
+
+    def action_interrupt(self) -> None:
+        self._stop.set()
+
+    def action_stop_reply(self) -> None:
+        if self.replying:
+            self._stop.set()
+        elif isinstance(self.focused, Input):
+            self.notify("Press Ctrl+Q to quit.")
+        else:
+            self.query_one("#prompt", Input).focus()
+
+    @on(MessageView.Rated)
+    def rate(self, event: MessageView.Rated) -> None:
+        convs.set_feedback(self.db, event.view.message_id, rating=event.rating)
+        event.view.set_rating(event.rating)

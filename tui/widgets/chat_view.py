@@ -1,0 +1,86 @@
+"""The conversation itself: one widget per message, the reply growing as it streams."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message as TextualMessage
+from textual.widgets import Static
+
+from assistant.store.conversations import Message
+
+ROLE_LABEL = {"user": "You", "assistant": "Myna"}
+STATUS_NOTE = {"interrupted": " (interrupted)", "failed": " (failed)", "streaming": " …"}
+RATING_NOTE = {1: "  rated good", -1: "  rated bad", 0: ""}
+
+
+class MessageView(Static, can_focus=True):
+    """A message; replies can be rated with + and - when focused."""
+
+    BINDINGS = [
+        Binding("plus,equals_sign", "rate(1)", "Rate good"),
+        Binding("minus", "rate(-1)", "Rate bad"),
+    ]
+
+    class Rated(TextualMessage):
+        def __init__(self, view: "MessageView", rating: int) -> None:
+            super().__init__()
+            self.view = view
+            self.rating = rating
+
+    def __init__(self, role: str, text: str = "", *, message_id: int | None = None, status: str = "complete",
+                 rating: int | None = None) -> None:
+        super().__init__(classes=role)
+        self.role = role
+        self.text = text
+        self.message_id = message_id
+        self.status = status
+        self.rating = rating
+        self.border_title = ROLE_LABEL.get(role, role)
+        self._refresh_text()
+
+    @classmethod
+    def of(cls, message: Message) -> "MessageView":
+        return cls(message.role, message.correction or message.text, message_id=message.id,
+                   status=message.status, rating=message.rating)
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        self._refresh_text()
+
+    def finish(self, status: str, message_id: int | None = None) -> None:
+        self.status = status
+        if message_id is not None:
+            self.message_id = message_id
+        self._refresh_text()
+
+    def set_rating(self, rating: int) -> None:
+        self.rating = rating
+        self._refresh_text()
+
+    def action_rate(self, rating: int) -> None:
+        if self.role == "assistant" and self.message_id is not None and self.status != "streaming":
+            self.post_message(self.Rated(self, rating))
+
+    def _refresh_text(self) -> None:
+        self.border_subtitle = (STATUS_NOTE.get(self.status, "") + RATING_NOTE.get(self.rating, "")).strip()
+        self.update(Text(self.text or ("…" if self.status == "streaming" else "")))
+
+
+class ChatView(VerticalScroll):
+    """Messages top to bottom; follows the newest one while a reply streams."""
+
+    def show(self, messages: list[Message]) -> None:
+        self.remove_children()
+        self.mount_all([MessageView.of(message) for message in messages])
+        self.scroll_end(animate=False)
+
+    def add(self, view: MessageView) -> MessageView:
+        self.mount(view)
+        self.scroll_end(animate=False)
+        return view
+
+    def last_reply(self) -> MessageView | None:
+        replies = [view for view in self.query(MessageView) if view.role == "assistant"]
+        return replies[-1] if replies else None
