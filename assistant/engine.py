@@ -43,6 +43,7 @@ class AdapterUse:
 
     path: Path
     scale: float = 1.0
+    label: str = ""  # what replies record; the file name when empty
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Engine:
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self._loaded_adapters: dict[Path, object] = {}
         self.active_adapters: tuple[AdapterUse, ...] = ()
+        self._fingerprint: str | None = None
 
     @classmethod
     def from_settings(cls, settings: "Settings", model: str | None = None) -> "Engine":
@@ -134,11 +136,21 @@ class Engine:
         return self.spec.name
 
     @property
+    def fingerprint(self) -> str:
+        """The base model's identity, which an adapter must have been made for."""
+        if self._fingerprint is None:
+            from assistant.catalogue import fingerprint
+
+            self._fingerprint = fingerprint(self.spec)
+        return self._fingerprint
+
+    @property
     def adapter_name(self) -> str | None:
         """What is recorded with each reply: the file names of the adapters in use."""
         if not self.active_adapters:
             return None
-        return "+".join(use.path.name if use.scale == 1.0 else f"{use.path.name}*{use.scale:g}" for use in self.active_adapters)
+        names = [(use.label or use.path.name) + ("" if use.scale == 1.0 else f"*{use.scale:g}") for use in self.active_adapters]
+        return "+".join(names)
 
     # -- prompts ---------------------------------------------------------------------------
 

@@ -13,6 +13,10 @@ from assistant.atomic import atomic_write_text
 CHUNK = 1 << 20
 
 
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

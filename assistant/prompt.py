@@ -6,9 +6,12 @@ Old turns are dropped whole, oldest first, so the model never sees half of a rep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from assistant.errors import MynaError
+
+if TYPE_CHECKING:
+    from assistant.memory.store import Snippet
 
 Chat = list[dict[str, str]]
 MAX_CHARS_PER_TOKEN = 32  # no tokenizer packs more into one token; lets us reject huge input cheaply
@@ -25,6 +28,35 @@ class Prompt:
     chat: Chat
     tokens: list[int]
     dropped: int  # history messages left out to fit the context
+
+
+MEMORY_HEADER = "What you know about the user, from their own notes and past conversations (use it only if it helps):"
+
+
+def memory_line(snippet: "Snippet") -> str:
+    return f"[{snippet.id}] ({snippet.date or 'undated'}, {snippet.kind}) {snippet.text}"
+
+
+def with_memory(
+    system: str, snippets: Sequence["Snippet"], count_tokens: Callable[[str], int], budget: int
+) -> tuple[str, list["Snippet"]]:
+    """The system prompt followed by as many snippets as fit in `budget` tokens, best first;
+    returns it with the snippets it holds (the answer's sources)."""
+    if not snippets:
+        return system, []
+    spent = count_tokens(MEMORY_HEADER)
+    lines, used = [], []
+    for snippet in snippets:
+        line = memory_line(snippet)
+        cost = count_tokens(line) + 1
+        if spent + cost > budget:
+            continue  # a shorter one further down may still fit
+        lines.append(line)
+        used.append(snippet)
+        spent += cost
+    if not used:
+        return system, []
+    return "\n\n".join(part for part in (system, MEMORY_HEADER + "\n" + "\n".join(lines)) if part), used
 
 
 def reply_reserve(context_size: int, max_tokens: int) -> int:

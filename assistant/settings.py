@@ -26,6 +26,11 @@ class Settings:
     threads: int = 0  # 0: one per physical core
     seed: int = -1  # -1: a new random seed for every reply
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    memory: str = "on"  # retrieve snippets of the user's history for every answer
+    retrieval_mode: str = "hybrid"
+    retrieval_top_k: int = 4
+    memory_budget: int = 0  # tokens of the prompt given to snippets; 0: a quarter of the context
+    recency_weight: float = 0.0
 
 
 # What each setting means and which values it takes, for `myna config` and validation.
@@ -39,6 +44,15 @@ DESCRIPTIONS = {
     "threads": "CPU threads for the model, 0 for one per physical core",
     "seed": "random seed for sampling, -1 for a new one each reply",
     "system_prompt": "the instructions given to the model before every conversation",
+    "memory": "on or off: give each answer snippets retrieved from your history and documents",
+    "retrieval_mode": "hybrid (keywords and meaning), bm25 (keywords only) or embeddings (meaning only)",
+    "retrieval_top_k": "how many snippets to retrieve for an answer, 1 to 50",
+    "memory_budget": "prompt tokens for snippets, 0 for a quarter of the context",
+    "recency_weight": "how much newer snippets are preferred, 0 (not at all) to 1",
+}
+_CHOICES = {
+    "memory": ("on", "off"),
+    "retrieval_mode": ("hybrid", "bm25", "embeddings"),
 }
 _RANGES = {
     "context_size": (256, 131072),
@@ -48,6 +62,9 @@ _RANGES = {
     "repeat_penalty": (1.0, 2.0),
     "threads": (0, 256),
     "seed": (-1, 2**31 - 1),
+    "retrieval_top_k": (1, 50),
+    "memory_budget": (0, 65536),
+    "recency_weight": (0.0, 1.0),
 }
 
 
@@ -73,6 +90,8 @@ def parse(key: str, raw: str) -> object:
         low, high = _RANGES[key]
         if not low <= value <= high:  # type: ignore[operator]
             raise MynaError(f"{key} = {raw} is out of range; expected {DESCRIPTIONS[key]}.")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise MynaError(f"{key} = {raw!r} is not one of {', '.join(_CHOICES[key])}.")
     if isinstance(value, str) and not value.strip():
         raise MynaError(f"{key} cannot be empty; use `myna config unset {key}` to restore the default.")
     return value

@@ -10,11 +10,18 @@ def main() -> None:
     sub = parser.add_subparsers(dest="name", required=True)
     speed = sub.add_parser("speed", help="chat path: load, first token, decode, cold ask, chat window")
     speed.add_argument("--runs", type=int, default=5)
+    memory = sub.add_parser("memory", help="memory: ingest throughput, retrieval latency, peak memory")
+    memory.add_argument("--scales", default="1000,10000,100000", help="snippet counts, comma-separated")
+    memory.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     if args.name == "speed":
         from bench import speed as module
 
         module.main(args.runs)
+    elif args.name == "memory":
+        from bench import memory as module
+
+        module.main([int(n) for n in args.scales.split(",")], args.queries)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
-from typing import Iterator
 
 import click
 
 from cli.base import Runtime, pass_runtime
+from cli.signals import ctrl_c_stops
 
 
 @click.command()
@@ -20,6 +17,8 @@ from cli.base import Runtime, pass_runtime
 @click.option("--system", metavar="TEXT", help="Instructions for this answer instead of the configured system prompt.")
 @click.option("--max-tokens", type=int, metavar="N", help="Longest reply in tokens, for this answer only.")
 @click.option("--temperature", type=float, metavar="T", help="Sampling temperature (0 to 2), for this answer only.")
+@click.option("--sources", "show_sources", is_flag=True, help="Print the memories the answer was given, under it.")
+@click.option("--no-memory", is_flag=True, help="Answer without retrieving anything from your history.")
 @pass_runtime
 def ask(
     rt: Runtime,
@@ -29,6 +28,8 @@ def ask(
     system: str | None,
     max_tokens: int | None,
     temperature: float | None,
+    show_sources: bool,
+    no_memory: bool,
 ) -> None:
     """Answer PROMPT, streaming the reply, and keep both in your history.
 
@@ -57,11 +58,13 @@ def ask(
         convs.get_conversation(rt.db, conversation_id)
 
     engine = rt.engine()
-    pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id)
+    pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)
+    if pending.notice:
+        click.echo(pending.notice, err=True)
     interrupted = f"Interrupted: the partial reply is kept as message {pending.message_id} " \
                   f"(see `myna history show {pending.conversation_id}`)."
     try:
-        with _ctrl_c_stops() as stop:
+        with ctrl_c_stops() as stop:
             reply = replies.stream(
                 rt.db, engine, settings, pending,
                 on_text=lambda piece: click.echo(piece, nl=False), should_stop=stop.is_set,
@@ -71,6 +74,8 @@ def ask(
         click.echo(interrupted, err=True)
         sys.exit(130)
     click.echo()
+    if show_sources:
+        _print_sources(reply.sources)
     if reply.status == "interrupted":
         click.echo(interrupted, err=True)
         sys.exit(130)
@@ -80,19 +85,12 @@ def ask(
         click.echo("(The reply reached its length limit; raise it with --max-tokens.)", err=True)
 
 
-@contextlib.contextmanager
-def _ctrl_c_stops() -> Iterator[threading.Event]:
-    """The first Ctrl-C asks the reply to stop after the current token, so what was shown
-    is exactly what is kept; a second one interrupts at once."""
-    stop = threading.Event()
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _print_sources(sources) -> None:
+    if not sources:
+        click.echo("\nSources: none (nothing relevant was remembered).")
+        return
+    click.echo("\nSources:")
+    for snippet in sources:
+        text = " ".join(snippet.text.split())
+        text = text if len(text) <= 90 else text[:89] + "…"
+        click.echo(f"  [{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, {snippet.origin}: {text}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
+from cli.adapters import adapters_group, export, train
 from cli.ask import ask
 from cli.base import MynaGroup, Runtime
 from cli.chat import chat
 from cli.config import config
 from cli.history import history
+from cli.imports import import_
+from cli.memory import memory
 from cli.models import models
 
 
@@ -32,7 +35,7 @@ def cli(ctx: click.Context, model: str | None) -> None:
     ctx.obj = Runtime(model=model)
 
 
-for command in (ask, chat, history, config, models):
+for command in (ask, chat, history, import_, memory, train, adapters_group, export, config, models):
     cli.add_command(command)
 
 

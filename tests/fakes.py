@@ -24,10 +24,19 @@ class FakeEngine:
     fail_after: int | None = None  # raise this exception after N pieces
     failure: BaseException | None = None
     prompts: list[list[dict[str, str]]] = field(default_factory=list)
+    fingerprint: str = "fake-fingerprint"
+    adapters: list = field(default_factory=list)
+
+    def set_adapters(self, adapters) -> None:
+        self.adapters = list(adapters)
+        self.adapter_name = "+".join(a.label or a.path.name for a in adapters) or None
 
     def queue(self, *texts: str) -> "FakeEngine":
         self.replies.extend(texts)
         return self
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
 
     def tokenize_chat(self, chat: list[dict[str, str]]) -> list[int]:
         self.prompts.append(chat)

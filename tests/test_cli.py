@@ -2,7 +2,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 
 import pytest
 from click.testing import CliRunner

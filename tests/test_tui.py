@@ -1,6 +1,5 @@
 """The chat app, driven with Textual's pilot."""
 
-import asyncio
 import threading
 import time
 
@@ -8,7 +7,6 @@ import pytest
 
 from assistant.errors import MynaError
 from assistant.store import conversations as convs
-from assistant.store import open_database
 from tui.app import MynaApp
 from tui.widgets.chat_view import ChatView, MessageView
 from tui.widgets.conversation_list import ConversationList
@@ -176,3 +174,76 @@ async def test_real_model_reply_in_the_app(db, clean_engine):
     assert reply.text == shown and reply.text.strip()
     assert reply.model == "smollm2-135m-instruct-q4_1"
     assert reply.completion_tokens > 0
+
+
+async def test_sources_under_a_reply_open_the_memory(db, fake_engine, tmp_path):
+    from assistant.memory import ingest
+    from tui.memory_screen import SnippetScreen
+    from tui.widgets.sources import SourcesBar
+
+    (tmp_path / "n.txt").write_text("My cat is called Miso.")
+    ingest.import_paths(db, [tmp_path / "n.txt"])
+    fake_engine.queue("Your cat is Miso.")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "What is my cat called?")
+        await wait_until(pilot, lambda: not app.replying and app.query(SourcesBar))
+        bar = app.query_one(SourcesBar)
+        assert [s.text for s in bar.snippets] == ["My cat is called Miso."]
+        button = bar.query_one("Button")
+        assert "n.txt" in str(button.label)
+        button.press()
+        await wait_until(pilot, lambda: isinstance(app.screen, SnippetScreen))
+        assert app.screen.snippet.text == "My cat is called Miso."
+        await pilot.press("escape")
+        # reopening the conversation shows the same sources
+        app.open_conversation(app.conversation_id)
+        await pilot.pause(0.1)
+        assert len(app.query(SourcesBar)) == 1
+
+
+async def test_memory_screen_searches_and_deletes(db, fake_engine, tmp_path):
+    import json
+
+    from assistant.memory import ingest
+    from assistant.memory import store as memory_store
+    from tui.memory_screen import MemoryScreen, SnippetItem, SnippetScreen
+
+    notes = tmp_path / "n.jsonl"
+    notes.write_text("\n".join(json.dumps({"text": t}) for t in ["I play the cello.", "I hate mushrooms."]))
+    ingest.import_paths(db, [notes])
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, MemoryScreen))
+        screen = app.screen
+        assert len(screen.query(SnippetItem)) == 2
+        await pilot.press(*"musical instrument")
+        await wait_until(pilot, lambda: "found for" in str(screen.query_one("#memory-status").render()))
+        items = list(screen.query(SnippetItem))
+        assert "cello" in items[0].snippet.text
+        listing = screen.query_one("#memory-list")
+        listing.focus()
+        listing.index = 0
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, SnippetScreen))
+        await pilot.press("d")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.screen is screen)
+    assert [s.text for s in memory_store.listing(db)] == ["I hate mushrooms."]
+
+
+async def test_memory_toggle(db, fake_engine, tmp_path):
+    from assistant.memory import ingest
+
+    (tmp_path / "n.txt").write_text("My cat is called Miso.")
+    ingest.import_paths(db, [tmp_path / "n.txt"])
+    fake_engine.queue("x")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        await pilot.press("ctrl+t")
+        assert "memory off" in app.sub_title
+        await send(pilot, "What is my cat called?")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+    assert fake_engine.prompts[-1][0]["content"] == app.settings.system_prompt

@@ -23,6 +23,7 @@ from assistant.store import open_database
 from tui.screens import ConfirmScreen, RenameScreen
 from tui.widgets.chat_view import ChatView, MessageView
 from tui.widgets.conversation_list import ConversationList
+from tui.widgets.sources import SourcesBar
 
 EngineFactory = Callable[[settings_mod.Settings], object]
 
@@ -45,6 +46,8 @@ class MynaApp(App):
         # Ctrl+C stops a streaming reply, as in a terminal; otherwise it copies as usual.
         Binding("ctrl+c", "interrupt", "Stop reply", show=False, priority=True),
         Binding("f2", "rename", "Rename"),
+        Binding("f3", "memory", "Memory"),
+        Binding("ctrl+t", "toggle_memory", "Memory on/off"),
         Binding("f8", "delete", "Delete chat"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -64,11 +67,14 @@ class MynaApp(App):
             self.piece = piece
 
     class ReplyStarted(Message):
-        def __init__(self, view: MessageView, conversation_id: int, message_id: int) -> None:
+        def __init__(self, view: MessageView, conversation_id: int, message_id: int, sources: list,
+                     notice: str | None = None) -> None:
             super().__init__()
+            self.notice = notice
             self.view = view
             self.conversation_id = conversation_id
             self.message_id = message_id
+            self.sources = sources
 
     class ReplyDone(Message):
         def __init__(self, view: MessageView, status: str) -> None:
@@ -99,6 +105,8 @@ class MynaApp(App):
         self._engine_loaded = threading.Event()
         self._stop = threading.Event()
         self.replying = False
+        self.use_memory = True  # Ctrl+T turns retrieval off for this session's next answers
+        self._reply_sources: dict[MessageView, list] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -119,7 +127,7 @@ class MynaApp(App):
         except MynaError as exc:
             self.exit(return_code=1, message=str(exc))
             return
-        self.sub_title = "loading the model…"
+        self.update_status()
         self.refresh_conversations()
         if self.conversation_id is not None:
             self.open_conversation(self.conversation_id)
@@ -141,10 +149,15 @@ class MynaApp(App):
         self.post_message(self.ModelFailed(self.engine_error) if self.engine_error else self.ModelReady())
 
     def on_myna_app_model_ready(self) -> None:
-        self.sub_title = self.engine.model_name
+        self.update_status()
+
+    def update_status(self) -> None:
+        model = self.engine.model_name if self.engine else ("no model" if self.engine_error else "loading the model…")
+        memory = "memory on" if self.use_memory and self.settings.memory == "on" else "memory off"
+        self.sub_title = f"{model} · {memory}" if self.engine else model
 
     def on_myna_app_model_failed(self, message: ModelFailed) -> None:
-        self.sub_title = "no model"
+        self.update_status()
         self.notify(message.error, severity="error", timeout=30)
 
     # -- conversations ---------------------------------------------------------------------
@@ -154,10 +167,14 @@ class MynaApp(App):
 
     def open_conversation(self, conversation_id: int | None) -> None:
         self.conversation_id = conversation_id
-        chat = self.query_one(ChatView)
-        chat.show(convs.messages(self.db, conversation_id) if conversation_id else [])
+        from assistant.memory import store as memory_store
 
-    @on(ConversationList.Selected)
+        chat = self.query_one(ChatView)
+        messages = convs.messages(self.db, conversation_id) if conversation_id else []
+        sources = {m.id: memory_store.used_by(self.db, m.id) for m in messages if m.role == "assistant"}
+        chat.show(messages, sources)
+
+    @on(ConversationList.Selected, "#conversations")
     def conversation_selected(self, event: ConversationList.Selected) -> None:
         if self.replying:
             self.notify("Wait for the reply to finish (or press Escape to stop it) before switching.")
@@ -234,9 +251,13 @@ class MynaApp(App):
         stored = False
         db = open_database()  # a connection of this thread's own
         try:
-            pending = replies.begin(db, self.engine, self.settings, text, conversation_id=conversation_id)
+            pending = replies.begin(
+                db, self.engine, self.settings, text, conversation_id=conversation_id, use_memory=self.use_memory
+            )
             stored = True
-            self.post_message(self.ReplyStarted(view, pending.conversation_id, pending.message_id))
+            self.post_message(self.ReplyStarted(
+                view, pending.conversation_id, pending.message_id, pending.sources, pending.notice
+            ))
             reply = replies.stream(
                 db,
                 self.engine,
@@ -259,12 +280,16 @@ class MynaApp(App):
 
     def on_myna_app_reply_started(self, message: ReplyStarted) -> None:
         message.view.message_id = message.message_id
+        self._reply_sources[message.view] = message.sources
+        if message.notice:
+            self.notify(message.notice, severity="warning", timeout=15)
         if self.conversation_id != message.conversation_id:
             self.conversation_id = message.conversation_id
             self.refresh_conversations()
 
     def on_myna_app_reply_done(self, message: ReplyDone) -> None:
         message.view.finish(message.status)
+        self.query_one(ChatView).add_sources(message.view, self._reply_sources.pop(message.view, []))
         self.replying = False
         self.refresh_conversations()
         if message.status == "interrupted":
@@ -299,6 +324,31 @@ class MynaApp(App):
             self.notify("Press Ctrl+Q to quit.")
         else:
             self.query_one("#prompt", Input).focus()
+
+    def action_memory(self) -> None:
+        from tui.memory_screen import MemoryScreen
+
+        self.push_screen(MemoryScreen())
+
+    def action_toggle_memory(self) -> None:
+        self.use_memory = not self.use_memory
+        self.update_status()
+        if self.settings.memory != "on":
+            self.notify("Memory is off in your settings; `myna config set memory on` turns it on.")
+        else:
+            self.notify("Answers now use your memory." if self.use_memory else "Answers now ignore your memory.")
+
+    @on(SourcesBar.Open)
+    def open_source(self, event: SourcesBar.Open) -> None:
+        from assistant.memory import store as memory_store
+        from tui.memory_screen import SnippetScreen
+
+        try:
+            snippet = memory_store.get(self.db, event.snippet_id)
+        except MynaError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.push_screen(SnippetScreen(snippet))
 
     @on(MessageView.Rated)
     def rate(self, event: MessageView.Rated) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import sqlite_utils
 
 from assistant.errors import MynaError
+from assistant.hashing import text_hash
 
 TITLE_CHARS = 60
 
@@ -196,6 +197,12 @@ def set_feedback(
                    updated_at = excluded.updated_at""",
             (message_id, rating, correction, now()),
         )
+        if correction is not None:
+            # What is remembered of a corrected reply is the correction.
+            db.execute(
+                "UPDATE snippets SET text = ?, content_hash = ? WHERE message_id = ?",
+                (correction, text_hash(correction), message_id),
+            )
 
 
 def recover_abandoned_replies(db: sqlite_utils.Database) -> int:

@@ -30,6 +30,8 @@ def open_database(path: Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_
     try:
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are overwritten, not just unlinked: forgetting must really forget.
+        conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA journal_mode = WAL")
         db = sqlite_utils.Database(conn)
         migrate(db)

@@ -90,3 +90,115 @@ def m001_conversations(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migration
+def m002_memory(db: sqlite_utils.Database) -> None:
+    """Snippets the assistant can retrieve: from imported sources and from chat messages."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS sources (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                 -- text, markdown, email, jsonl, lamp
+            location TEXT NOT NULL,             -- the file's absolute path
+            title TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL UNIQUE,  -- a re-import of the same content adds nothing
+            status TEXT NOT NULL DEFAULT 'importing' CHECK (status IN ('importing', 'complete')),
+            snippet_count INTEGER NOT NULL DEFAULT 0,
+            imported_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS snippets (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER REFERENCES sources(id) ON DELETE CASCADE,
+            message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL DEFAULT 0,  -- order within its source
+            kind TEXT NOT NULL,
+            text TEXT NOT NULL,
+            date TEXT,
+            content_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (source_id, position)
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS snippets_by_hash ON snippets (content_hash)")
+    db.execute("CREATE INDEX IF NOT EXISTS snippets_by_message ON snippets (message_id)")
+    # Vectors are keyed by the text's hash, so the same text is never embedded twice.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS embeddings (
+            content_hash TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL               -- little-endian float32
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS message_sources (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            snippet_id INTEGER NOT NULL REFERENCES snippets(id) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (message_id, snippet_id)
+        )"""
+    )
+    # Counters that let a process tell, cheaply, whether its in-memory vector index is stale:
+    # 'appended' moves on every new snippet, 'changed' on every edit or deletion.
+    db.execute("CREATE TABLE IF NOT EXISTS memory_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    db.execute("INSERT OR IGNORE INTO memory_state VALUES ('appended', 0), ('changed', 0)")
+    db.execute(
+        """CREATE VIRTUAL TABLE IF NOT EXISTS snippets_fts USING fts5(
+            text, content='snippets', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+        )"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS snippets_ai AFTER INSERT ON snippets BEGIN
+            INSERT INTO snippets_fts (rowid, text) VALUES (new.id, new.text);
+            UPDATE memory_state SET value = value + 1 WHERE key = 'appended';
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS snippets_ad AFTER DELETE ON snippets BEGIN
+            INSERT INTO snippets_fts (snippets_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            DELETE FROM embeddings WHERE content_hash = old.content_hash
+                AND NOT EXISTS (SELECT 1 FROM snippets WHERE content_hash = old.content_hash);
+            UPDATE memory_state SET value = value + 1 WHERE key = 'changed';
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS snippets_au AFTER UPDATE OF text ON snippets BEGIN
+            INSERT INTO snippets_fts (snippets_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO snippets_fts (rowid, text) VALUES (new.id, new.text);
+            DELETE FROM embeddings WHERE content_hash = old.content_hash
+                AND NOT EXISTS (SELECT 1 FROM snippets WHERE content_hash = old.content_hash);
+            UPDATE memory_state SET value = value + 1 WHERE key = 'changed';
+        END"""
+    )
+
+
+@migration
+def m003_records_and_adapters(db: sqlite_utils.Database) -> None:
+    """Which record of its source each snippet belongs to (so training examples can be built
+    from whole records), and the registry of LoRA adapters with their activation history."""
+    if "record" not in db["snippets"].columns_dict:
+        db.execute("ALTER TABLE snippets ADD COLUMN record INTEGER")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS adapters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('personal', 'community', 'merged')),
+            folder TEXT NOT NULL,               -- holds adapter.gguf (+ PEFT files, card.json)
+            base_fingerprint TEXT NOT NULL,
+            rank INTEGER NOT NULL,
+            alpha REAL NOT NULL,
+            targets TEXT NOT NULL,              -- JSON list of GGUF module names
+            card TEXT NOT NULL DEFAULT '{}',    -- JSON data card: what went into it, metrics
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS adapter_activations (
+            id INTEGER PRIMARY KEY,
+            adapter_id INTEGER REFERENCES adapters(id) ON DELETE SET NULL,
+            adapter_name TEXT,                  -- kept when the adapter is deleted later
+            at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )

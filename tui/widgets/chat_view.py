@@ -8,7 +8,9 @@ from textual.containers import VerticalScroll
 from textual.message import Message as TextualMessage
 from textual.widgets import Static
 
+from assistant.memory.store import Snippet
 from assistant.store.conversations import Message
+from tui.widgets.sources import SourcesBar
 
 ROLE_LABEL = {"user": "You", "assistant": "Myna"}
 STATUS_NOTE = {"interrupted": " (interrupted)", "failed": " (failed)", "streaming": " …"}
@@ -71,10 +73,21 @@ class MessageView(Static, can_focus=True):
 class ChatView(VerticalScroll):
     """Messages top to bottom; follows the newest one while a reply streams."""
 
-    def show(self, messages: list[Message]) -> None:
+    def show(self, messages: list[Message], sources: dict[int, list[Snippet]]) -> None:
+        """A conversation's messages, each reply followed by the memories it was given."""
         self.remove_children()
-        self.mount_all([MessageView.of(message) for message in messages])
+        widgets = []
+        for message in messages:
+            widgets.append(MessageView.of(message))
+            if sources.get(message.id):
+                widgets.append(SourcesBar(sources[message.id]))
+        self.mount_all(widgets)
         self.scroll_end(animate=False)
+
+    def add_sources(self, view: MessageView, snippets: list[Snippet]) -> None:
+        if snippets:
+            self.mount(SourcesBar(snippets), after=view)
+            self.scroll_end(animate=False)
 
     def add(self, view: MessageView) -> MessageView:
         self.mount(view)

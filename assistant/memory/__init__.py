@@ -1,0 +1,1 @@
+"""Memory: the user's history and documents as snippets that answers can retrieve (RAG)."""

@@ -1,0 +1,197 @@
+"""Finding the snippets relevant to a message: keywords (BM25), meaning (vectors), or both.
+
+Hybrid ranking fuses the two lists by reciprocal rank (RRF, k = 60), which needs no score
+calibration between BM25 and cosine. Recency, when asked for, discounts each score by the
+snippet's age (half of it per year at full weight): a third RRF list could never outrank a
+snippet both lists put first, a discount can.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import sqlite_utils
+
+from assistant.memory import index as vectors
+from assistant.memory import store
+from assistant.memory.store import Snippet
+
+MODES = ("hybrid", "bm25", "embeddings")
+RRF_K = 60
+CANDIDATES = 50  # per list, before fusion and filtering
+# BM25's cost grows with the postings of the terms searched: a tweet-like query full of
+# "http" and "to" scores most of the index. Terms are taken rarest first (they weigh most
+# in BM25) until their postings reach this budget; measured at 100k snippets (bench/memory.py)
+# it keeps ~80 % of the unrestricted top 10 at a quarter of the cost.
+MAX_POSTINGS = 20_000
+# Must match the tokenizer of snippets_fts (migration m002): query terms are stemmed by it.
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+# Words too common to say anything about what a message is about; BM25 would rank them low
+# anyway, but matching them makes the query scan most of the index.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over own
+    same she should so some such than that the their theirs them themselves then there these they
+    this those through to too under until up very was we were what when where which while who whom
+    why will with would you your yours yourself yourselves""".split()
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    snippet: Snippet
+    score: float  # the fused (or single-list) score; higher is better
+
+
+def keywords(query: str) -> list[str]:
+    words = re.findall(r"\w+", query.lower())
+    return list(dict.fromkeys(w for w in words if w not in STOPWORDS and len(w) > 1))
+
+
+def stemmed_terms(db: sqlite_utils.Database, query: str) -> list[str]:
+    """The query's terms as the full-text index stores them (stemmed), stopwords dropped."""
+    words = keywords(query)
+    if not words:
+        return []
+    # FTS5's own tokenizer, run on a one-row table in this connection's private temp schema.
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_text USING fts5(text, tokenize='{TOKENIZER}')")
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_text, 'instance')")
+    db.execute("DELETE FROM temp.query_text")
+    db.execute("INSERT INTO temp.query_text (rowid, text) VALUES (1, ?)", (" ".join(words),))
+    terms = [row[0] for row in db.execute("SELECT DISTINCT term FROM temp.query_terms")]
+    db.execute("DELETE FROM temp.query_text")
+    return terms
+
+
+# Document frequencies, remembered per process only: query terms are the user's words, and a
+# cache on disk would outlive the memories they came from.
+_doc_freq: dict[tuple[str, str], tuple[int, int]] = {}
+
+
+def document_frequencies(db: sqlite_utils.Database, terms: list[str]) -> dict[str, int]:
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.snippet_terms USING fts5vocab(main, snippets_fts, 'row')")
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    total = store.count(db)
+    found = {}
+    for term in terms:
+        cached = _doc_freq.get((path, term))
+        if cached is None or not 0.8 * cached[1] <= total <= 1.25 * cached[1]:  # stale once the index moved a lot
+            row = db.execute("SELECT doc FROM temp.snippet_terms WHERE term = ?", (term,)).fetchone()
+            cached = (row[0] if row else 0, total)
+            _doc_freq[(path, term)] = cached
+        found[term] = cached[0]
+    return found
+
+
+def bm25(db: sqlite_utils.Database, query: str, n: int = CANDIDATES) -> list[tuple[int, float]]:
+    terms = stemmed_terms(db, query)
+    if not terms:
+        return []
+    frequencies = document_frequencies(db, terms)
+    chosen, postings = [], 0
+    for term in sorted(terms, key=lambda t: frequencies[t]):
+        if frequencies[term] == 0:
+            continue
+        if chosen and postings + frequencies[term] > MAX_POSTINGS:
+            break
+        chosen.append(term)
+        postings += frequencies[term]
+    if not chosen:
+        return []
+    match = " OR ".join('"' + term.replace('"', '""') + '"' for term in chosen)
+    rows = db.execute(
+        "SELECT rowid, -bm25(snippets_fts) FROM snippets_fts WHERE snippets_fts MATCH ? ORDER BY bm25(snippets_fts) LIMIT ?",
+        (match, n),
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def prepare_dense(
+    db: sqlite_utils.Database, query: str, query_vector: np.ndarray | None = None
+) -> tuple[vectors.VectorIndex, np.ndarray | None]:
+    """The up-to-date vector index and the query's vector (None when nothing is indexed)."""
+    index = vectors.index_for(db)
+    index.refresh(db)
+    index.sync(db)
+    if not len(index.ids):
+        return index, None
+    if query_vector is None:
+        from assistant.embeddings import embedder
+
+        query_vector = embedder().embed([query])[0]
+    return index, query_vector
+
+
+def dense(
+    db: sqlite_utils.Database, query: str, n: int = CANDIDATES, query_vector: np.ndarray | None = None
+) -> list[tuple[int, float]]:
+    index, vector = prepare_dense(db, query, query_vector)
+    return index.search(vector, n) if vector is not None else []
+
+
+
+HALF_LIFE_DAYS = 365.0
+
+
+def discount_by_age(db: sqlite_utils.Database, ranked: list[tuple[int, float]], weight: float) -> list[tuple[int, float]]:
+    """score x ((1 - weight) + weight x 0.5 ** (age / half-life)), re-sorted."""
+    if not ranked:
+        return ranked
+    marks = ",".join("?" * len(ranked))
+    ages = dict(db.execute(
+        f"SELECT id, MAX(0, julianday('now') - julianday(COALESCE(date, created_at))) FROM snippets WHERE id IN ({marks})",
+        [i for i, _ in ranked],
+    ))
+    rescored = [
+        (i, score * ((1 - weight) + weight * 0.5 ** ((ages.get(i) or 0) / HALF_LIFE_DAYS))) for i, score in ranked
+    ]
+    return sorted(rescored, key=lambda item: -item[1])
+
+
+def fuse(lists: list[list[tuple[int, float]]], weights: list[float]) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranked, weight in zip(lists, weights):
+        for rank, (snippet_id, _) in enumerate(ranked, start=1):
+            scores[snippet_id] = scores.get(snippet_id, 0.0) + weight / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def search(
+    db: sqlite_utils.Database,
+    query: str,
+    *,
+    k: int = 4,
+    mode: str = "hybrid",
+    recency: float = 0.0,
+    exclude_conversation: int | None = None,
+    query_vector: np.ndarray | None = None,
+) -> list[Hit]:
+    """The `k` best snippets for `query`; snippets of `exclude_conversation` are left out
+    (they are in the prompt already). `query_vector`, if given, is the query's embedding."""
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode {mode!r}")
+    if store.count(db) == 0:
+        return []  # nothing remembered: skip loading the embedder
+    if mode == "bm25":
+        ranked = bm25(db, query)
+    elif mode == "embeddings":
+        ranked = dense(db, query, query_vector=query_vector)
+    else:
+        ranked = fuse([bm25(db, query), dense(db, query, query_vector=query_vector)], [1.0, 1.0])
+    if recency > 0:
+        ranked = discount_by_age(db, ranked, recency)
+    hits = []
+    found = {s.id: s for s in store.get_many(db, [i for i, _ in ranked])}
+    for snippet_id, score in ranked:
+        snippet = found.get(snippet_id)
+        if snippet is None or (exclude_conversation is not None and snippet.conversation_id == exclude_conversation):
+            continue
+        hits.append(Hit(snippet, score))
+        if len(hits) == k:
+            break
+    return hits

@@ -1,0 +1,176 @@
+"""Memory: ingest throughput and retrieval latency at 1k, 10k and 100k snippets of real text.
+
+    python -m bench memory [--scales 1000,10000,100000] [--queries 200]
+
+Snippets are news-account tweets and news articles cut into ~50-word pieces (bench/data.py).
+Queries are 200 tweets kept out of the index. Each scale gets a fresh database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import run_measured, save, table
+
+ARTICLE_WORDS = 50
+QUERIES_HELD_OUT = 300
+
+
+def corpus() -> tuple[list[dict], list[str]]:
+    """(snippet records, held-out query texts), in a fixed shuffled order."""
+    from assistant.memory.chunking import split
+    from bench import data
+
+    tweets = data.tweets()
+    records = [{"text": t.text, "kind": f"post by {t.account}"} for t in tweets[:-QUERIES_HELD_OUT]]
+    for article in data.articles():
+        for piece in split(f"{article.title}\n\n{article.text}", target=ARTICLE_WORDS):
+            records.append({"text": piece, "kind": f"article from {article.outlet}", "date": article.date})
+    random.Random(7).shuffle(records)
+    return records, [t.text for t in tweets[-QUERIES_HELD_OUT:]]
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    return float(np.percentile(values, 50)) * 1000, float(np.percentile(values, 95)) * 1000
+
+
+def timed(fn, items) -> list[float]:
+    out = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def one_scale(records: list[dict], queries: list[str], n: int) -> dict:
+    from assistant.embeddings import embedder
+    from assistant.memory import index as vectors
+    from assistant.memory import ingest, retrieval
+    from assistant.store import open_database
+
+    home = Path(tempfile.mkdtemp(prefix=f"myna-bench-memory-{n}-"))
+    os.environ["MYNA_HOME"] = str(home)
+    source = home / "corpus.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in records[:n]))
+    db = open_database()
+
+    embed_seconds = 0.0
+    real_encoder = vectors.encoder
+
+    def timing_encoder(total):
+        nonlocal embed_seconds
+        start = time.perf_counter()
+        encode = real_encoder(total)  # loading the model is part of what embedding costs
+        embed_seconds += time.perf_counter() - start
+
+        def wrapped(texts):
+            nonlocal embed_seconds
+            start = time.perf_counter()
+            result = encode(texts)
+            embed_seconds += time.perf_counter() - start
+            return result
+
+        return wrapped
+
+    vectors.encoder = timing_encoder
+    try:
+        start = time.perf_counter()
+        report = ingest.import_paths(db, [source], max_mb=2048)
+        ingest_seconds = time.perf_counter() - start
+    finally:
+        vectors.encoder = real_encoder
+
+    query_vectors = embedder().embed(queries)
+    start = time.perf_counter()
+    retrieval.search(db, queries[0], k=5, query_vector=query_vectors[0])  # loads the vector index
+    index_load = time.perf_counter() - start
+    pairs = list(zip(queries, query_vectors))
+    result = {
+        "snippets": report.snippets,
+        "ingest_s": ingest_seconds,
+        "ingest_per_s": report.snippets / ingest_seconds,
+        "embedding_share": embed_seconds / ingest_seconds,
+        "index_load_s": index_load,
+        "db_mib": sum(p.stat().st_size for p in home.glob("myna.db*")) / 2**20,
+    }
+    for mode in ("hybrid", "bm25", "embeddings"):
+        lat = timed(lambda pair: retrieval.search(db, pair[0], k=5, mode=mode, query_vector=pair[1]), pairs)
+        result[f"{mode}_p50_ms"], result[f"{mode}_p95_ms"] = percentiles(lat)
+    lat = timed(lambda q: retrieval.search(db, q, k=5, mode="hybrid"), queries)
+    result["hybrid_with_embedding_p50_ms"], result["hybrid_with_embedding_p95_ms"] = percentiles(lat)
+    # Baseline: what a search costs without the in-memory index, reading every vector from SQLite.
+    lat = timed(lambda pair: _naive_dense(db, pair[1]), pairs[:20])
+    result["naive_dense_p50_ms"], result["naive_dense_p95_ms"] = percentiles(lat)
+    result["home"] = str(home)
+    db.conn.close()
+    return result
+
+
+def _naive_dense(db, query_vector: np.ndarray) -> list[int]:
+    rows = db.execute("SELECT s.id, e.vector FROM snippets s JOIN embeddings e ON e.content_hash = s.content_hash").fetchall()
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return [rows[i][0] for i in np.argsort(-(matrix @ query_vector))[:5]]
+
+
+PEAK_SCRIPT = """
+import json, os, resource, sys, time
+from assistant.store import open_database
+from assistant.memory import retrieval
+db = open_database()
+queries = json.loads(sys.argv[1])
+start = time.perf_counter()
+for q in queries:
+    retrieval.search(db, q, k=5)
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak_memory(home: str, queries: list[str]) -> dict:
+    env = dict(os.environ, MYNA_HOME=home)
+    measured = run_measured([sys.executable, "-c", PEAK_SCRIPT, json.dumps(queries[:50])], env=env)
+    return json.loads(measured["stdout"])
+
+
+def run(scales: list[int], n_queries: int) -> dict:
+    records, held_out = corpus()
+    queries = held_out[:n_queries]
+    results = {"corpus_size": len(records), "queries": len(queries), "scales": {}}
+    for n in scales:
+        if n > len(records):
+            raise SystemExit(f"the corpus holds {len(records)} snippets, fewer than {n}")
+        print(f"scale {n}: importing...", file=sys.stderr, flush=True)
+        results["scales"][str(n)] = one_scale(records, queries, n)
+    largest = results["scales"][str(max(scales))]
+    results["peak"] = peak_memory(largest["home"], queries)
+    return results
+
+
+def report(results: dict) -> str:
+    rows = []
+    for n, r in results["scales"].items():
+        rows.append((f"{int(n):,} snippets: ingest", f"{r['ingest_per_s']:.0f} snippets/s",
+                     f"embedding {r['embedding_share']:.0%} of the time; {r['ingest_s']:.0f} s in all; database {r['db_mib']:.0f} MiB"))
+        rows.append((f"{int(n):,}: top-5 hybrid, query embedded", f"p50 {r['hybrid_with_embedding_p50_ms']:.1f} ms, p95 {r['hybrid_with_embedding_p95_ms']:.1f} ms", ""))
+        rows.append((f"{int(n):,}: top-5 hybrid, embedding excluded", f"p50 {r['hybrid_p50_ms']:.1f} ms, p95 {r['hybrid_p95_ms']:.1f} ms", "target p95 < 50 ms at 100k"))
+        rows.append((f"{int(n):,}: top-5 BM25 only", f"p50 {r['bm25_p50_ms']:.1f} ms, p95 {r['bm25_p95_ms']:.1f} ms", ""))
+        rows.append((f"{int(n):,}: top-5 embeddings only", f"p50 {r['embeddings_p50_ms']:.1f} ms, p95 {r['embeddings_p95_ms']:.1f} ms",
+                     f"baseline without the in-memory index: p50 {r['naive_dense_p50_ms']:.0f} ms, {r['naive_dense_p50_ms'] / r['embeddings_p50_ms']:.0f}x slower"))
+        rows.append((f"{int(n):,}: loading the vector index", f"{r['index_load_s'] * 1000:.0f} ms", "once per process"))
+    peak = results["peak"]
+    rows.append(("peak memory, 50 searches at the largest scale", f"{peak['peak_mib']:.0f} MiB", "fresh process, index loaded"))
+    return table(rows)
+
+
+def main(scales: list[int], n_queries: int) -> None:
+    results = run(scales, n_queries)
+    print(report(results))
+    print(f"saved to {save('memory', results)}")

@@ -1,0 +1,75 @@
+"""The base model in torch: the same GGUF file llama.cpp serves, loaded by transformers.
+
+The first load dequantizes the GGUF (about 35 s on 2 cores); the float weights are then
+cached as safetensors under the data folder, keyed by the file's fingerprint, and later loads
+read the cache. Prompts are rendered with the same chat template as the engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant import chat_template, paths
+from assistant.catalogue import ModelSpec, fingerprint, verify
+from assistant.engine import default_threads
+
+DONE_MARK = "myna-complete"
+
+
+@dataclass
+class TorchBase:
+    model: object  # transformers LlamaForCausalLM, float32, eval mode
+    tokenizer: object
+    spec: ModelSpec
+    fingerprint: str
+
+    def render(self, chat: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        template = self.spec.chat_template or self.tokenizer.chat_template or chat_template.CHATML
+        return chat_template.render(template, chat, add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of already-rendered text (special tokens like <|im_start|> included)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @property
+    def end_of_turn(self) -> int:
+        return self.tokenizer.eos_token_id
+
+
+def cache_dir(spec: ModelSpec) -> Path:
+    return paths.subdir("cache") / f"torch-base-{fingerprint(spec)[:16]}"
+
+
+def load(spec: ModelSpec) -> TorchBase:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(default_threads())
+    verify(spec)
+    cached = cache_dir(spec)
+    if not (cached / DONE_MARK).is_file():
+        _build_cache(spec, cached)
+    model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(cached))
+    model.eval()
+    return TorchBase(model, tokenizer, spec, fingerprint(spec))
+
+
+def _build_cache(spec: ModelSpec, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial), safe_serialization=True)
+    tokenizer.save_pretrained(str(partial))
+    (partial / DONE_MARK).write_text(fingerprint(spec))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)

@@ -1,0 +1,338 @@
+"""Memory on real embeddings (the packaged all-MiniLM-L6-v2) and a real SQLite database."""
+
+import json
+
+import numpy as np
+import pytest
+
+from assistant.errors import MynaError
+from assistant.memory import chunking, ingest, retrieval
+from assistant.memory import index as vectors
+from assistant.memory import store
+from tests.memory_data import EML_HTML, EML_PLAIN, distractors, write_lamp
+
+
+def snippets(db):
+    return store.listing(db, limit=100_000)
+
+
+# -- embeddings --------------------------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_numpy_embedder_matches_sentence_transformers():
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from assistant.embeddings import embedder, model_dir
+
+    texts = ["I am allergic to peanuts.", "Quarterly report due Friday " * 20, "é ü 漢字 emoji 🙂", "x"]
+    ours = embedder().embed(texts)
+    reference = SentenceTransformer(str(model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
+    assert ours.shape == (4, 384) and ours.dtype == np.float32
+    assert np.abs(ours - reference).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+
+
+def test_bulk_and_small_paths_pick_the_right_encoder():
+    from assistant.embeddings import MiniLM
+
+    small = vectors.encoder(10)
+    assert isinstance(small.__self__, MiniLM)
+    assert vectors.BULK_THRESHOLD > 100
+
+
+# -- importing ---------------------------------------------------------------------------------
+
+
+def test_import_text_markdown_and_folder(db, tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "deep").mkdir(parents=True)
+    (notes / "food.md").write_text("# Food\n\nI am allergic to peanuts.\n\nI love green curry.")
+    (notes / "deep" / "work.txt").write_text("I work as a marine biologist in Lisbon.")
+    (notes / "photo.jpg").write_bytes(b"\xff\xd8\xff binary")
+    (notes / ".hidden.txt").write_text("secret editor backup")
+    report = ingest.import_paths(db, [notes])
+    assert len(report.imported) == 2 and report.errors == []
+    assert any("skipped 1 files" in note for note in report.notes)
+    texts = {s.text for s in snippets(db)}
+    assert texts == {"# Food\nI am allergic to peanuts.\nI love green curry.", "I work as a marine biologist in Lisbon."}
+    assert {s.origin for s in snippets(db)} == {"food.md", "work.txt"}
+    assert all(s.kind == "note" and s.date for s in snippets(db))
+
+
+def test_import_emails(db, tmp_path):
+    (tmp_path / "a.eml").write_text(EML_PLAIN)
+    (tmp_path / "b.eml").write_text(EML_HTML)
+    ingest.import_paths(db, [tmp_path / "a.eml", tmp_path / "b.eml"])
+    by_date = {s.date: s for s in snippets(db)}
+    dinner, order = by_date["2024-05-14"], by_date["2024-05-15"]
+    assert dinner.kind == "email"
+    assert dinner.text.startswith("Subject: Dinner on Friday\n") and "Georgian place" in dinner.text
+    assert "quoted earlier" not in dinner.text
+    assert "hiking boots has shipped & arrives Monday" in " ".join(order.text.split())
+    assert "<b>" not in order.text
+
+
+def test_import_jsonl(db, tmp_path):
+    path = tmp_path / "posts.jsonl"
+    path.write_text(
+        json.dumps({"text": "Ran 10 km today", "date": "2024-04-01", "kind": "post"}) + "\n\n"
+        + json.dumps({"text": "Bought a kayak"}) + "\n"
+    )
+    ingest.import_paths(db, [path])
+    found = {s.text: s for s in snippets(db)}
+    assert (found["Ran 10 km today"].kind, found["Ran 10 km today"].date) == ("post", "2024-04-01")
+    assert (found["Bought a kayak"].kind, found["Bought a kayak"].date) == ("note", None)
+
+
+@pytest.mark.parametrize(
+    "task, kind, expected",
+    [
+        ("LaMP_2", "lamp movie tag", "A heist film number 0 in Paris\nTag: crime"),
+        ("LaMP_3", "lamp review", "Great blender number 0, very loud\nRating: 4"),
+        ("LaMP_4", "lamp article", "Storm number 0 hits coast\nWinds reached 100 km/h."),
+        ("LaMP_7", "lamp post", "Morning run number 0 done, feeling great"),
+    ],
+)
+def test_import_lamp_questions_files(db, tmp_path, task, kind, expected):
+    path = tmp_path / f"{task}_questions.json"
+    distinct = write_lamp(path, task)
+    ingest.import_paths(db, [path])
+    found = snippets(db)
+    assert len(found) == distinct, "profiles repeated across questions are imported once"
+    assert {s.kind for s in found} == {kind}
+    assert expected in {s.text for s in found}
+    if task == "LaMP_4":
+        assert {s.date for s in found} >= {"2019-03-01", "2019-03-02"}
+
+
+def test_reimport_adds_nothing_and_a_changed_file_replaces_its_old_version(db, tmp_path):
+    path = tmp_path / "diary.txt"
+    path.write_text("Monday: started learning Portuguese.")
+    ingest.import_paths(db, [path])
+    again = ingest.import_paths(db, [path])
+    assert again.snippets == 0 and again.unchanged == [str(path.resolve())]
+    assert len(snippets(db)) == 1
+
+    path.write_text("Monday: started learning Portuguese.\n\nTuesday: first lesson, verbs are hard.")
+    changed = ingest.import_paths(db, [path])
+    assert changed.replaced == [str(path.resolve())]
+    assert len(store.sources(db)) == 1
+    assert [s.text for s in snippets(db)] == [
+        "Monday: started learning Portuguese.\nTuesday: first lesson, verbs are hard."
+    ]
+    # the first version's vector went with it: nothing is left that no snippet uses
+    assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+
+
+def test_interrupted_import_resumes_without_duplicates(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "BATCH", 3)
+    path = tmp_path / "long.txt"
+    path.write_text("\n\n".join(distractors(200)))
+    pieces = len(chunking.split(path.read_text()))
+    assert pieces > 9
+    calls = []
+
+    def interrupt_after_two_batches(done, total, name):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest.import_paths(db, [path], on_progress=interrupt_after_two_batches)
+    partial = snippets(db)
+    assert len(partial) == 6, "the two finished batches are kept"
+    assert store.sources(db)[0].status == "importing"
+
+    report = ingest.import_paths(db, [path])
+    assert report.snippets == pieces - len(partial)
+    final = snippets(db)
+    positions = [row[0] for row in db.execute("SELECT position FROM snippets ORDER BY position")]
+    assert positions == list(range(len(final))), "every piece once, none twice"
+    assert store.sources(db)[0].status == "complete"
+    assert vectors.missing(db) == []
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_files_are_named_and_nothing_stored_is_lost(db, tmp_path):
+    good = tmp_path / "keep.txt"
+    good.write_text("A memory that must survive.")
+    ingest.import_paths(db, [good])
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "bad" / "broken.jsonl").write_text('{"text": "fine"}\n{"text": "oops"\n')
+    (tmp_path / "bad" / "truncated.json").write_text('[{"id": "q1", "input": "x", "profile": [{"id": "1", "te')
+    (tmp_path / "bad" / "noprofile.json").write_text('[{"id": "q1", "input": "x", "profile": []}, {"id": "q2"}]')
+    (tmp_path / "bad" / "outputs.json").write_text('{"task": "LaMP_4", "golds": []}')
+    big = tmp_path / "bad" / "huge.txt"
+    with open(big, "wb") as handle:
+        handle.truncate(50 * 2**20)  # a 50 MB file, sparse: instant to make
+    report = ingest.import_paths(db, [tmp_path / "bad"])
+    errors = "\n".join(report.errors)
+    assert "binary.txt looks like a binary file" in errors
+    assert "broken.jsonl, line 2: not valid JSON" in errors
+    assert "truncated.json is not valid JSON (line 1, column" in errors and "truncated" in errors
+    assert "noprofile.json, record 2 (id q2): has no 'profile' list" in errors
+    assert "outputs.json is a LaMP outputs file" in errors
+    assert "huge.txt is 50 MB, more than the 16 MB" in errors and "--max-size 51" in errors
+    assert len(report.errors) == 6
+    assert [s.text for s in snippets(db)] == ["A memory that must survive."]
+
+
+def test_wrong_encoding_is_read_and_said(db, tmp_path):
+    path = tmp_path / "old.txt"
+    path.write_bytes("Café in Zürich, naïve résumé".encode("cp1252"))
+    report = ingest.import_paths(db, [path])
+    assert snippets(db)[0].text == "Café in Zürich, naïve résumé"
+    assert any("not UTF-8" in note and "Windows-1252" in note for note in report.notes)
+
+
+def test_utf16_with_bom(db, tmp_path):
+    path = tmp_path / "win.txt"
+    path.write_bytes("Notes from Windows: ñandú".encode("utf-16"))
+    ingest.import_paths(db, [path])
+    assert snippets(db)[0].text == "Notes from Windows: ñandú"
+
+
+def test_empty_folder_and_missing_path(db, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MynaError, match="nothing to import"):
+        ingest.import_paths(db, [tmp_path / "empty"])
+    with pytest.raises(MynaError, match="does not exist"):
+        ingest.import_paths(db, [tmp_path / "nope"])
+
+
+# -- retrieval ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def crowded(db, tmp_path):
+    """Two planted memories among 300 distractors on other topics."""
+    path = tmp_path / "journal.jsonl"
+    lines = [json.dumps({"text": text}) for text in distractors(300)]
+    lines.insert(137, json.dumps({"text": "I am allergic to peanuts, even a trace makes me ill."}))
+    lines.insert(222, json.dumps({"text": "Reminder: the warranty code for the dishwasher is QX-7781."}))
+    path.write_text("\n".join(lines))
+    ingest.import_paths(db, [path])
+    return db
+
+
+def test_finds_by_meaning_without_shared_words(crowded):
+    query = "Which foods could give me a bad reaction?"
+    hits = retrieval.search(crowded, query, k=3, mode="embeddings")
+    assert "peanuts" in hits[0].snippet.text
+    assert not retrieval.bm25(crowded, query) or all("peanuts" not in s.text for s in store.get_many(
+        crowded, [i for i, _ in retrieval.bm25(crowded, query)]
+    )), "keywords alone cannot find it: no word in common"
+    assert "peanuts" in retrieval.search(crowded, query, k=3, mode="hybrid")[0].snippet.text
+
+
+def test_finds_by_keyword(crowded):
+    hits = retrieval.search(crowded, "QX-7781", k=1, mode="bm25")
+    assert "QX-7781" in hits[0].snippet.text
+    assert "QX-7781" in retrieval.search(crowded, "QX-7781", k=3, mode="hybrid")[0].snippet.text
+
+
+def test_recency_prefers_newer_snippets(db, tmp_path):
+    path = tmp_path / "cars.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"text": "My car is a red Fiat Panda.", "date": "2015-06-01"}),
+        json.dumps({"text": "My car is a blue Toyota Yaris.", "date": "2024-06-01"}),
+    ]))
+    ingest.import_paths(db, [path])
+    plain = retrieval.search(db, "my car is a red Fiat Panda", k=2)
+    recent = retrieval.search(db, "my car is a red Fiat Panda", k=2, recency=1.0)
+    assert "Fiat" in plain[0].snippet.text, "without recency the closer match wins"
+    assert "Toyota" in recent[0].snippet.text, "with full recency the nine-year-old note loses"
+
+
+def test_vector_index_follows_appends_edits_and_deletes(db, tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("The lighthouse keeper lives on a rocky island.")
+    ingest.import_paths(db, [a])
+    assert retrieval.dense(db, "lighthouse on an island")[0][0] == snippets(db)[0].id
+    b = tmp_path / "b.txt"
+    b.write_text("My grandmother bakes bread every Sunday morning.")
+    ingest.import_paths(db, [b])
+    index = vectors.index_for(db)
+    top = retrieval.dense(db, "baking bread at the weekend")[0][0]
+    assert store.get(db, top).text.startswith("My grandmother")
+    assert len(index.ids) == 2
+    store.edit(db, top, "My grandfather repairs old clocks.")
+    assert store.get(db, retrieval.dense(db, "fixing antique clocks")[0][0]).text.startswith("My grandfather")
+    store.delete(db, [top])
+    assert [i for i, _ in retrieval.dense(db, "fixing antique clocks")] == [snippets(db)[0].id]
+
+
+# -- deleting ----------------------------------------------------------------------------------
+
+
+def raw_bytes(home):
+    return b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("myna.db"))
+
+
+def test_deletion_leaves_no_trace_in_the_files(db, myna_home, tmp_path):
+    path = tmp_path / "secret.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"text": "My bank PIN hint is zanzibarquokka and I must forget it."}),
+        json.dumps({"text": "An ordinary note about gardening."}),
+    ]))
+    ingest.import_paths(db, [path])
+    secret = next(s for s in snippets(db) if "zanzibarquokka" in s.text)
+    assert retrieval.bm25(db, "zanzibarquokka")
+    assert b"zanzibarquokka" in raw_bytes(myna_home)
+
+    store.delete(db, [secret.id])
+    assert retrieval.bm25(db, "zanzibarquokka") == []
+    assert all("zanzibar" not in s.text for s in snippets(db))
+    assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+    assert secret.id not in [i for i, _ in retrieval.dense(db, "bank PIN hint")]
+    db.conn.close()
+    assert b"zanzibarquokka" not in raw_bytes(myna_home), "not in the database, its index or its log"
+
+
+def test_forget_everything_keeps_conversations(db, fake_engine, tmp_path):
+    from assistant import replies
+    from assistant.settings import Settings
+    from assistant.store import conversations as convs
+
+    fake_engine.queue("Noted.")
+    replies.answer(db, fake_engine, Settings(), "Remember that I like jazz.")
+    (tmp_path / "n.txt").write_text("A note.")
+    ingest.import_paths(db, [tmp_path / "n.txt"])
+    assert store.count(db) == 3  # the note, the question and the reply
+    store.forget_everything(db)
+    assert store.count(db) == 0 and store.sources(db) == []
+    assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+    assert len(convs.messages(db, convs.latest_conversation_id(db))) == 2
+
+
+def test_deleting_a_conversation_deletes_its_memories(db, fake_engine):
+    from assistant import replies
+    from assistant.settings import Settings
+    from assistant.store import conversations as convs
+
+    fake_engine.queue("Sure.")
+    reply = replies.answer(db, fake_engine, Settings(), "My sister is called Ines.")
+    assert store.count(db) == 2
+    convs.delete_conversation(db, reply.conversation_id)
+    assert store.count(db) == 0
+    assert retrieval.bm25(db, "Ines") == []
+
+
+def test_a_corrected_reply_is_remembered_as_corrected(db, fake_engine):
+    from assistant import replies
+    from assistant.settings import Settings
+    from assistant.store import conversations as convs
+
+    fake_engine.queue("Your sister is called Maria.")
+    reply = replies.answer(db, fake_engine, Settings(), "What is my sister called?")
+    convs.set_feedback(db, reply.message_id, correction="Your sister is called Ines.")
+    texts = {s.text for s in snippets(db)}
+    assert "Your sister is called Ines." in texts and "Your sister is called Maria." not in texts

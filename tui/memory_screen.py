@@ -1,0 +1,155 @@
+"""The memory screen: search what Myna remembers, read, edit and delete it, or forget it all."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Label, ListItem, ListView, Static, TextArea
+
+from assistant.memory import retrieval
+from assistant.memory import store as memory_store
+from assistant.memory.store import Snippet
+from assistant.store import open_database
+from tui.screens import ConfirmScreen
+
+
+def describe(snippet: Snippet) -> str:
+    return f"[{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, from {snippet.origin}"
+
+
+class SnippetScreen(ModalScreen[str | None]):
+    """One memory in full; returns "deleted" or "edited" when it changed."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Close"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "delete", "Delete"),
+    ]
+
+    def __init__(self, snippet: Snippet) -> None:
+        super().__init__()
+        self.snippet = snippet
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(describe(self.snippet), markup=False)
+            yield Static(self.snippet.text, markup=False, id="snippet-text")
+            yield Label("e edit · d delete · Esc close", classes="hint")
+
+    def action_edit(self) -> None:
+        def done(text: str | None) -> None:
+            if text is not None and text.strip() and text.strip() != self.snippet.text.strip():
+                memory_store.edit(self.app.db, self.snippet.id, text.strip())
+                self.dismiss("edited")
+
+        self.app.push_screen(EditScreen(self.snippet.text), done)
+
+    def action_delete(self) -> None:
+        def done(yes: bool | None) -> None:
+            if yes:
+                memory_store.delete(self.app.db, [self.snippet.id])
+                self.dismiss("deleted")
+
+        self.app.push_screen(ConfirmScreen(f"Delete memory {self.snippet.id}? Its text is erased."), done)
+
+
+class EditScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label("Edit the memory (Ctrl+S saves, Esc cancels):")
+            yield TextArea(self.text, id="editor")
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
+
+
+class SnippetItem(ListItem):
+    def __init__(self, snippet: Snippet) -> None:
+        text = " ".join(snippet.text.split())
+        super().__init__(Label(f"{describe(snippet)}\n  {text[:150]}", markup=False))
+        self.snippet = snippet
+
+
+class MemoryScreen(Screen):
+    """Everything remembered; type to search by meaning and keywords."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back to chat"),
+        Binding("f9", "forget", "Forget everything"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Memory: what Myna remembers about you. Type to search; Enter opens a memory.", id="memory-title")
+        yield Input(placeholder="Search memories", id="memory-search")
+        yield ListView(id="memory-list")
+        yield Label("", id="memory-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#memory-search", Input).focus()
+        self.show_recent()
+
+    def show_recent(self) -> None:
+        self.show(memory_store.listing(self.app.db, limit=200), f"{memory_store.count(self.app.db)} memories; the newest first.")
+
+    def show(self, snippets: list[Snippet], status: str) -> None:
+        listing = self.query_one("#memory-list", ListView)
+        listing.clear()
+        listing.extend(SnippetItem(snippet) for snippet in snippets)
+        self.query_one("#memory-status", Label).update(status)
+
+    @on(Input.Changed, "#memory-search")
+    def search_changed(self, event: Input.Changed) -> None:
+        if event.value.strip():
+            self.search(event.value)
+        else:
+            self.show_recent()
+
+    @on(Input.Submitted, "#memory-search")
+    def search_submitted(self) -> None:
+        self.query_one("#memory-list", ListView).focus()
+
+    @work(thread=True, exclusive=True, group="memory-search")
+    def search(self, query: str) -> None:
+        db = open_database()  # searching may embed the query: off the UI thread
+        try:
+            hits = retrieval.search(db, query, k=50, mode=self.app.settings.retrieval_mode)
+        finally:
+            db.conn.close()
+        self.app.call_from_thread(self.show, [hit.snippet for hit in hits], f"{len(hits)} found for '{query}'.")
+
+    @on(ListView.Selected, "#memory-list")
+    def open_snippet(self, event: ListView.Selected) -> None:
+        event.stop()
+        def done(changed: str | None) -> None:
+            if changed:
+                self.refresh_view()
+
+        self.app.push_screen(SnippetScreen(event.item.snippet), done)
+
+    def refresh_view(self) -> None:
+        query = self.query_one("#memory-search", Input).value
+        if query.strip():
+            self.search(query)
+        else:
+            self.show_recent()
+
+    def action_forget(self) -> None:
+        total = memory_store.count(self.app.db)
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                memory_store.forget_everything(self.app.db)
+                self.refresh_view()
+                self.app.notify(f"Forgot {total} memories.")
+
+        self.app.push_screen(ConfirmScreen(f"Erase all {total} memories? This cannot be undone."), done)
