@@ -23,6 +23,8 @@ from assistant.catalogue import ModelSpec, verify
 from assistant.errors import MynaError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from assistant.settings import Settings
 
 Chat = list[dict[str, str]]
@@ -120,8 +122,10 @@ class Engine:
         eos = self.llm.token_eos()
         self._eos_text = self._piece(eos) if eos >= 0 else ""
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
-        self._loaded_adapters: dict[Path, object] = {}
+        self._loaded_adapters: dict[Path, tuple[tuple[int, int, int], object]] = {}
         self.active_adapters: tuple[AdapterUse, ...] = ()
+        self._active_handles: list[object] = []
+        self._stale: list[object] = []
         self._fingerprint: str | None = None
 
     @classmethod
@@ -227,14 +231,66 @@ class Engine:
             on_text(tail)
         return done
 
+    # -- likelihood --------------------------------------------------------------------------
+
+    def logprobs(self, prompt: Sequence[int], continuation: Sequence[int]) -> "np.ndarray":
+        """Log-probability of each token of `continuation` following `prompt`, under the model
+        with its current adapters. Logits are computed only where they are needed."""
+        import numpy as np
+
+        prompt, continuation = list(prompt), list(continuation)
+        if not prompt or not continuation:
+            raise ValueError("both the prompt and the continuation need at least one token")
+        if len(prompt) + len(continuation) > self.context_size:
+            raise MynaError(f"{len(prompt) + len(continuation)} tokens do not fit the context of {self.context_size}.")
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+        # Everything but the prompt's last token, without logits...
+        position = self._decode(prompt[:-1], 0, logits=False)
+        # ...then the positions whose next-token distribution is scored.
+        scored = [prompt[-1]] + continuation[:-1]
+        out = np.empty(len(continuation), dtype=np.float64)
+        n_vocab = self.llm.n_vocab()
+        for start in range(0, len(scored), self.llm.n_batch):
+            chunk = scored[start : start + self.llm.n_batch]
+            self._decode(chunk, position, logits=True)
+            position += len(chunk)
+            for offset in range(len(chunk)):
+                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(offset), shape=(n_vocab,)).astype(np.float64)
+                top = logits.max()
+                log_norm = top + np.log(np.exp(logits - top).sum())
+                out[start + offset] = logits[continuation[start + offset]] - log_norm
+        self.llm.reset()  # the next generate() must not trust this state
+        return out
+
+    def last_logits(self, tokens: Sequence[int]) -> "np.ndarray":
+        """The logits after `tokens` (for comparing models and adapters)."""
+        import numpy as np
+
+        tokens = list(tokens)
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+        self._decode(tokens, 0, logits=True)
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),)).copy()
+        self.llm.reset()
+        return logits
+
+    def _decode(self, tokens: list[int], position: int, *, logits: bool) -> int:
+        for start in range(0, len(tokens), self.llm.n_batch):
+            chunk = tokens[start : start + self.llm.n_batch]
+            self.llm._batch.set_batch(chunk, position, logits_all=logits)
+            self.llm._ctx.decode(self.llm._batch)
+            position += len(chunk)
+        return position
+
     # -- adapters --------------------------------------------------------------------------
 
     def set_adapters(self, adapters: Sequence[AdapterUse]) -> None:
         """Apply exactly these LoRA adapters (none: the bare model), without reloading."""
         adapters = tuple(adapters)
-        if adapters == self.active_adapters:
-            return
         handles = [self._load_adapter(use.path) for use in adapters]
+        if adapters == self.active_adapters and handles == self._active_handles:
+            return
         array = (llama_cpp.llama_adapter_lora_p_ctypes * max(1, len(handles)))(*handles)
         scales = (ctypes.c_float * max(1, len(handles)))(*[use.scale for use in adapters])
         if llama_cpp.llama_set_adapters_lora(self.llm.ctx, array, len(handles), scales) != 0:
@@ -242,12 +298,23 @@ class Engine:
         # Cached prompt state was computed with the old weights: never reuse it.
         self.llm.reset()
         self.active_adapters = adapters
+        self._active_handles = handles
+        while self._stale:
+            llama_cpp.llama_adapter_lora_free(self._stale.pop())
 
     def _load_adapter(self, path: Path) -> object:
         path = Path(path).resolve()
+        if not path.is_file():
+            raise MynaError(f"The adapter file {path} does not exist; `myna adapters list` shows the installed ones.")
+        stat = path.stat()
+        identity = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        cached = self._loaded_adapters.get(path)
+        if cached is not None and cached[0] != identity:
+            # A new file at the same path (an adapter deleted and made again): the loaded
+            # weights are stale. They are freed once the context no longer refers to them.
+            self._stale.append(cached[1])
+            del self._loaded_adapters[path]
         if path not in self._loaded_adapters:
-            if not path.is_file():
-                raise MynaError(f"The adapter file {path} does not exist; `myna adapters list` shows the installed ones.")
             _recent_log.clear()
             handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
             if not handle:
@@ -257,17 +324,17 @@ class Engine:
                     + (f" ({detail})" if detail else "")
                     + "; it is damaged or made for another base model."
                 )
-            self._loaded_adapters[path] = handle
-        return self._loaded_adapters[path]
+            self._loaded_adapters[path] = (identity, handle)
+        return self._loaded_adapters[path][1]
 
     def forget_adapter(self, path: Path) -> None:
         """Free an adapter's memory once it will not be used again."""
         path = Path(path).resolve()
         if any(use.path.resolve() == path for use in self.active_adapters):
             self.set_adapters([u for u in self.active_adapters if u.path.resolve() != path])
-        handle = self._loaded_adapters.pop(path, None)
-        if handle:
-            llama_cpp.llama_adapter_lora_free(handle)
+        cached = self._loaded_adapters.pop(path, None)
+        if cached:
+            llama_cpp.llama_adapter_lora_free(cached[1])
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")

@@ -54,21 +54,39 @@ def load(spec: ModelSpec) -> TorchBase:
     cached = cache_dir(spec)
     if not (cached / DONE_MARK).is_file():
         _build_cache(spec, cached)
-    model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32)
+    model = _from_cache(cached)
     tokenizer = AutoTokenizer.from_pretrained(str(cached))
     model.eval()
     return TorchBase(model, tokenizer, spec, fingerprint(spec))
 
 
+def _from_cache(folder: Path):
+    import torch
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    load_model(model, str(folder / "model.safetensors"))
+    return model
+
+
 def _build_cache(spec: ModelSpec, target: Path) -> None:
     import torch
+    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(str(partial), safe_serialization=True)
+    partial.mkdir(parents=True)
+    # transformers will not save a model it loaded from GGUF; its float weights are plain
+    # tensors, so write them and the config directly.
+    config = model.config
+    config.quantization_config = None
+    config.save_pretrained(str(partial))
+    save_model(model, str(partial / "model.safetensors"))
     tokenizer.save_pretrained(str(partial))
     (partial / DONE_MARK).write_text(fingerprint(spec))
     shutil.rmtree(target, ignore_errors=True)

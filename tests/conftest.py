@@ -75,6 +75,23 @@ def adapter_files(base_arch, tmp_path_factory):
     ]
 
 
+@pytest.fixture(scope="session")
+def torch_base(real_engine):
+    """The base model in torch (the first load in a session converts and caches it)."""
+    from merger import torch_model
+
+    return torch_model.load(real_engine.spec)
+
+
+def share_torch_cache(session_home: Path, home: Path) -> None:
+    """Let a subprocess with its own MYNA_HOME reuse the session's converted base model."""
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    for folder in (session_home / "cache").glob("torch-base-*"):
+        target = home / "cache" / folder.name
+        if not target.exists():
+            target.symlink_to(folder)
+
+
 @pytest.fixture
 def clean_engine(real_engine):
     """The real engine with no adapter applied, and again so after the test."""
