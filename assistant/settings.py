@@ -31,6 +31,7 @@ class Settings:
     retrieval_top_k: int = 4
     memory_budget: int = 0  # tokens of the prompt given to snippets; 0: a quarter of the context
     recency_weight: float = 0.0
+    hub: str = ""  # where community adapters come from: a folder or an http(s) address
 
 
 # What each setting means and which values it takes, for `myna config` and validation.
@@ -49,6 +50,7 @@ DESCRIPTIONS = {
     "retrieval_top_k": "how many snippets to retrieve for an answer, 1 to 50",
     "memory_budget": "prompt tokens for snippets, 0 for a quarter of the context",
     "recency_weight": "how much newer snippets are preferred, 0 (not at all) to 1",
+    "hub": "the community adapter hub: a folder or an http(s) address (see `myna hub`)",
 }
 _CHOICES = {
     "memory": ("on", "off"),

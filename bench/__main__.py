@@ -6,6 +6,12 @@ import argparse
 
 
 def main() -> None:
+    import os
+
+    from bench.common import RESULTS
+
+    # Every benchmark runs in temporary data folders; the public corpus is fetched once.
+    os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="name", required=True)
     speed = sub.add_parser("speed", help="chat path: load, first token, decode, cold ask, chat window")
@@ -16,6 +22,14 @@ def main() -> None:
     training = sub.add_parser("training", help="personal adapter: training time, throughput, memory, conversion")
     training.add_argument("--examples", type=int, default=200)
     training.add_argument("--epochs", type=int, default=2)
+    personalize = sub.add_parser("personalize", help="nightly merge: wall time, memory, evaluation backends")
+    personalize.add_argument("--budget", type=int, default=40)
+    personalize.add_argument("--adapters", type=int, default=8)
+    personalize.add_argument("--held-out", type=int, default=50)
+    lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
+    lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
+    lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
+    lamp.add_argument("--lamp", nargs=2, metavar=("QUESTIONS", "OUTPUTS"), help="a real LaMP questions/outputs pair")
     args = parser.parse_args()
     if args.name == "speed":
         from bench import speed as module
@@ -29,6 +43,17 @@ def main() -> None:
         from bench import training as module
 
         module.main(args.examples, args.epochs)
+    elif args.name == "personalize":
+        from bench import personalize as module
+
+        module.main(args.budget, args.adapters, args.held_out)
+    elif args.name == "lamp":
+        from pathlib import Path
+
+        from bench import lamp as module
+
+        module.main(args.quick, args.tasks.split(",") if args.tasks else None,
+                    tuple(Path(p) for p in args.lamp) if args.lamp else None)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ QUERIES_HELD_OUT = 300
 def corpus() -> tuple[list[dict], list[str]]:
     """(snippet records, held-out query texts), in a fixed shuffled order."""
     from assistant.memory.chunking import split
-    from bench import data
+    from merger import corpora as data
 
     tweets = data.tweets()
     records = [{"text": t.text, "kind": f"post by {t.account}"} for t in tweets[:-QUERIES_HELD_OUT]]

@@ -26,7 +26,7 @@ print(json.dumps(worker(int(sys.argv[1]), int(sys.argv[2]))))
 
 
 def article_examples(n: int):
-    from bench import data
+    from merger import corpora as data
     from merger.examples import Example
     from merger.tasks import prompt
 
@@ -43,6 +43,7 @@ def worker(n_examples: int, epochs: int) -> dict:
     from merger import bridge, gguf_lora, torch_model
     from merger import train as trainer
     from merger.base_model import architecture
+    from merger.encoding import encode_example
     from merger.examples import split
 
     spec = resolve(Settings().model)
@@ -51,7 +52,7 @@ def worker(n_examples: int, epochs: int) -> dict:
     load_seconds = time.perf_counter() - start
     example_set = split(article_examples(n_examples + 10), held_out_fraction=10 / (n_examples + 10))
     config = trainer.TrainConfig(rank=8, epochs=epochs, max_length=256, batch_size=4)
-    encoded = [trainer.encode_example(base, e, Settings().system_prompt, 256) for e in example_set.train]
+    encoded = [encode_example(base, e, Settings().system_prompt, 256) for e in example_set.train]
     result = trainer.train(base, example_set, config, system=Settings().system_prompt,
                            workdir=Path(tempfile.mkdtemp()), min_examples=1)
     arch = architecture(spec)
@@ -90,9 +91,10 @@ def step_costs(steps: int = 4) -> dict:
     from merger import torch_model
     from merger import train as trainer
     from merger.base_model import HF_NAMES
+    from merger.encoding import encode_example
 
     base = torch_model.load(resolve(Settings().model))
-    encoded = [trainer.encode_example(base, e, "", 256) for e in article_examples(steps * 4)]
+    encoded = [encode_example(base, e, "", 256) for e in article_examples(steps * 4)]
     pad = base.end_of_turn
 
     def per_step(targets, full_logits=False, bf16=True):

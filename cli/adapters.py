@@ -187,3 +187,67 @@ def export(rt: Runtime, name: str | None, output: Path, yes: bool) -> None:
         click.confirm(f"An adapter can reveal what it was trained on. Write '{adapter.name}' to {output}?", abort=True)
     written = export_adapter(adapter, output)
     click.echo(f"Exported '{adapter.name}' to {output}: {', '.join(p.name for p in written)}.")
+
+
+def _hub(rt: Runtime, location: str | None):
+    from assistant.errors import MynaError
+    from merger import hub
+
+    location = location or rt.settings.hub
+    if not location:
+        raise MynaError("Which hub? Give --hub FOLDER|URL, or set one with `myna config set hub URL`.")
+    return hub.open_hub(location)
+
+
+@adapters_group.command("search")
+@click.argument("query", nargs=-1)
+@click.option("--hub", "location", metavar="FOLDER|URL", help="The hub (default: the hub setting).")
+@pass_runtime
+def search_(rt: Runtime, query: tuple[str, ...], location: str | None) -> None:
+    """Community adapters a hub offers (all, or those matching QUERY)."""
+    from assistant import adapters
+    from merger import hub
+
+    found = hub.search(_hub(rt, location), " ".join(query))
+    installed = {a.name for a in adapters.listing(rt.db)}
+    if not found:
+        click.echo("Nothing matches.")
+    for entry in found:
+        mark = " (installed)" if entry.name in installed else ""
+        click.echo(f"{entry.name}{mark}: {entry.description}")
+        click.echo(f"    rank {entry.rank} on {', '.join(entry.targets)}, {entry.size / 2**20:.1f} MiB, {entry.license}")
+
+
+@adapters_group.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--hub", "location", metavar="FOLDER|URL", help="The hub (default: the hub setting).")
+@pass_runtime
+def pull(rt: Runtime, names: tuple[str, ...], location: str | None) -> None:
+    """Download and install community adapters (not activated; `myna personalize` merges them).
+
+    Each file is checked before it is installed: made for your base model, the size and
+    SHA-256 the hub lists, GGUF or safetensors (never pickle), shapes that fit the model.
+    An interrupted download resumes when the command is run again.
+    """
+    from assistant.catalogue import resolve
+    from merger import hub
+    from merger.base_model import architecture
+    from cli.progress import progress_bar
+
+    source = _hub(rt, location)
+    arch = architecture(resolve(rt.model_override or rt.settings.model))
+    for name in names:
+        with progress_bar(name, unit="bytes") as update:
+            adapter = hub.pull(rt.db, source, name, arch, on_progress=lambda done, total: update(completed=done, total=total))
+        click.echo(f"Installed '{adapter.name}' from {source.location}.")
+
+
+@adapters_group.command("remove")
+@click.argument("name")
+@pass_runtime
+def remove_(rt: Runtime, name: str) -> None:
+    """Remove an installed community adapter."""
+    from merger import hub
+
+    hub.remove(rt.db, name)
+    click.echo(f"Removed '{name}'.")

@@ -10,9 +10,11 @@ from cli.base import MynaGroup, Runtime
 from cli.chat import chat
 from cli.config import config
 from cli.history import history
+from cli.hub import hub
 from cli.imports import import_
 from cli.memory import memory
 from cli.models import models
+from cli.personalize import personalize, schedule
 
 
 @click.group(cls=MynaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +37,8 @@ def cli(ctx: click.Context, model: str | None) -> None:
     ctx.obj = Runtime(model=model)
 
 
-for command in (ask, chat, history, import_, memory, train, adapters_group, export, config, models):
+for command in (ask, chat, history, import_, memory, train, adapters_group, export, personalize, schedule, hub,
+                config, models):
     cli.add_command(command)
 
 

@@ -135,7 +135,7 @@ def split(examples: list[Example], *, held_out_fraction: float = 0.2, seed: int 
     """A deterministic split: the same history always gives the same held-out slice."""
     unique = list({e.key: e for e in examples}.values())
     order = sorted(unique, key=lambda e: hashlib.sha256(f"{seed}:{e.key}".encode()).hexdigest())
-    n_held = max(1, round(len(order) * held_out_fraction)) if len(order) > 4 else 0
+    n_held = max(1, round(len(order) * held_out_fraction)) if len(order) > 4 and held_out_fraction > 0 else 0
     return ExampleSet(train=order[n_held:], held_out=order[:n_held])
 
 

@@ -33,6 +33,16 @@ class TorchBase:
         """Token ids of already-rendered text (special tokens like <|im_start|> included)."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    # The Encoder protocol (merger/encoding.py), as the engine offers it too.
+    def chat_ids(self, chat: list[dict[str, str]]) -> list[int]:
+        return self.encode(self.render(chat))
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.encode(text)
+
+    def text_of(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
     @property
     def end_of_turn(self) -> int:
         return self.tokenizer.eos_token_id
@@ -44,7 +54,7 @@ def cache_dir(spec: ModelSpec) -> Path:
 
 def load(spec: ModelSpec) -> TorchBase:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -22,7 +22,8 @@ import numpy as np
 from assistant.atomic import atomic_path, atomic_write_text
 from assistant.errors import MynaError
 from merger.base_model import HF_NAMES
-from merger.examples import MIN_TRAIN, Example, ExampleSet, require_enough
+from merger.encoding import Encoded, encode_example
+from merger.examples import MIN_TRAIN, ExampleSet, require_enough
 from merger.lora import DEFAULT_TARGETS, Lora, key
 from merger.torch_model import TorchBase
 
@@ -54,12 +55,6 @@ class TrainConfig:
         unknown = set(self.targets) - set(HF_NAMES)
         if unknown or not self.targets:
             raise MynaError(f"unknown target modules {sorted(unknown)}; choose from {', '.join(HF_NAMES)}.")
-
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    labels: list[int]  # -100 where no loss is taken (the prompt)
 
 
 @dataclass
@@ -115,23 +110,6 @@ def micro_batch_size(config: TrainConfig, available: float | None = None) -> int
             "close other programs or lower --max-length."
         )
     return min(config.batch_size, fits)
-
-
-def encode_example(base: TorchBase, example: Example, system: str, max_length: int) -> Encoded:
-    """Prompt and answer as the model sees them in a chat; the input is shortened (not the
-    instructions around it) when the pair is longer than `max_length` tokens."""
-    output_ids = base.encode(example.output)[: max_length // 2] + [base.end_of_turn]
-
-    def prompt_ids(user_text: str) -> list[int]:
-        chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
-        return base.encode(base.render(chat))
-
-    prompt = prompt_ids(example.input)
-    excess = len(prompt) + len(output_ids) - max_length
-    if excess > 0:
-        input_ids = base.encode(example.input)
-        prompt = prompt_ids(base.tokenizer.decode(input_ids[: max(1, len(input_ids) - excess)]))
-    return Encoded(prompt + output_ids, [-100] * len(prompt) + output_ids)
 
 
 def batch_order(encoded: list[Encoded], batch_size: int, epochs: int, seed: int) -> list[list[int]]:

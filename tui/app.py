@@ -47,6 +47,7 @@ class MynaApp(App):
         Binding("ctrl+c", "interrupt", "Stop reply", show=False, priority=True),
         Binding("f2", "rename", "Rename"),
         Binding("f3", "memory", "Memory"),
+        Binding("f4", "personalize", "Personalize"),
         Binding("ctrl+t", "toggle_memory", "Memory on/off"),
         Binding("f8", "delete", "Delete chat"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -154,7 +155,8 @@ class MynaApp(App):
     def update_status(self) -> None:
         model = self.engine.model_name if self.engine else ("no model" if self.engine_error else "loading the model…")
         memory = "memory on" if self.use_memory and self.settings.memory == "on" else "memory off"
-        self.sub_title = f"{model} · {memory}" if self.engine else model
+        adapter = f"adapter {self.engine.adapter_name}" if self.engine and self.engine.adapter_name else "no adapter"
+        self.sub_title = f"{model} · {adapter} · {memory}" if self.engine else model
 
     def on_myna_app_model_failed(self, message: ModelFailed) -> None:
         self.update_status()
@@ -289,6 +291,7 @@ class MynaApp(App):
 
     def on_myna_app_reply_done(self, message: ReplyDone) -> None:
         message.view.finish(message.status)
+        self.update_status()  # the adapter may have changed before this reply
         self.query_one(ChatView).add_sources(message.view, self._reply_sources.pop(message.view, []))
         self.replying = False
         self.refresh_conversations()
@@ -329,6 +332,11 @@ class MynaApp(App):
         from tui.memory_screen import MemoryScreen
 
         self.push_screen(MemoryScreen())
+
+    def action_personalize(self) -> None:
+        from tui.personalize_screen import PersonalizeScreen
+
+        self.push_screen(PersonalizeScreen())
 
     def action_toggle_memory(self) -> None:
         self.use_memory = not self.use_memory

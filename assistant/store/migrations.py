@@ -202,3 +202,31 @@ def m003_records_and_adapters(db: sqlite_utils.Database) -> None:
             reason TEXT NOT NULL
         )"""
     )
+
+
+@migration
+def m004_personalization_runs(db: sqlite_utils.Database) -> None:
+    """A record of every personalization run: what it merged, how well, how long."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS personalization_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,               -- running, published, no-improvement, skipped, cancelled,
+                                                -- failed, interrupted
+            pid INTEGER,
+            phase TEXT NOT NULL DEFAULT '',
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            adapters TEXT NOT NULL DEFAULT '[]',  -- JSON: the community adapters merged
+            weights TEXT NOT NULL DEFAULT '[]',   -- JSON: their merge weights
+            fitness_before REAL,
+            fitness_after REAL,
+            similarity_before REAL,
+            similarity_after REAL,
+            seconds REAL,
+            published TEXT,
+            message TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )

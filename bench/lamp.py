@@ -1,0 +1,354 @@
+"""The personalization benchmark: every method of the three papers behind Myna, on the same
+base model, users and splits, through Myna's own code paths.
+
+    python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
+
+Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
+stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS
+from bench.datasets import BUILDERS, Dataset, Question, load
+
+MAX_TOKENS = {"LaMP_1": 6, "LaMP_2": 8, "LaMP_3": 4, "LaMP_4": 24, "LaMP_5": 32, "LaMP_6": 24, "LaMP_7": 48}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool = False
+    tasks: tuple[str, ...] = ("LaMP_4", "LaMP_7")
+    users: int = 4
+    questions: int = 12
+    profile: dict = field(default_factory=lambda: {"LaMP_4": 80, "LaMP_7": 120})
+    epochs: int = 2
+    max_length: int = 192
+    budget: int = 16
+    alpha: float = 0.5
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    sweep_users: int = 1
+    held_out: int = 16
+    probes: int = 4
+    probe_tokens: int = 16
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    article_words: int = 200
+    rag_modes: tuple[str, ...] = ("bm25", "embeddings", "hybrid")
+    rag_ks: tuple[int, ...] = (1, 2, 4)
+    rag_with_adapters: tuple = ("hybrid", 2)
+    lorahub_l1: float = 0.05
+    mia_examples: int = 24
+    canaries: int = 4
+    canary_candidates: int = 100
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+QUICK = Plan(quick=True, users=3, questions=2, profile={"LaMP_4": 20, "LaMP_7": 24}, epochs=1, max_length=128,
+             budget=4, alphas=(0.0, 1.0), sweep_users=1, held_out=4, probes=2, probe_tokens=8, fractions=(0.5, 1.0),
+             mia_examples=4, canaries=2, canary_candidates=20, article_words=80)
+
+
+def cached(path: Path, compute) -> dict:
+    """A stage's result: read if it was computed before, else computed now and saved."""
+    if path.exists():
+        return json.loads(path.read_text())
+    started = time.perf_counter()
+    value = compute()
+    value.setdefault("seconds", time.perf_counter() - started)
+    from assistant.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value))
+    return value
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Bench:
+    """Shared state of one run: the engine, the torch base, per-user stores."""
+
+    def __init__(self, plan: Plan, work: Path) -> None:
+        from assistant.catalogue import resolve
+        from assistant.engine import Engine
+        from assistant.settings import Settings
+        from merger.base_model import architecture
+
+        self.plan, self.work = plan, work
+        self.settings = Settings()
+        self.spec = resolve(self.settings.model)
+        self.arch = architecture(self.spec)
+        self.engine = Engine(self.spec, context_size=4096)
+        self._base = None
+
+    @property
+    def base(self):
+        if self._base is None:
+            from merger import torch_model
+
+            self._base = torch_model.load(self.spec)
+        return self._base
+
+    # -- users -----------------------------------------------------------------------------------
+
+    def folder(self, task: str, user: str) -> Path:
+        return self.work / task / user
+
+    def store(self, task: str, user: str, questions: list[Question], fraction: float = 1.0):
+        """The user's store with their profile imported through `myna import`'s code path."""
+        from assistant.memory import ingest
+        from assistant.store import open_database
+
+        name = "myna.db" if fraction == 1.0 else f"myna-{int(fraction * 100)}.db"
+        self.folder(task, user).mkdir(parents=True, exist_ok=True)
+        db = open_database(self.folder(task, user) / name)
+        if not db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]:
+            profile = sorted(questions[0].profile, key=lambda item: str(item.get("date", "")))
+            profile = profile[len(profile) - max(1, round(len(profile) * fraction)):]  # the newest part
+            path = self.folder(task, user) / f"profile-{int(fraction * 100)}.json"
+            path.write_text(json.dumps([{"id": f"{user}-profile", "input": "", "profile": profile}]))
+            ingest.import_paths(db, [path])
+        return db
+
+    def examples(self, db):
+        from merger import examples
+
+        return examples.from_store(db, seed=self.plan.seed)
+
+    # -- adapters --------------------------------------------------------------------------------
+
+    def train_oppu(self, task: str, user: str, db, name: str = "oppu") -> dict:
+        from merger import gguf_lora
+        from merger import train as trainer
+
+        def compute():
+            example_set = self.examples(db)
+            config = trainer.TrainConfig(epochs=self.plan.epochs, max_length=self.plan.max_length, seed=self.plan.seed)
+            before = peak_mib()
+            result = trainer.train(self.base, example_set, config, system=self.settings.system_prompt,
+                                   workdir=self.folder(task, user) / f"train-{name}", min_examples=8)
+            path = gguf_lora.write(result.lora, self.folder(task, user) / f"{name}.gguf", self.arch)
+            return {"path": str(path), "seconds": result.seconds, "peak_mib": max(before, peak_mib()),
+                    "bytes": path.stat().st_size, "examples": len(example_set.train),
+                    "held_out_before": result.held_out_before, "held_out_after": result.held_out_after}
+
+        return cached(self.folder(task, user) / f"{name}.json", compute)
+
+    def lora(self, path: str):
+        from merger import gguf_lora
+
+        return gguf_lora.read(Path(path), self.arch)
+
+    def merges(self, task: str, user: str, db, pool: dict[str, str], alphas: tuple[float, ...],
+               tag: str = "") -> dict:
+        """PriME at each alpha, and the uniform, best-single and LoraHub baselines, from the
+        adapters in `pool` (the other users'), scored on this user's held-out examples."""
+        from merger import gguf_lora, scoring, search
+
+        def compute():
+            names = sorted(pool)
+            loras = [self.lora(pool[n]) for n in names]
+            held_out = self.examples(db).held_out[: self.plan.held_out]
+            scoring_set = scoring.prepare(self.base, held_out, self.settings.system_prompt, max_length=self.plan.max_length,
+                                          probes=self.plan.probes, probe_tokens=self.plan.probe_tokens)
+            backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
+            out = {"adapters": names}
+            try:
+                started = time.perf_counter()
+                sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
+                probe_seconds = time.perf_counter() - started
+                memo: dict = {}
+
+                def evaluate(weights):
+                    key = tuple(np.round(weights, 6))
+                    if key not in memo:
+                        backend.apply(weights)
+                        candidate = backend.generate(scoring_set.probes, scoring_set.probe_tokens)
+                        memo[key] = (backend.mean_logprob(scoring_set), scoring.similarity(candidate, sharers)[0])
+                    return memo[key]
+
+                def save(label, weights, seconds, extra=None):
+                    merged = scoring.combine(loras, np.asarray(weights), "elementwise")
+                    path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
+                    utility, sim = evaluate(np.asarray(weights))
+                    out[label] = {"path": str(path), "weights": [float(w) for w in weights], "seconds": seconds,
+                                  "utility": utility, "similarity": sim, "bytes": path.stat().st_size, **(extra or {})}
+
+                for alpha in alphas:
+                    started = time.perf_counter()
+                    result = search.evolve(evaluate, len(loras), budget=self.plan.budget, alpha=alpha,
+                                           optimizer="NGOpt", seed=self.plan.seed)
+                    save(f"prime-a{alpha:g}", result.best.weights, time.perf_counter() - started + probe_seconds)
+                save("uniform", [1.0 / len(loras)] * len(loras), 0.0)
+                started = time.perf_counter()
+                singles = [evaluate(np.eye(len(loras))[i])[0] for i in range(len(loras))]
+                save("best-single", np.eye(len(loras))[int(np.argmax(singles))], time.perf_counter() - started,
+                     {"chosen": names[int(np.argmax(singles))]})
+                started = time.perf_counter()
+                l1 = self.plan.lorahub_l1
+
+                def lorahub(weights):
+                    value, _ = evaluate(weights)
+                    return value - l1 * float(np.abs(weights).sum()), None
+
+                result = search.evolve(lorahub, len(loras), budget=self.plan.budget, optimizer="NGOpt", seed=self.plan.seed)
+                save("lorahub", result.best.weights, time.perf_counter() - started)
+            finally:
+                backend.close()
+            out["peak_mib"] = peak_mib()
+            return out
+
+        return cached(self.folder(task, user) / f"merges{tag}.json", compute)
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def predict(self, task: str, user: str, questions: list[Question], method: str, db, adapter: str | None,
+                rag: tuple[str, int] | None) -> dict:
+        from assistant import prompt as prompts
+        from assistant.engine import AdapterUse, SamplingParams
+        from assistant.replies import memory_system_prompt
+
+        def compute():
+            started = time.perf_counter()
+            self.engine.set_adapters([AdapterUse(Path(adapter))] if adapter else [])
+            settings = self.settings
+            if rag:
+                settings = replace(settings, retrieval_mode=rag[0], retrieval_top_k=rag[1])
+            predictions = {}
+            for question in questions:
+                system = settings.system_prompt
+                if rag:
+                    system, _ = memory_system_prompt(db, self.engine, settings, question.input)
+                chat = prompts.build_chat(system, [], question.input)
+                tokens = self.engine.tokenize_chat(chat)
+                budget = self.engine.context_size - MAX_TOKENS[task] - 8
+                if len(tokens) > budget:  # an overlong article: keep the instructions and the answer's start
+                    tokens = tokens[: budget // 2] + tokens[-budget // 2 :]
+                done = self.engine.generate(tokens, SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0),
+                                            lambda piece: None)
+                predictions[question.id] = done.text.strip()
+            self.engine.set_adapters([])
+            return {"predictions": predictions, "seconds": time.perf_counter() - started}
+
+        return cached(self.folder(task, user) / "predictions" / f"{method}.json", compute)
+
+
+@dataclass(frozen=True)
+class Method:
+    model: str | None  # "oppu", or a merge's label ("prime-a0.5", "uniform", ...); None: no adapter
+    rag: tuple[str, int] | None  # (retrieval mode, k)
+
+
+def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
+    rag = tuple(plan.rag_with_adapters)
+    table = {"non-personalized": Method(None, None)}
+    for mode in plan.rag_modes:
+        for k in plan.rag_ks:
+            table[f"RAG {mode} k={k}"] = Method(None, (mode, k))
+    table["OPPU"] = Method("oppu", None)
+    table[f"OPPU + RAG {rag[0]} k={rag[1]}"] = Method("oppu", rag)
+    if with_merges:
+        penalized = f"prime-a{plan.alpha:g}"
+        table[f"PriME (alpha {plan.alpha:g})"] = Method(penalized, None)
+        table[f"PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method(penalized, rag)
+        table["PriME (no privacy penalty)"] = Method("prime-a0", None)
+        table[f"PriME (no privacy penalty) + RAG {rag[0]} k={rag[1]}"] = Method("prime-a0", rag)
+        table["uniform average of community adapters"] = Method("uniform", None)
+        table["best single community adapter"] = Method("best-single", None)
+        table["LoraHub (likelihood + L1)"] = Method("lorahub", None)
+    return table
+
+
+def model_record(models: dict, key: str | None) -> dict | None:
+    """The record (path, seconds, bytes, ...) of one user's model for a method."""
+    if key is None:
+        return None
+    if key == "oppu":
+        return models["oppu-record"]
+    return {**models["merges"][key], "peak_mib": models["merges"].get("peak_mib")}
+
+
+def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None) -> Dataset:
+    folder = work / "datasets"
+    questions, outputs = folder / f"{task}_questions.json", folder / f"{task}_outputs.json"
+    if lamp:
+        return load(*lamp)
+    if not questions.exists():
+        built = BUILDERS[task](users=plan.users, questions=plan.questions, profile=plan.profile[task], seed=plan.seed,
+                               words=plan.article_words)
+        built.write(folder)
+    dataset = load(questions, outputs)
+    dataset.manifest = json.loads((folder / f"{task}_manifest.json").read_text())
+    return dataset
+
+
+def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> dict:
+    from bench import lamp_privacy, lamp_report
+
+    work = RESULTS / "cache" / f"lamp-{'quick' if plan.quick else 'full'}-{plan.key()}"
+    work.mkdir(parents=True, exist_ok=True)
+    # Caches of the converted base model, shared by every run; never the user's own data folder.
+    os.environ["MYNA_HOME"] = str(RESULTS / "cache" / "home")
+    started = time.perf_counter()
+    bench = Bench(plan, work)
+    tasks = [load(*lamp).task] if lamp else list(plan.tasks)
+    results = {"plan": asdict(plan), "tasks": {}}
+    for task in tasks:
+        on_stage(f"{task}: dataset")
+        dataset = dataset_for(task, plan, work, lamp)
+        users = dataset.users()
+        stores = {u: bench.store(task, u, dataset.of(u)) for u in users}
+        models = {u: {} for u in users}
+        for user in users:
+            on_stage(f"{task}: OPPU adapter for {user}")
+            models[user]["oppu-record"] = bench.train_oppu(task, user, stores[user])
+            models[user]["oppu"] = models[user]["oppu-record"]["path"]
+        if len(users) > 1:
+            for number, user in enumerate(users):
+                on_stage(f"{task}: merges for {user}")
+                pool = {other: models[other]["oppu"] for other in users if other != user}
+                alphas = plan.alphas if number < plan.sweep_users else (0.0, plan.alpha)
+                models[user]["merges"] = bench.merges(task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha})))
+        predictions: dict[str, dict[str, dict]] = {}
+        table = methods_for(plan, len(users) > 1)
+        for user in users:
+            for method, spec in table.items():
+                on_stage(f"{task}: {method} for {user}")
+                record = model_record(models[user], spec.model)
+                predictions.setdefault(method, {})[user] = bench.predict(
+                    task, user, dataset.of(user), method, stores[user], record["path"] if record else None, spec.rag)
+        on_stage(f"{task}: amount of user data")
+        amounts = lamp_report.data_amounts(bench, task, dataset, plan)
+        on_stage(f"{task}: privacy")
+        privacy = lamp_privacy.run(bench, task, dataset, stores, models, plan)
+        costs = {method: [model_record(models[u], spec.model) for u in users] for method, spec in table.items()}
+        results["tasks"][task] = lamp_report.summarize(task, dataset, predictions, costs, amounts, privacy, plan)
+    results["wall_seconds"] = time.perf_counter() - started
+    results["peak_mib"] = peak_mib()
+    return results
+
+
+def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None) -> None:
+    from bench import lamp_report
+
+    plan = QUICK if quick else Plan()
+    if tasks:
+        plan = replace(plan, tasks=tuple(tasks))
+    results = run(plan, lamp, on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True))
+    out = RESULTS / ("lamp-quick" if quick else "lamp")
+    lamp_report.write(results, out)
+    print((out / "results.md").read_text())

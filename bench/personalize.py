@@ -1,0 +1,140 @@
+"""Personalization: a full `myna personalize` (8 community adapters, budget 40, 50 held-out
+examples), and candidate evaluations per minute for each evaluation backend, side by side.
+
+    python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50]
+
+The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
+bench/results/cache between runs); the user is a 9th account whose older tweets are its
+history (imported as a LaMP_7 profile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import BIN, RESULTS, run_measured, save, table
+
+USER = "reuters_health"
+SHARERS = ["bbchealth", "cbchealth", "cnnhealth", "foxnewshealth", "latimeshealth", "nprhealth", "nytimeshealth",
+           "wsjhealth"]
+
+
+def ensure_hub(env: dict, count: int) -> Path:
+    folder = RESULTS / "cache" / f"hub-tweets-{count}"
+    if not (folder / "index.json").exists() or len(json.loads((folder / "index.json").read_text())["adapters"]) < count:
+        run_measured([str(BIN / "myna"), "hub", "build", str(folder), "--corpus", "tweets",
+                      "--authors", ",".join(SHARERS[:count]), "--per-author", "64"], env=env, timeout=3600)
+    return folder
+
+
+def user_home(hub: Path, count: int, held_out: int) -> dict:
+    from merger import corpora
+
+    home = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
+    env = dict(os.environ, MYNA_HOME=str(home))
+    history = corpora.authors("tweets")[USER][: held_out * 5]  # 20 % of the examples are held out
+    profile = home / "history.json"
+    profile.write_text(json.dumps([{"id": "u", "input": "", "profile": [{"id": str(t.tweet_id), "text": t.text}
+                                                                         for t in history]}]))
+    for command in (["import", str(profile)], ["adapters", "pull", *SHARERS[:count], "--hub", str(hub)]):
+        run_measured([str(BIN / "myna"), *command], env=env, timeout=600)
+    return env
+
+
+def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
+    """Time to evaluate one candidate (apply its weights, score the held-out set, and with the
+    privacy penalty also generate the probes) for each backend."""
+    os.environ["MYNA_HOME"] = env["MYNA_HOME"]
+    from assistant import adapters
+    from assistant.catalogue import resolve
+    from assistant.engine import Engine
+    from assistant.settings import Settings
+    from assistant.store import open_database
+    from merger import examples, gguf_lora, scoring, torch_model
+    from merger.base_model import architecture
+
+    db = open_database()
+    spec = resolve(Settings().model)
+    arch = architecture(spec)
+    community = [a for a in adapters.listing(db) if a.kind == "community"]
+    loras = [gguf_lora.read(a.gguf, arch) for a in community]
+    engine = Engine(spec, context_size=2048)
+    base = torch_model.load(spec)
+    scoring_set = scoring.prepare(engine, examples.from_store(db).held_out[:held_out], Settings().system_prompt)
+    rng = np.random.default_rng(0)
+    candidates = [rng.uniform(-1, 1, len(loras)) for _ in range(trials)]
+    folder = Path(tempfile.mkdtemp())
+    backends = {
+        "torch": lambda merge: scoring.TorchBackend(base, loras, merge=merge),
+        "file": lambda merge: scoring.LlamaFileBackend(engine, loras, arch, folder, merge=merge),
+        "scales": lambda merge: scoring.LlamaScalesBackend(engine, [a.gguf for a in community]),
+    }
+    results = {"tokens_scored_per_candidate": scoring_set.tokens}
+    for name, make in backends.items():
+        backend = make("updates" if name == "scales" else "elementwise")
+        for with_privacy in (False, True):
+            start = time.perf_counter()
+            for weights in candidates:
+                backend.apply(weights)
+                backend.mean_logprob(scoring_set)
+                if with_privacy:
+                    backend.generate(scoring_set.probes, scoring_set.probe_tokens)
+            seconds = (time.perf_counter() - start) / trials
+            results[f"{name}{'_privacy' if with_privacy else ''}_per_min"] = 60 / seconds
+        backend.close()
+    return results
+
+
+def run(budget: int, count: int, held_out: int) -> dict:
+    os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-hub-"))
+    env = dict(os.environ)
+    start = time.perf_counter()
+    hub = ensure_hub(env, count)
+    hub_seconds = time.perf_counter() - start
+    user = user_home(hub, count, held_out)
+    measured = run_measured([str(BIN / "myna"), "personalize", "--budget", str(budget), "--adapters", str(count)],
+                            env=user, timeout=3600)
+    from merger import runs
+
+    os.environ["MYNA_HOME"] = user["MYNA_HOME"]
+    from assistant.store import open_database
+
+    record = runs.latest(open_database())
+    figures = {
+        "budget": budget, "adapters": count, "held_out": held_out,
+        "wall_s": measured["wall_s"], "peak_mib": measured["peak_mib"],
+        "status": record.status, "fitness_before": record.fitness_before, "fitness_after": record.fitness_after,
+        "similarity_before": record.similarity_before, "similarity_after": record.similarity_after,
+        "weights": dict(zip(record.adapters, record.weights)), "hub_build_or_cache_s": hub_seconds,
+        "output": measured["stdout"].strip().splitlines()[-3:],
+    }
+    figures.update(evaluations_per_minute(user, held_out))
+    return figures
+
+
+def report(f: dict) -> str:
+    rows = [
+        (f"`myna personalize`: {f['adapters']} adapters, budget {f['budget']}, {f['held_out']} held out",
+         f"{f['wall_s'] / 60:.1f} min", "target < 15 min"),
+        ("peak memory of that run", f"{f['peak_mib'] / 1024:.2f} GiB", "target < 4 GiB"),
+        ("outcome", f['status'], f"fitness {f['fitness_before']:.3f} -> {f['fitness_after']:.3f}; similarity to the "
+                                 f"closest sharer {f['similarity_before']:.2f} -> {f['similarity_after']:.2f}"),
+    ]
+    for name, label in (("torch", "torch, merged into PEFT, bf16 batches"),
+                        ("file", "llama.cpp, one merged GGUF per candidate"),
+                        ("scales", "llama.cpp, 8 adapters at once with scales")):
+        rows.append((f"candidates per minute: {label}", f"{f[name + '_per_min']:.1f}",
+                     f"{f[name + '_privacy_per_min']:.1f} with the privacy probes"))
+    return table(rows)
+
+
+def main(budget: int, count: int, held_out: int) -> None:
+    figures = run(budget, count, held_out)
+    print(report(figures))
+    print(f"saved to {save('personalize', figures)}")

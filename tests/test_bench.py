@@ -1,0 +1,144 @@
+"""The personalization benchmark: its datasets, its attack, and a --quick run end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import datasets
+from bench.lamp_privacy import auroc
+
+pytestmark = pytest.mark.real
+
+
+def check_lamp_files(questions_path, outputs_path, task):
+    questions = json.loads(questions_path.read_text())
+    outputs = json.loads(outputs_path.read_text())
+    assert outputs["task"] == task
+    assert {g["id"] for g in outputs["golds"]} == {q["id"] for q in questions}
+    for q in questions:
+        assert set(q) == {"id", "input", "profile"} and isinstance(q["profile"], list) and q["profile"]
+        assert all("id" in item for item in q["profile"])
+
+
+def check_time_split(dataset, profile_text):
+    for user in dataset.users():
+        questions = dataset.of(user)
+        profile = questions[0].profile
+        assert all(q.profile == profile for q in questions), "one profile per user"
+        latest_profile = max(item["date"] for item in profile)
+        asked = dataset.manifest["users"][user]["question_dates"]
+        assert latest_profile < asked[0], f"{user}: profile must be older than every question"
+        texts = {profile_text(item) for item in profile}
+        assert not any(q.output in texts for q in questions), f"{user}: a question's answer is in the profile"
+
+
+@pytest.fixture(scope="module")
+def corpus_cache(tmp_path_factory):
+    import os
+
+    from bench.common import RESULTS
+
+    os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
+
+
+def test_lamp4_builder(tmp_path, corpus_cache):
+    built = datasets.build_lamp4(users=3, questions=4, profile=10)
+    assert built.users() == sorted(built.users()) and len(built.users()) == 3
+    assert all(len(built.of(u)) == 4 for u in built.users())
+    assert all(q.input.startswith("Generate a headline for the following article: ") for q in built.questions)
+    check_time_split(built, lambda item: item["title"])
+    check_lamp_files(*built.write(tmp_path), "LaMP_4")
+    assert built.manifest["users"][built.users()[0]]["profile"] <= 10
+
+
+def test_lamp7_builder(tmp_path, corpus_cache):
+    from merger import corpora
+
+    built = datasets.build_lamp7(users=2, questions=3, profile=20)
+    assert 1 <= len(built.users()) <= 2
+    by_account = corpora.authors("tweets")
+    for q in built.questions:
+        other = q.input.removeprefix("Paraphrase the following tweet without any explanation before or after it: ")
+        assert other not in {t.text for t in by_account[q.user]}, "the input is another account's tweet"
+        assert q.output in {t.text for t in by_account[q.user]}, "the answer is this account's own tweet"
+    check_time_split(built, lambda item: item["text"])
+    check_lamp_files(*built.write(tmp_path), "LaMP_7")
+
+
+def test_a_real_lamp_pair_loads_by_path(tmp_path):
+    (tmp_path / "q.json").write_text(json.dumps([
+        {"id": "310", "input": "What is the score of the following review ...", "profile": [{"id": "1", "text": "ok", "score": "3"}]},
+        {"id": "311", "input": "What is the score ...", "profile": [{"id": "2", "text": "bad", "score": "1"}]},
+    ]))
+    (tmp_path / "o.json").write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": "310", "output": "4"}, {"id": "311", "output": "2"}]}))
+    loaded = datasets.load(tmp_path / "q.json", tmp_path / "o.json")
+    assert loaded.task == "LaMP_3" and len(loaded.users()) == 2
+    assert [q.output for q in loaded.questions] == ["4", "2"]
+
+
+def test_auroc_by_hand():
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert auroc([0, 1], [2, 3]) == 0.0
+    assert auroc([1, 2], [1, 2]) == 0.5  # 4 pairs: one win, one loss, two ties
+    assert auroc([2.0, 0.5], [1.0]) == 0.5
+
+
+def test_the_attack_finds_obvious_membership(torch_base, tmp_path):
+    """An adapter trained hard on 8 examples: the attack must tell them from unseen ones of
+    the same kind; the base model itself gives nothing away."""
+    from types import SimpleNamespace
+
+    from bench.lamp_privacy import membership
+    from merger import train as trainer
+    from merger.examples import Example, split
+
+    rng = np.random.default_rng(0)
+    words = "river stone lamp orchard violin harbor pepper comet saddle tulip anchor maple".split()
+
+    def made(i):
+        return Example(f"Write line {i}.", " ".join(rng.choice(words, 8)), "note")
+
+    members, others = [made(i) for i in range(8)], [made(100 + i) for i in range(8)]
+    result = trainer.train(torch_base, split(members, held_out_fraction=0.0),
+                           trainer.TrainConfig(rank=8, epochs=12, learning_rate=3e-3, max_length=48, batch_size=4),
+                           system="", workdir=tmp_path, min_examples=8)
+    bench = SimpleNamespace(base=torch_base, settings=SimpleNamespace(system_prompt=""),
+                            plan=SimpleNamespace(max_length=48, mia_examples=8))
+    assert membership(bench, result.lora, members, others) > 0.9
+    silent = result.lora.__class__(rank=8, alpha=16, weights={k: (a, 0 * b) for k, (a, b) in result.lora.weights.items()})
+    assert membership(bench, silent, members, others) == 0.5
+
+
+def test_quick_benchmark_runs_every_method_end_to_end():
+    """`python -m bench lamp --quick`, as CI runs it: every method, metrics, privacy, plots."""
+    from bench.common import RESULTS
+
+    done = subprocess.run([sys.executable, "-m", "bench", "lamp", "--quick"], capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = RESULTS / "lamp-quick"
+    results = json.loads((folder / "results.json").read_text())
+    for task in ("LaMP_4", "LaMP_7"):
+        summary = results["tasks"][task]
+        methods = summary["methods"]
+        expected = {"non-personalized", "OPPU", "PriME (alpha 0.5)", "PriME (no privacy penalty)",
+                    "uniform average of community adapters", "best single community adapter",
+                    "LoraHub (likelihood + L1)"} | {f"RAG {m} k={k}" for m in ("bm25", "embeddings", "hybrid") for k in (1, 2, 4)}
+        assert expected <= set(methods)
+        assert any(m.startswith("PriME (alpha 0.5) + RAG") for m in methods)
+        for row in methods.values():
+            low, high = row["ci95"]["ROUGE-1"]
+            assert 0 <= low <= row["overall"]["ROUGE-1"] <= high <= 1
+            assert np.isfinite(row["gain"])
+        assert methods["non-personalized"]["gain"] == 0
+        assert methods["OPPU"]["adapter_bytes_per_user"] > 0 and methods["OPPU"]["model_seconds_per_user"] > 0
+        privacy = summary["privacy"]
+        assert all(0 <= v <= 1 for v in privacy["oppu"].values())
+        assert {"prime-a0", "prime-a0.5", "uniform", "lorahub", "best-single"} <= set(privacy["merged"])
+        assert privacy["canaries"]["owner's adapter (exported)"]["recovered"] >= 0
+        assert (folder / "plots" / f"{task}-utility.png").stat().st_size > 5000
+        assert (folder / "plots" / f"{task}-gain-vs-data.png").exists()
+    assert "### LaMP_4" in (folder / "results.md").read_text()

@@ -1,0 +1,250 @@
+"""Personalization on the real stack: merge search, privacy penalty, the pipeline, its guards."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant import adapters
+from assistant.engine import AdapterUse, SamplingParams
+from assistant.errors import MynaError
+from merger import gguf_lora, runs, scoring, search
+from merger.examples import Example
+from merger.lora import random_lora
+from merger.merge import merge_elementwise, merge_updates
+from merger.personalize import PersonalizeConfig, personalize
+from merger.publish import publish
+from tests.conftest import MYNA, run_env, share_torch_cache
+
+pytestmark = pytest.mark.real
+QUESTIONS = ["Tell me about the sea.", "What is your favourite food?", "Describe a city at night.", "Why do cats purr?",
+             "Give advice for a job interview.", "What is a good weekend plan?", "Explain rain.", "Write about a forest.",
+             "What makes a good friend?", "How do planes fly?", "Describe winter.", "What is music?",
+             "Why is the sky blue?", "What is a good breakfast?", "How do I learn to swim?", "Describe a market.",
+             "What is a library for?", "Tell me about trains.", "Why do we sleep?", "What is a volcano?",
+             "Describe autumn leaves.", "How do bees live?", "What is chess?", "Tell me about the moon."]
+
+
+@pytest.fixture(scope="module")
+def community(base_arch):
+    return [random_lora(base_arch, rank=4, seed=10 + i, std=1.0, modules=("attn_q", "attn_v")) for i in range(3)]
+
+
+def outputs_of(engine, lora, arch, questions, tokens=32):
+    folder = Path(tempfile.mkdtemp())
+    engine.set_adapters([AdapterUse(gguf_lora.write(lora, folder / "writer.gguf", arch))])
+    params = SamplingParams(max_tokens=tokens, temperature=0)
+    texts = [engine.generate(engine.tokenize_chat([{"role": "user", "content": q}]), params, lambda p: None).text
+             for q in questions]
+    engine.set_adapters([])
+    return [Example(q, t, "chat") for q, t in zip(questions, texts)]
+
+
+def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community, tmp_path):
+    data = outputs_of(clean_engine, community[0], base_arch, QUESTIONS[:6])
+    scoring_set = scoring.prepare(clean_engine, data, "", probes=0)
+    weights = np.array([0.8, -0.4, 0.3])
+    values = {}
+    for backend in (scoring.TorchBackend(torch_base, community, merge="updates"),
+                    scoring.LlamaFileBackend(clean_engine, community, base_arch, tmp_path, merge="updates"),
+                    scoring.LlamaScalesBackend(clean_engine, [gguf_lora.write(l, tmp_path / f"c{i}.gguf", base_arch)
+                                                              for i, l in enumerate(community)])):
+        backend.apply(weights)
+        values[backend.name] = backend.mean_logprob(scoring_set)
+        backend.close()
+    spread = max(values.values()) - min(values.values())
+    assert spread < 0.05, values
+
+
+def test_search_recovers_planted_weights(clean_engine, torch_base, base_arch, community):
+    planted = np.array([1.0, -0.6, 0.3])
+    data = outputs_of(clean_engine, merge_updates(community, planted), base_arch, QUESTIONS[:12])
+    scoring_set = scoring.prepare(torch_base, data, "", probes=0)
+    backend = scoring.TorchBackend(torch_base, community, merge="updates")
+
+    def evaluate(weights):
+        backend.apply(weights)
+        return backend.mean_logprob(scoring_set), None
+
+    try:
+        result = search.evolve(evaluate, 3, budget=40, optimizer="NGOpt")
+    finally:
+        backend.close()
+    assert len(result.trials) == 40 and result.trials[0].weights == (0.0, 0.0, 0.0), "the base model is tried first"
+    assert np.abs(np.array(result.best.weights) - planted).max() < 0.15, result.best.weights
+    assert result.best.fitness > result.trials[0].fitness + 1.0
+
+
+def test_privacy_penalty_lowers_similarity_to_the_imitated_sharer(clean_engine, torch_base, base_arch, community):
+    """A user whose history reads exactly like sharer 0: without the penalty the search finds
+    sharer 0 itself; with it, the merge keeps its distance and pays for it in utility."""
+    sharers_loras = community[:2]
+    data = outputs_of(clean_engine, sharers_loras[0], base_arch, QUESTIONS[:8], tokens=16)
+    scoring_set = scoring.prepare(torch_base, data, "", probes=2, probe_tokens=12)
+    backend = scoring.TorchBackend(torch_base, sharers_loras, merge="elementwise")
+    seen = {}
+    try:
+        sharers = scoring.sharer_outputs(backend, scoring_set, 2)
+
+        def evaluate(weights):
+            key = tuple(np.round(weights, 6))
+            if key not in seen:  # both searches may propose the same point: evaluate it once
+                backend.apply(weights)
+                candidate = backend.generate(scoring_set.probes, scoring_set.probe_tokens)
+                seen[key] = (backend.mean_logprob(scoring_set), scoring.similarity(candidate, sharers)[0])
+            return seen[key]
+
+        free = search.evolve(evaluate, 2, budget=16, alpha=0.0, optimizer="NGOpt")
+        private = search.evolve(evaluate, 2, budget=16, alpha=4.0, optimizer="NGOpt")
+    finally:
+        backend.close()
+    assert np.allclose(free.best.weights, (1.0, 0.0), atol=0.05), "without a penalty: sharer 0 itself"
+    assert free.best.similarity >= 0.5
+    assert private.best.similarity <= free.best.similarity - 0.3
+    assert private.best.utility < free.best.utility, "privacy costs some utility"
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+
+
+def plant_history(db, examples):
+    from assistant.store import conversations as convs
+
+    for example in examples:
+        cid = convs.create_conversation(db)
+        convs.add_message(db, cid, "user", example.input)
+        reply = convs.add_message(db, cid, "assistant", example.output)
+        convs.set_feedback(db, reply, rating=1)
+
+
+def install_community(db, loras, arch):
+    for number, lora in enumerate(loras):
+        publish(db, lora, arch, stem=f"sharer{number}", kind="community", card={"profile_vector": [1.0] + [0.0] * 383},
+                activate=False)
+
+
+QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96)
+
+
+def test_personalize_publishes_a_better_merge_and_records_the_run(db, clean_engine, base_arch, community):
+    planted = np.array([1.2, 0.0, 0.0])
+    plant_history(db, outputs_of(clean_engine, merge_elementwise(community, planted), base_arch, QUESTIONS, tokens=24))
+    install_community(db, community, base_arch)
+    seen = []
+    outcome = personalize(db, clean_engine.spec, "", QUICK, on_progress=lambda phase, d, t: seen.append(phase))
+    assert outcome.status == "published", outcome.message
+    assert outcome.fitness_after > outcome.fitness_before
+    active = adapters.active(db)
+    assert active.name == "merged" and active.kind == "merged"
+    assert active.card["merge"]["adapters"] == outcome.adapters and len(outcome.weights) == 3
+    run = runs.latest(db)
+    assert (run.status, run.published, run.adapters) == ("published", "merged", outcome.adapters)
+    assert run.fitness_after == pytest.approx(outcome.fitness_after) and run.similarity_after is not None
+    assert {"choosing community adapters", "searching merge weights", "checking the winner in llama.cpp"} <= set(seen)
+
+
+def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, community):
+    writer = random_lora(base_arch, rank=4, seed=99, std=1.0, modules=("attn_q", "attn_v"))
+    plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
+    publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
+    install_community(db, community, base_arch)
+    digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
+    outcome = personalize(db, clean_engine.spec, "", QUICK)
+    assert outcome.status == "no-improvement" and outcome.published is None
+    assert adapters.active(db).name == "mine"
+    assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
+    assert runs.latest(db).status == "no-improvement"
+
+
+def test_what_personalize_needs_is_said(db, clean_engine, base_arch, community):
+    with pytest.raises(MynaError, match="held out for scoring"):
+        personalize(db, clean_engine.spec, "", QUICK)
+    plant_history(db, [Example(q, "An answer.", "chat") for q in QUESTIONS])
+    with pytest.raises(MynaError, match="No community adapters"):
+        personalize(db, clean_engine.spec, "", QUICK)
+    assert runs.latest(db).status == "failed"
+
+
+def test_one_run_at_a_time(db, clean_engine):
+    with runs.exclusive():
+        with pytest.raises(MynaError, match="Another personalization run is in progress"):
+            personalize(db, clean_engine.spec, "", QUICK)
+
+
+def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_home, clean_engine, base_arch, community):
+    writer = random_lora(base_arch, rank=4, seed=99, std=1.0, modules=("attn_q", "attn_v"))
+    plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
+    publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
+    install_community(db, community, base_arch)
+    digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
+    share_torch_cache(session_home, myna_home)
+    proc = subprocess.Popen([MYNA, "personalize", "--budget", "40"], env=run_env(myna_home),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        run = runs.latest(db)
+        if run and run.phase == "searching merge weights" and run.done >= 2:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the run never reached the search")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert runs.latest(db).status == "interrupted"
+    assert adapters.active(db).name == "mine"
+    assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
+    with runs.exclusive():
+        pass  # the lock went with the killed process
+
+
+def test_if_idle_skips_a_busy_machine(db, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from merger import schedule
+
+    monkeypatch.setattr(schedule, "machine_busy", lambda: "the machine is on battery (40 %)")
+    result = CliRunner().invoke(cli, ["personalize", "--if-idle"])
+    assert result.exit_code == 0 and "Skipped: the machine is on battery" in result.stdout
+    assert runs.latest(db).status == "skipped"
+    assert "skipped" in CliRunner().invoke(cli, ["personalize", "--last"]).stdout
+
+
+def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeypatch):
+    from merger import schedule
+
+    monkeypatch.setattr(schedule, "systemd_available", lambda: False)  # no user session here: cron it is
+    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+    try:
+        described = schedule.install(4, 15)
+        assert "crontab" in described
+        line = schedule.status()
+        assert line.startswith("crontab: 15 4 * * * MYNA_HOME=") and str(myna_home) in line
+        assert "personalize --if-idle" in line
+        schedule.install(5, 0)  # reinstalling replaces, never duplicates
+        ours = [l for l in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
+                if l.endswith(schedule.marker(myna_home))]
+        assert len(ours) == 1 and ours[0].startswith("0 5 ")
+        assert schedule.remove() == "crontab line"
+        assert schedule.status() is None
+    finally:
+        after = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+        assert [l for l in after.splitlines() if str(myna_home) not in l] == \
+            [l for l in before.splitlines() if str(myna_home) not in l], "other crontab lines are untouched"
+
+
+def test_systemd_units_name_the_data_folder(tmp_path):
+    from merger import schedule
+
+    units = schedule.unit_files(tmp_path, 3, 30)
+    timer = next(text for name, text in units.items() if name.endswith(".timer"))
+    service = next(text for name, text in units.items() if name.endswith(".service"))
+    assert "OnCalendar=*-*-* 03:30:00" in timer and "Persistent=true" in timer
+    assert f"MYNA_HOME={tmp_path}" in service and "personalize --if-idle" in service

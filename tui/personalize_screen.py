@@ -1,0 +1,82 @@
+"""The personalization screen: the last runs, a running one's progress, and a way to start one.
+
+A run is a separate `myna personalize` process (it loads the training stack, which the chat
+must not pay for); this screen follows it through its run record in the store.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ProgressBar, Static
+
+from assistant import paths
+from merger import runs
+
+
+def describe(run: runs.Run) -> str:
+    line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
+    if run.fitness_after is not None and run.fitness_before is not None:
+        line += f"  fitness {run.fitness_before:.3f} → {run.fitness_after:.3f}"
+    if run.seconds:
+        line += f"  ({run.seconds / 60:.1f} min)"
+    if run.adapters:
+        line += "\n    merged " + ", ".join(f"{a} ×{w:+.2f}" for a, w in zip(run.adapters, run.weights))
+    if run.message:
+        line += f"\n    {run.message}"
+    return line
+
+
+def start_run_in_background() -> subprocess.Popen:
+    myna = Path(sys.executable).with_name("myna")
+    command = [str(myna)] if myna.exists() else [sys.executable, "-m", "cli"]
+    log = open(paths.data_dir() / "personalize.log", "ab")
+    return subprocess.Popen([*command, "personalize"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+class PersonalizeScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back to chat"),
+        Binding("s", "start", "Start a run now"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Personalization: nightly merges of community adapters, scored on your history.", id="runs-title")
+        yield Label("", id="run-phase")
+        yield ProgressBar(id="run-progress", show_eta=False)
+        yield Static("", id="runs", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.refresh_runs()
+        self.set_interval(1.0, self.refresh_runs)
+
+    def refresh_runs(self) -> None:
+        recent = runs.recent(self.app.db, 8)
+        running = next((run for run in recent if run.status == "running"), None)
+        phase = self.query_one("#run-phase", Label)
+        bar = self.query_one("#run-progress", ProgressBar)
+        if running:
+            phase.update(f"Running: {running.phase} {running.done}/{running.total}" if running.total else f"Running: {running.phase}")
+            bar.update(total=max(running.total, 1), progress=running.done)
+            bar.display = True
+        else:
+            phase.update("No run in progress; press s to start one (`myna schedule install` runs one nightly).")
+            bar.display = False
+        text = "\n".join(describe(run) for run in recent) if recent else "No personalization run yet."
+        self.query_one("#runs", Static).update(text)
+
+    def action_start(self) -> None:
+        latest = runs.latest(self.app.db)
+        if latest and latest.status == "running":
+            self.app.notify("A run is already in progress.")
+            return
+        self.process = start_run_in_background()
+        self.app.notify("Started a personalization run in the background; the chat stays usable.")
