@@ -19,6 +19,7 @@ def main() -> None:
     memory = sub.add_parser("memory", help="memory: ingest throughput, retrieval latency, peak memory")
     memory.add_argument("--scales", default="1000,10000,100000", help="snippet counts, comma-separated")
     memory.add_argument("--queries", type=int, default=200)
+    memory.add_argument("--fresh", action="store_true", help="re-import instead of reusing the kept databases")
     training = sub.add_parser("training", help="personal adapter: training time, throughput, memory, conversion")
     training.add_argument("--examples", type=int, default=200)
     training.add_argument("--epochs", type=int, default=2)
@@ -38,7 +39,7 @@ def main() -> None:
     elif args.name == "memory":
         from bench import memory as module
 
-        module.main([int(n) for n in args.scales.split(",")], args.queries)
+        module.main([int(n) for n in args.scales.split(",")], args.queries, args.fresh)
     elif args.name == "training":
         from bench import training as module
 

@@ -30,24 +30,24 @@ class Plan:
     quick: bool = False
     tasks: tuple[str, ...] = ("LaMP_4", "LaMP_7")
     users: int = 4
-    questions: int = 12
-    profile: dict = field(default_factory=lambda: {"LaMP_4": 80, "LaMP_7": 120})
+    questions: int = 8
+    profile: dict = field(default_factory=lambda: {"LaMP_4": 64, "LaMP_7": 96})
     epochs: int = 2
     max_length: int = 192
     budget: int = 16
     alpha: float = 0.5
     alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     sweep_users: int = 1
-    held_out: int = 16
+    held_out: int = 12
     probes: int = 4
     probe_tokens: int = 16
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
-    article_words: int = 200
+    article_words: int = 150
     rag_modes: tuple[str, ...] = ("bm25", "embeddings", "hybrid")
     rag_ks: tuple[int, ...] = (1, 2, 4)
     rag_with_adapters: tuple = ("hybrid", 2)
     lorahub_l1: float = 0.05
-    mia_examples: int = 24
+    mia_examples: int = 16
     canaries: int = 4
     canary_candidates: int = 100
     seed: int = 0
@@ -58,7 +58,7 @@ class Plan:
 
 QUICK = Plan(quick=True, users=3, questions=2, profile={"LaMP_4": 20, "LaMP_7": 24}, epochs=1, max_length=128,
              budget=4, alphas=(0.0, 1.0), sweep_users=1, held_out=4, probes=2, probe_tokens=8, fractions=(0.5, 1.0),
-             mia_examples=4, canaries=2, canary_candidates=20, article_words=80)
+             mia_examples=4, canaries=2, canary_candidates=16, article_words=40)
 
 
 def cached(path: Path, compute) -> dict:
@@ -297,7 +297,7 @@ def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | Non
 
 
 def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> dict:
-    from bench import lamp_privacy, lamp_report
+    from bench import lamp_diagnose, lamp_privacy, lamp_report
 
     work = RESULTS / "cache" / f"lamp-{'quick' if plan.quick else 'full'}-{plan.key()}"
     work.mkdir(parents=True, exist_ok=True)
@@ -335,8 +335,11 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
         amounts = lamp_report.data_amounts(bench, task, dataset, plan)
         on_stage(f"{task}: privacy")
         privacy = lamp_privacy.run(bench, task, dataset, stores, models, plan)
+        on_stage(f"{task}: diagnostics")
+        diagnostics = lamp_diagnose.run(bench, task, dataset, stores, predictions, models, table)
         costs = {method: [model_record(models[u], spec.model) for u in users] for method, spec in table.items()}
         results["tasks"][task] = lamp_report.summarize(task, dataset, predictions, costs, amounts, privacy, plan)
+        results["tasks"][task]["diagnostics"] = diagnostics
     results["wall_seconds"] = time.perf_counter() - started
     results["peak_mib"] = peak_mib()
     return results

@@ -155,8 +155,26 @@ def markdown(results: dict) -> str:
             for fraction, row in summary["data_amounts"].items():
                 cells = ", ".join(f"{m} {v:.4f}" for m, v in row.items() if m != "snippets_per_user")
                 lines.append(f"- {float(fraction):.0%} ({row['snippets_per_user']:.0f} snippets per user): {cells}")
+        if summary.get("diagnostics"):
+            lines += ["", *diagnostics_markdown(summary["diagnostics"])]
         lines.append("")
     return "\n".join(lines)
+
+
+def diagnostics_markdown(diagnostics: dict) -> list[str]:
+    lines = ["What retrieval gave the model, and what it did with it (bench/lamp_diagnose.py):", "",
+             "| method | best ROUGE-1 of the gold vs a retrieved snippet | answer words found in a snippet "
+             "| answers copied from a snippet | context words |", "|---|---|---|---|---|"]
+    for method, row in diagnostics["rag"].items():
+        lines.append(f"| {method} | {row['gold_vs_best_snippet_rouge1']:.3f} | {row['answer_words_found_in_a_snippet']:.0%} "
+                     f"| {row['answers_copied_from_a_snippet']:.0%} | {row['context_words']:.0f} |")
+    likelihood = diagnostics["held_out_loglik_per_token"]
+    lines += ["", "Held-out log-likelihood per token of the users' own outputs (what training and the merge search "
+              "optimize; higher is better): " + ", ".join(f"{label} {value:.3f}" for label, value in likelihood.items()) + "."]
+    words = diagnostics["answer_words"]
+    lines += ["", f"Answer length in words: gold {words['gold']:.1f}; "
+              + ", ".join(f"{m} {v:.1f}" for m, v in words.items() if m != "gold") + "."]
+    return lines
 
 
 def plots(results: dict, folder: Path) -> list[Path]:

@@ -139,6 +139,13 @@ def test_quick_benchmark_runs_every_method_end_to_end():
         assert all(0 <= v <= 1 for v in privacy["oppu"].values())
         assert {"prime-a0", "prime-a0.5", "uniform", "lorahub", "best-single"} <= set(privacy["merged"])
         assert privacy["canaries"]["owner's adapter (exported)"]["recovered"] >= 0
+        diagnostics = summary["diagnostics"]
+        assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m}
+        for row in diagnostics["rag"].values():
+            assert 0 <= row["answer_words_found_in_a_snippet"] <= 1 and row["context_words"] > 0
+        likelihood = diagnostics["held_out_loglik_per_token"]
+        assert {"base (no adapter)", "OPPU", "prime-a0", "uniform"} <= set(likelihood)
+        assert all(value < 0 for value in likelihood.values())
         assert (folder / "plots" / f"{task}-utility.png").stat().st_size > 5000
         assert (folder / "plots" / f"{task}-gain-vs-data.png").exists()
     assert "### LaMP_4" in (folder / "results.md").read_text()

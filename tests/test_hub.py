@@ -126,14 +126,7 @@ class FlakyHandler(RangeHandler):
             return super().do_GET()
         type(self).requests.append(self.headers.get("Range", ""))
         if len(type(self).requests) == 1:
-            path = self.translate_path(self.path)
-            data = open(path, "rb").read()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            _send_half(self, open(self.translate_path(self.path), "rb").read())
             return
         super().do_GET()
 
@@ -187,18 +180,22 @@ def test_a_server_that_dies_mid_download_can_be_resumed_later(db, tmp_path, base
     assert ranges == [f"bytes={size // 2}-"]
 
 
+def _send_half(handler, data: bytes) -> None:
+    """Promise the whole file, send half of it, and hang up."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data[: len(data) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
 def _half_then_die(folder):
     import functools
 
     class Dies(RangeHandler):
         def do_GET(self):
-            data = (folder / "adapters" / "alpha.gguf").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            _send_half(self, (folder / "adapters" / "alpha.gguf").read_bytes())
 
             def die(server=self.server):  # as a killed process would: the port closes too
                 server.shutdown()
