@@ -154,9 +154,10 @@ class Bench:
         return gguf_lora.read(Path(path), self.arch)
 
     def merges(self, task: str, user: str, db, pool: dict[str, str], alphas: tuple[float, ...],
-               tag: str = "") -> dict:
-        """PriME at each alpha, and the uniform, best-single and LoraHub baselines, from the
-        adapters in `pool` (the other users'), scored on this user's held-out examples."""
+               tag: str = "", baselines: bool = True) -> dict:
+        """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
+        LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
+        user's held-out examples."""
         from merger import gguf_lora, scoring, search
 
         def compute():
@@ -171,20 +172,12 @@ class Bench:
                 started = time.perf_counter()
                 sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
                 probe_seconds = time.perf_counter() - started
-                memo: dict = {}
-
-                def evaluate(weights):
-                    key = tuple(np.round(weights, 6))
-                    if key not in memo:
-                        backend.apply(weights)
-                        candidate = backend.generate(scoring_set.probes, scoring_set.probe_tokens)
-                        memo[key] = (backend.mean_logprob(scoring_set), scoring.similarity(candidate, sharers)[0])
-                    return memo[key]
+                evaluate = scoring.evaluator(backend, scoring_set, sharers)
 
                 def save(label, weights, seconds, extra=None):
                     merged = scoring.combine(loras, np.asarray(weights), "elementwise")
                     path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
-                    utility, sim = evaluate(np.asarray(weights))
+                    utility, sim = evaluate(weights)
                     out[label] = {"path": str(path), "weights": [float(w) for w in weights], "seconds": seconds,
                                   "utility": utility, "similarity": sim, "bytes": path.stat().st_size, **(extra or {})}
 
@@ -193,26 +186,34 @@ class Bench:
                     result = search.evolve(evaluate, len(loras), budget=self.plan.budget, alpha=alpha,
                                            optimizer="NGOpt", seed=self.plan.seed)
                     save(f"prime-a{alpha:g}", result.best.weights, time.perf_counter() - started + probe_seconds)
-                save("uniform", [1.0 / len(loras)] * len(loras), 0.0)
-                started = time.perf_counter()
-                singles = [evaluate(np.eye(len(loras))[i])[0] for i in range(len(loras))]
-                save("best-single", np.eye(len(loras))[int(np.argmax(singles))], time.perf_counter() - started,
-                     {"chosen": names[int(np.argmax(singles))]})
-                started = time.perf_counter()
-                l1 = self.plan.lorahub_l1
-
-                def lorahub(weights):
-                    value, _ = evaluate(weights)
-                    return value - l1 * float(np.abs(weights).sum()), None
-
-                result = search.evolve(lorahub, len(loras), budget=self.plan.budget, optimizer="NGOpt", seed=self.plan.seed)
-                save("lorahub", result.best.weights, time.perf_counter() - started)
+                if baselines:
+                    self._baselines(names, evaluate, save)
             finally:
                 backend.close()
             out["peak_mib"] = peak_mib()
             return out
 
         return cached(self.folder(task, user) / f"merges{tag}.json", compute)
+
+    def _baselines(self, names: list[str], evaluate, save) -> None:
+        """Uniform average, best single adapter, LoraHub (likelihood with an L1 penalty)."""
+        from merger import search
+
+        count = len(names)
+        save("uniform", [1.0 / count] * count, 0.0)
+        started = time.perf_counter()
+        singles = [evaluate(np.eye(count)[i])[0] for i in range(count)]
+        best = int(np.argmax(singles))
+        save("best-single", np.eye(count)[best], time.perf_counter() - started, {"chosen": names[best]})
+        started = time.perf_counter()
+        l1 = self.plan.lorahub_l1
+
+        def lorahub(weights):
+            value, _ = evaluate(weights)
+            return value - l1 * float(np.abs(weights).sum()), None
+
+        result = search.evolve(lorahub, count, budget=self.plan.budget, optimizer="NGOpt", seed=self.plan.seed)
+        save("lorahub", result.best.weights, time.perf_counter() - started)
 
     # -- answers -----------------------------------------------------------------------------------
 

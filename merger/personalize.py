@@ -143,9 +143,7 @@ def _run(db, spec, system, config, run_id, started, on_progress, should_stop) ->
     backend, base = _backend(config, engine, loras, spec, workdir, chosen)
 
     def judge(on, sharers) -> tuple[float, float | None]:
-        value = scoring.utility(on, scoring_set, config.metric, config.task)
-        sim = scoring.similarity(on.generate(scoring_set.probes, scoring_set.probe_tokens), sharers)[0] if sharers else None
-        return value, sim
+        return scoring.judge(on, scoring_set, sharers, config.metric, config.task)
 
     report("asking each community adapter", 0, len(loras))
     sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras)) if config.probes else []
@@ -160,10 +158,8 @@ def _run(db, spec, system, config, run_id, started, on_progress, should_stop) ->
     else:
         search_sharers = sharers
 
-    def evaluate(weights):
-        backend.apply(weights)
-        return judge(backend, search_sharers if config.alpha > 0 else [])
-
+    evaluate = scoring.evaluator(backend, scoring_set, search_sharers if config.alpha > 0 else [], config.metric,
+                                 config.task)
     result = evolve(
         evaluate, len(loras), budget=config.budget, alpha=config.alpha, optimizer=config.optimizer, seed=config.seed,
         on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),

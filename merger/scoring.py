@@ -200,14 +200,13 @@ class TorchBackend:
 
     def example_nll(self, encoded: list[Encoded]) -> list[float]:
         """Mean negative log-likelihood per output token of each example (membership tests)."""
-        from merger.train import output_loss
+        from merger.train import example_losses
 
         torch = self._torch
-        values = []
+        values: list[float] = []
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for item in encoded:
-                loss, n = output_loss(self.model, [item], self.base.end_of_turn, reduction="sum")
-                values.append(float(loss) / max(n, 1))
+            for start in range(0, len(encoded), self.batch_size):
+                values += example_losses(self.model, encoded[start : start + self.batch_size], self.base.end_of_turn)
         return values
 
     def generate(self, prompts: list[list[int]], max_tokens: int) -> list[str]:
@@ -247,6 +246,33 @@ def similarity(candidate: list[str], sharers: list[list[str]]) -> tuple[float, i
     scores = [float(np.mean([metrics.rouge_l(c, s) for c, s in zip(candidate, outputs)])) for outputs in sharers]
     best = int(np.argmax(scores))
     return scores[best], best
+
+
+def judge(backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood",
+          task: str | None = None) -> tuple[float, float | None]:
+    """(utility, similarity to the closest sharer) of whatever the backend holds now; no
+    similarity (None) when there are no sharers' outputs to compare with."""
+    value = utility(backend, scoring, metric, task)
+    if not sharers:
+        return value, None
+    return value, similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
+
+
+def evaluator(backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood",
+              task: str | None = None):
+    """The search's fitness parts for a weight vector: weights -> judge(...). Each distinct
+    point is evaluated once: optimizers revisit points, and several searches (one per alpha,
+    the baselines) share one evaluator."""
+    seen: dict[tuple, tuple[float, float | None]] = {}
+
+    def evaluate(weights) -> tuple[float, float | None]:
+        key = tuple(np.round(np.asarray(weights, dtype=float), 6))
+        if key not in seen:
+            backend.apply(np.asarray(weights, dtype=float))
+            seen[key] = judge(backend, scoring, sharers, metric, task)
+        return seen[key]
+
+    return evaluate
 
 
 def sharer_outputs(backend, scoring: ScoringSet, count: int) -> list[list[str]]:

@@ -140,17 +140,35 @@ def _tensors(encoded: list[Encoded], pad: int):
     return ids, labels, mask
 
 
-def output_loss(model, encoded: list[Encoded], pad: int, reduction: str = "mean"):
-    """Cross-entropy of the output tokens; `model` is a (PEFT-wrapped) causal LM."""
-    import torch.nn.functional as F
-
+def _output_logits(model, encoded: list[Encoded], pad: int):
+    """Logits at the output tokens only (the prompt's logits are never computed: 1.76x faster,
+    bench/training.py), their targets, and which (row, position) each came from."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     ids, labels, mask = _tensors(encoded, pad)
     hidden = inner.model(input_ids=ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     chosen = targets != -100
-    logits = inner.lm_head(hidden[:, :-1][chosen])
-    return F.cross_entropy(logits.float(), targets[chosen], reduction=reduction), int(chosen.sum())
+    return inner.lm_head(hidden[:, :-1][chosen]).float(), targets[chosen], chosen
+
+
+def output_loss(model, encoded: list[Encoded], pad: int, reduction: str = "mean"):
+    """Cross-entropy of the output tokens; `model` is a (PEFT-wrapped) causal LM."""
+    import torch.nn.functional as F
+
+    logits, targets, chosen = _output_logits(model, encoded, pad)
+    return F.cross_entropy(logits, targets, reduction=reduction), int(chosen.sum())
+
+
+def example_losses(model, encoded: list[Encoded], pad: int) -> list[float]:
+    """Mean cross-entropy per output token of each example, for a whole batch in one pass
+    (padding is on the right, so it changes nothing before it)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits, targets, chosen = _output_logits(model, encoded, pad)
+    per_token = F.cross_entropy(logits, targets, reduction="none")
+    sums = torch.zeros(len(encoded)).index_add_(0, chosen.nonzero()[:, 0], per_token)
+    return (sums / chosen.sum(dim=1).clamp(min=1)).tolist()
 
 
 def mean_nll(model, encoded: list[Encoded], pad: int, batch_size: int = 8) -> float | None:

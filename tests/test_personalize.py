@@ -62,18 +62,33 @@ def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community
     assert spread < 0.05, values
 
 
+def test_each_example_scored_in_a_padded_batch_scores_as_it_does_alone(torch_base, community):
+    """The membership attack scores examples in batches: padding must not change any one."""
+    answers = ["Yes.", "Salt water, waves and a long horizon where the light changes every hour.", "Bread.",
+               "Lights in windows, wet streets, a late bus and someone laughing far away.", "Purring calms them."]
+    data = [Example(q, a, "chat") for q, a in zip(QUESTIONS, answers)]
+    scoring_set = scoring.prepare(torch_base, data, "", probes=0)
+    backend = scoring.TorchBackend(torch_base, community[:1], batch_size=8)
+    try:
+        backend.apply(np.ones(1))
+        together = backend.example_nll(scoring_set.encoded)
+        alone = [backend.example_nll([e])[0] for e in scoring_set.encoded]
+        mean = backend.mean_logprob(scoring_set)
+    finally:
+        backend.close()
+    assert np.allclose(together, alone, atol=0.02), (together, alone)
+    assert max(together) - min(together) > 0.5, "different examples, different losses"
+    counts = [sum(label != -100 for label in e.labels[1:]) for e in scoring_set.encoded]
+    assert np.average(together, weights=counts) == pytest.approx(-mean, abs=0.02)
+
+
 def test_search_recovers_planted_weights(clean_engine, torch_base, base_arch, community):
     planted = np.array([1.0, -0.6, 0.3])
     data = outputs_of(clean_engine, merge_updates(community, planted), base_arch, QUESTIONS[:12])
     scoring_set = scoring.prepare(torch_base, data, "", probes=0)
     backend = scoring.TorchBackend(torch_base, community, merge="updates")
-
-    def evaluate(weights):
-        backend.apply(weights)
-        return backend.mean_logprob(scoring_set), None
-
     try:
-        result = search.evolve(evaluate, 3, budget=40, optimizer="NGOpt")
+        result = search.evolve(scoring.evaluator(backend, scoring_set, []), 3, budget=40, optimizer="NGOpt")
     finally:
         backend.close()
     assert len(result.trials) == 40 and result.trials[0].weights == (0.0, 0.0, 0.0), "the base model is tried first"
@@ -88,18 +103,9 @@ def test_privacy_penalty_lowers_similarity_to_the_imitated_sharer(clean_engine, 
     data = outputs_of(clean_engine, sharers_loras[0], base_arch, QUESTIONS[:8], tokens=16)
     scoring_set = scoring.prepare(torch_base, data, "", probes=2, probe_tokens=12)
     backend = scoring.TorchBackend(torch_base, sharers_loras, merge="elementwise")
-    seen = {}
     try:
-        sharers = scoring.sharer_outputs(backend, scoring_set, 2)
-
-        def evaluate(weights):
-            key = tuple(np.round(weights, 6))
-            if key not in seen:  # both searches may propose the same point: evaluate it once
-                backend.apply(weights)
-                candidate = backend.generate(scoring_set.probes, scoring_set.probe_tokens)
-                seen[key] = (backend.mean_logprob(scoring_set), scoring.similarity(candidate, sharers)[0])
-            return seen[key]
-
+        # One evaluator for both searches: a point both propose is evaluated once.
+        evaluate = scoring.evaluator(backend, scoring_set, scoring.sharer_outputs(backend, scoring_set, 2))
         free = search.evolve(evaluate, 2, budget=16, alpha=0.0, optimizer="NGOpt")
         private = search.evolve(evaluate, 2, budget=16, alpha=4.0, optimizer="NGOpt")
     finally:
