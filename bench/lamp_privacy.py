@@ -3,7 +3,9 @@
 Membership inference (loss-based, calibrated): an example's score is how much the adapter
 lowers its loss compared with the base model; AUROC over members (examples the adapter, or a
 sharer's adapter inside a merge, was trained on) against unseen examples of the same author,
-in the same template. 0.5 means the adapter gives nothing away.
+in the same template: first the author's held-out profile items (never trained on, and from
+the same period as the members, so time cannot tell them apart), then their question items.
+0.5 means the adapter gives nothing away.
 
 Canaries: unique secrets planted in one user's history (as rated chat replies); after
 training, how many come back when the adapter is asked, and their exposure (Carlini et al.):
@@ -68,14 +70,22 @@ def membership(bench, lora, members: list[Example], others: list[Example]) -> fl
     return auroc(scores[:n], scores[n:])
 
 
+def chance_spread(n: int) -> float:
+    """Standard deviation of the AUROC of n members against n non-members when the scores
+    say nothing (Mann-Whitney under the null): how far from 0.5 chance alone goes."""
+    return float(np.sqrt((2 * n + 1) / (12 * n * n))) if n else float("nan")
+
+
 def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
     from bench.lamp import cached
 
     def compute():
         users = dataset.users()
-        train = {u: bench.examples(stores[u]).train for u in users}
-        unseen = {u: unseen_examples(task, dataset.of(u)) for u in users}
-        out = {"oppu": {}, "merged": {}}
+        split = {u: bench.examples(stores[u]) for u in users}
+        train = {u: split[u].train for u in users}
+        unseen = {u: split[u].held_out + unseen_examples(task, dataset.of(u)) for u in users}
+        out = {"oppu": {}, "merged": {},
+               "examples": {u: min(len(train[u]), len(unseen[u]), plan.mia_examples) for u in users}}
         for user in users:
             out["oppu"][user] = membership(bench, bench.lora(models[user]["oppu"]), train[user], unseen[user])
             merges = models[user].get("merges")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.lamp_privacy import chance_spread
 from merger import metrics
 from merger.tasks import TASKS
 
@@ -135,13 +136,18 @@ def markdown(results: dict) -> str:
         lines.append("")
         privacy = summary["privacy"]
         lines += ["Membership inference (AUROC; 0.5 = nothing given away):", ""]
+        if privacy.get("examples"):
+            n = min(privacy["examples"].values())
+            lines += [f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
+                      f"has a standard deviation of {chance_spread(n):.2f}.", ""]
         lines.append(f"- users' own OPPU adapters, on their own training data: "
                      f"{np.nanmean(list(privacy['oppu'].values())):.3f}")
         for label, by_user in sorted(privacy["merged"].items()):
             values = [v["auroc_mean"] for v in by_user.values()]
             sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
+            users = "" if len(by_user) == len(privacy["oppu"]) else f", {len(by_user)} of {len(privacy['oppu'])} users"
             lines.append(f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
-                         + (f" (similarity to the closest sharer {np.mean(sims):.2f})" if sims else ""))
+                         + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else ""))
         if "canaries" in privacy:
             canaries = privacy["canaries"]
             lines += ["", f"Canaries: {canaries['secrets']} secrets planted {canaries['repeats']} times in one user's "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import datasets
-from bench.lamp_privacy import auroc
+from bench.lamp_privacy import auroc, chance_spread
 
 pytestmark = pytest.mark.real
 
@@ -84,6 +84,14 @@ def test_auroc_by_hand():
     assert auroc([0, 1], [2, 3]) == 0.0
     assert auroc([1, 2], [1, 2]) == 0.5  # 4 pairs: one win, one loss, two ties
     assert auroc([2.0, 0.5], [1.0]) == 0.5
+
+
+def test_chance_spread_of_the_auroc():
+    assert chance_spread(1) == 0.5  # one member, one non-member, coin flip: 0 or 1
+    assert chance_spread(16) == pytest.approx((33 / 3072) ** 0.5)
+    rng = np.random.default_rng(0)  # and it is what random scores give
+    draws = [auroc(list(rng.normal(size=8)), list(rng.normal(size=8))) for _ in range(4000)]
+    assert np.std(draws) == pytest.approx(chance_spread(8), rel=0.05)
 
 
 def test_the_attack_finds_obvious_membership(torch_base, tmp_path):
