@@ -68,6 +68,7 @@ def cached(path: Path, compute) -> dict:
     started = time.perf_counter()
     value = compute()
     value.setdefault("seconds", time.perf_counter() - started)
+    value.setdefault("peak_mib", peak_mib())  # the process's peak so far: an upper bound for the stage
     from assistant.atomic import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,8 +343,25 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
         results["tasks"][task] = lamp_report.summarize(task, dataset, predictions, costs, amounts, privacy, plan)
         results["tasks"][task]["diagnostics"] = diagnostics
     results["wall_seconds"] = time.perf_counter() - started
-    results["peak_mib"] = peak_mib()
+    results["stage_seconds"], stage_peak = stage_totals(work)
+    results["peak_mib"] = max(peak_mib(), stage_peak)
     return results
+
+
+def stage_totals(work: Path) -> tuple[float, float]:
+    """What the whole run costs from scratch: every cached stage's own time, whichever
+    invocation computed it (a resumed run's wall time counts only what it redid), and the
+    highest process peak (MiB) any stage recorded."""
+    seconds, peak = 0.0, 0.0
+    for path in work.rglob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            seconds += record.get("seconds", 0.0) if isinstance(record.get("seconds"), (int, float)) else 0.0
+            peak = max(peak, record.get("peak_mib", 0.0) if isinstance(record.get("peak_mib"), (int, float)) else 0.0)
+    return seconds, peak
 
 
 def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None) -> None:

@@ -76,6 +76,30 @@ def chance_spread(n: int) -> float:
     return float(np.sqrt((2 * n + 1) / (12 * n * n))) if n else float("nan")
 
 
+def rank_correlation(x, y) -> float:
+    """Spearman's rank correlation; tied values share their mean rank."""
+    if len(x) < 3:
+        return float("nan")
+
+    def ranks(values):
+        values = np.asarray(values, dtype=float)
+        out = np.empty(len(values))
+        out[np.argsort(values, kind="stable")] = np.arange(len(values))
+        for value in np.unique(values):
+            out[values == value] = out[values == value].mean()
+        return out
+
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def similarity_predicts_attack(privacy: dict) -> tuple[float, int]:
+    """Does what the privacy penalty lowers (output similarity to the closest sharer) go with
+    what the attack finds (AUROC on the sharers' items)? (rank correlation, merges counted)."""
+    pairs = [(r["similarity"], r["auroc_mean"]) for by_user in privacy["merged"].values() for r in by_user.values()
+             if r.get("similarity") is not None]
+    return (rank_correlation(*zip(*pairs)) if len(pairs) >= 3 else float("nan")), len(pairs)
+
+
 def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
     from bench.lamp import cached
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import datasets
-from bench.lamp_privacy import auroc, chance_spread
+from bench.lamp_privacy import auroc, chance_spread, rank_correlation
 
 pytestmark = pytest.mark.real
 
@@ -84,6 +84,14 @@ def test_auroc_by_hand():
     assert auroc([0, 1], [2, 3]) == 0.0
     assert auroc([1, 2], [1, 2]) == 0.5  # 4 pairs: one win, one loss, two ties
     assert auroc([2.0, 0.5], [1.0]) == 0.5
+
+
+
+def test_rank_correlation_by_hand():
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 400]) == pytest.approx(1.0)  # order, not values
+    assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # ties share their mean rank: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2)
+    assert rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / 3 ** 0.5)
 
 
 def test_chance_spread_of_the_auroc():
