@@ -48,25 +48,32 @@ def unseen_examples(task: str, questions) -> list[Example]:
     return [e for e in out if e is not None]
 
 
-def _scores(bench, lora, examples: list[Example]) -> list[float]:
-    """Base loss minus adapter loss, per example (higher: the adapter knows it better)."""
+def attack_items(members: list[Example], others: list[Example], limit: int) -> list[Example]:
+    """n members, then n unseen items: as many as both sides and the limit allow."""
+    n = min(len(members), len(others), limit)
+    return members[:n] + others[:n]
+
+
+def _losses(bench, lora, items: list[Example], weight: float) -> list[float]:
     from merger import scoring
 
-    encoded = [scoring.encode_example(bench.base, e, bench.settings.system_prompt, bench.plan.max_length) for e in examples]
+    encoded = [scoring.encode_example(bench.base, e, bench.settings.system_prompt, bench.plan.max_length) for e in items]
     backend = scoring.TorchBackend(bench.base, [lora])
     try:
-        backend.apply(np.zeros(1))
-        base = backend.example_nll(encoded)
-        backend.apply(np.ones(1))
-        adapted = backend.example_nll(encoded)
+        backend.apply(np.full(1, weight))
+        return backend.example_nll(encoded)
     finally:
         backend.close()
-    return [b - a for b, a in zip(base, adapted)]
 
 
-def membership(bench, lora, members: list[Example], others: list[Example]) -> float:
-    n = min(len(members), len(others), bench.plan.mia_examples)
-    scores = _scores(bench, lora, members[:n] + others[:n])
+def membership(bench, lora, members: list[Example], others: list[Example], base: list[float] | None = None) -> float:
+    """AUROC of the adapter's calibrated scores: base loss minus adapter loss per item (higher:
+    the adapter knows it better). `base`: the base model's losses on these items when already
+    known: they are the same for every adapter tested on one author."""
+    items = attack_items(members, others, bench.plan.mia_examples)
+    base = base if base is not None else _losses(bench, lora, items, 0.0)
+    scores = [b - a for b, a in zip(base, _losses(bench, lora, items, 1.0))]
+    n = len(items) // 2
     return auroc(scores[:n], scores[n:])
 
 
@@ -108,10 +115,13 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
         split = {u: bench.examples(stores[u]) for u in users}
         train = {u: split[u].train for u in users}
         unseen = {u: split[u].held_out + unseen_examples(task, dataset.of(u)) for u in users}
-        out = {"oppu": {}, "merged": {},
-               "examples": {u: min(len(train[u]), len(unseen[u]), plan.mia_examples) for u in users}}
+        items = {u: attack_items(train[u], unseen[u], plan.mia_examples) for u in users}
+        # The base model's losses on an author's items, computed once for every adapter tested on them.
+        own = {u: bench.lora(models[u]["oppu"]) for u in users}
+        base = {u: _losses(bench, own[u], items[u], 0.0) for u in users}
+        out = {"oppu": {}, "merged": {}, "examples": {u: len(items[u]) // 2 for u in users}}
         for user in users:
-            out["oppu"][user] = membership(bench, bench.lora(models[user]["oppu"]), train[user], unseen[user])
+            out["oppu"][user] = membership(bench, own[user], train[user], unseen[user], base[user])
             merges = models[user].get("merges")
             if not merges:
                 continue
@@ -119,7 +129,7 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
                 if not isinstance(record, dict) or "path" not in record:
                     continue
                 lora = bench.lora(record["path"])
-                per_sharer = [membership(bench, lora, train[v], unseen[v]) for v in merges["adapters"]]
+                per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in merges["adapters"]]
                 out["merged"].setdefault(label, {})[user] = {
                     "auroc_mean": float(np.mean(per_sharer)), "auroc_max": float(np.max(per_sharer)),
                     "similarity": record.get("similarity"), "utility": record.get("utility")}
