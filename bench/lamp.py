@@ -139,11 +139,10 @@ class Bench:
         def compute():
             example_set = self.examples(db)
             config = trainer.TrainConfig(epochs=self.plan.epochs, max_length=self.plan.max_length, seed=self.plan.seed)
-            before = peak_mib()
             result = trainer.train(self.base, example_set, config, system=self.settings.system_prompt,
                                    workdir=self.folder(task, user) / f"train-{name}", min_examples=8)
             path = gguf_lora.write(result.lora, self.folder(task, user) / f"{name}.gguf", self.arch)
-            return {"path": str(path), "seconds": result.seconds, "peak_mib": max(before, peak_mib()),
+            return {"path": str(path), "seconds": result.seconds,
                     "bytes": path.stat().st_size, "examples": len(example_set.train),
                     "held_out_before": result.held_out_before, "held_out_after": result.held_out_after}
 
@@ -191,7 +190,6 @@ class Bench:
                     self._baselines(names, evaluate, save)
             finally:
                 backend.close()
-            out["peak_mib"] = peak_mib()
             return out
 
         return cached(self.folder(task, user) / f"merges{tag}.json", compute)
@@ -358,9 +356,9 @@ def stage_totals(work: Path) -> tuple[float, float]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict):
-            seconds += record.get("seconds", 0.0) if isinstance(record.get("seconds"), (int, float)) else 0.0
-            peak = max(peak, record.get("peak_mib", 0.0) if isinstance(record.get("peak_mib"), (int, float)) else 0.0)
+        if isinstance(record, dict):  # stage records; a dataset's files are lists
+            seconds += record.get("seconds", 0.0)
+            peak = max(peak, record.get("peak_mib") or 0.0)
     return seconds, peak
 
 

@@ -86,7 +86,6 @@ def test_auroc_by_hand():
     assert auroc([2.0, 0.5], [1.0]) == 0.5
 
 
-
 def test_rank_correlation_by_hand():
     assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 400]) == pytest.approx(1.0)  # order, not values
     assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
