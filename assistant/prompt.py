@@ -1,4 +1,18 @@
-"""The one place that builds prompts: system prompt + conversation, fitted to the context.
+"""The one place that builds prompts: system prompt, memory, conversation, fitted to the context.
+
+Memory (what recall found for the message) goes where the layout says, and each record in
+the form that suits it:
+
+- "system": every record as a line under a header in the system prompt (Myna's first layout,
+  kept as the baseline the others are measured against);
+- "user": the records quoted as the user's notes, in the user's turn right before the
+  message, where a small model reads them;
+- "demos": like "user", except that records belonging to the task the message asks for (an
+  article and its headline, for a headline request) become earlier turns of the chat that
+  show the task done: the record's input as a user turn, its output as the reply.
+
+Which is the default was decided by measurement (README, "Memory that answers"). Chat,
+`myna ask`, training, merge scoring and the benchmark all build their prompts here.
 
 Old turns are dropped whole, oldest first, so the model never sees half of a reply.
 """
@@ -8,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from assistant import records, tasks
 from assistant.errors import MynaError
 
 if TYPE_CHECKING:
@@ -30,33 +45,83 @@ class Prompt:
     dropped: int  # history messages left out to fit the context
 
 
+LAYOUTS = ("system", "user", "demos")
 MEMORY_HEADER = "What you know about the user, from their own notes and past conversations (use it only if it helps):"
+NOTES_HEADER = "My notes:"
+# A demonstration shows the form of an answer; the start of its input is enough for that.
+DEMO_INPUT_WORDS = 120
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """A message with its memory laid out: what build_chat needs, and what it holds."""
+
+    system: str
+    demonstrations: tuple[Turn, ...]  # earlier turns showing the task done ("demos" layout)
+    user_text: str  # the message, with notes beside it ("user" and "demos" layouts)
+    used: tuple["Snippet", ...]  # exactly the memories in the prompt, best first: the sources
+    quoted: tuple[str, ...] = ()  # the texts given as notes (what an answer may copy from)
 
 
 def memory_line(snippet: "Snippet") -> str:
     return f"[{snippet.id}] ({snippet.date or 'undated'}, {snippet.kind}) {snippet.text}"
 
 
-def with_memory(
-    system: str, snippets: Sequence["Snippet"], count_tokens: Callable[[str], int], budget: int
-) -> tuple[str, list["Snippet"]]:
-    """The system prompt followed by as many snippets as fit in `budget` tokens, best first;
-    returns it with the snippets it holds (the answer's sources)."""
-    if not snippets:
-        return system, []
-    spent = count_tokens(MEMORY_HEADER)
-    lines, used = [], []
-    for snippet in snippets:
-        line = memory_line(snippet)
-        cost = count_tokens(line) + 1
+def note(snippet: "Snippet") -> str:
+    return '- "' + " ".join(snippet.text.split()) + '"'
+
+
+def demonstration(pair: records.Pair) -> tuple[Turn, Turn]:
+    words = pair.input.split()
+    shown = pair.input if len(words) <= DEMO_INPUT_WORDS else " ".join(words[:DEMO_INPUT_WORDS]) + " ..."
+    return Turn("user", shown), Turn("assistant", pair.output)
+
+
+def ground(
+    system: str,
+    message: str,
+    memories: Sequence["Snippet"],
+    *,
+    layout: str,
+    count_tokens: Callable[[str], int],
+    budget: int,
+) -> Grounded:
+    """`message` with as many of `memories` (best first) as fit in `budget` tokens, laid out
+    as `layout` says."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown memory layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    task = tasks.task_of(message) if layout == "demos" else None
+    header = MEMORY_HEADER if layout == "system" else NOTES_HEADER
+    spent = count_tokens(header) + 2
+    notes: list[str] = []
+    quoted: list[str] = []
+    demos: list[tuple[Turn, Turn]] = []
+    used = []
+    for memory in memories:
+        pair = records.task_pair(memory.kind, memory.text) if task else None
+        if pair is not None and pair.task == task:
+            shown = demonstration(pair)
+            cost = sum(count_tokens(turn.text) + 4 for turn in shown)
+        else:
+            pair, line = None, (memory_line(memory) if layout == "system" else note(memory))
+            cost = count_tokens(line) + 1
         if spent + cost > budget:
             continue  # a shorter one further down may still fit
-        lines.append(line)
-        used.append(snippet)
         spent += cost
-    if not used:
-        return system, []
-    return "\n\n".join(part for part in (system, MEMORY_HEADER + "\n" + "\n".join(lines)) if part), used
+        used.append(memory)
+        if pair is not None:
+            demos.append(shown)
+        else:
+            notes.append(line)
+            quoted.append(memory.text)
+    user_text = message
+    if notes and layout == "system":
+        system = "\n\n".join(part for part in (system, header + "\n" + "\n".join(notes)) if part)
+    elif notes:
+        user_text = f"{header}\n" + "\n".join(notes) + f"\n\n{message}"
+    # The best demonstration last, nearest the message.
+    turns = tuple(turn for shown in reversed(demos) for turn in shown)
+    return Grounded(system, turns, user_text, tuple(used), tuple(quoted))
 
 
 def reply_reserve(context_size: int, max_tokens: int) -> int:
@@ -75,9 +140,9 @@ def check_user_text(text: str, context_size: int) -> str:
     return text
 
 
-def build_chat(system: str, history: Sequence[Turn], user_text: str) -> Chat:
+def build_chat(system: str, history: Sequence[Turn], user_text: str, demonstrations: Sequence[Turn] = ()) -> Chat:
     chat: Chat = [{"role": "system", "content": system}] if system else []
-    chat += [{"role": turn.role, "content": turn.text} for turn in history]
+    chat += [{"role": turn.role, "content": turn.text} for turn in (*demonstrations, *history)]
     chat.append({"role": "user", "content": user_text})
     return chat
 
@@ -89,6 +154,7 @@ def fit(
     history: Sequence[Turn],
     user_text: str,
     budget: int,
+    demonstrations: Sequence[Turn] = (),
 ) -> Prompt:
     """The longest recent part of `history` that fits in `budget` tokens with the new message.
 
@@ -98,7 +164,7 @@ def fit(
     cuts = sorted({0, len(history)} | {i for i, turn in enumerate(history) if turn.role == "user"})
 
     def attempt(cut: int) -> list[int]:
-        return tokenize_chat(build_chat(system, history[cut:], user_text))
+        return tokenize_chat(build_chat(system, history[cut:], user_text, demonstrations))
 
     lowest = attempt(cuts[-1])
     if len(lowest) > budget:
@@ -116,4 +182,5 @@ def fit(
             hi = mid - 1
         else:
             lo = mid + 1
-    return Prompt(chat=build_chat(system, history[best_cut:], user_text), tokens=best_tokens, dropped=best_cut)
+    return Prompt(chat=build_chat(system, history[best_cut:], user_text, demonstrations), tokens=best_tokens,
+                  dropped=best_cut)

@@ -14,9 +14,10 @@ import sqlite_utils
 
 from assistant import prompt as prompts
 from assistant import adapters as adapter_registry
+from assistant import tasks
 from assistant.engine import AdapterUse, Completion, SamplingParams
 from assistant.errors import MynaError
-from assistant.memory import retrieval
+from assistant.memory import recall
 from assistant.memory import store as memory_store
 from assistant.memory.store import Snippet
 from assistant.settings import Settings
@@ -46,6 +47,7 @@ class ReplyEngine(Protocol):
         params: SamplingParams,
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool] = ...,
+        favoured: Sequence[int] = ...,
     ) -> Completion: ...
 
 
@@ -82,6 +84,7 @@ def sampling(settings: Settings) -> SamplingParams:
         top_p=settings.top_p,
         repeat_penalty=settings.repeat_penalty,
         seed=settings.seed,
+        copy_bias=settings.memory_copy_bias,
     )
 
 
@@ -95,6 +98,7 @@ class Pending:
     prompt: prompts.Prompt
     sources: list[Snippet] = field(default_factory=list)
     notice: str | None = None  # something the user should know about this reply
+    favoured: tuple[int, ...] = ()  # tokens of the notes in the prompt (SamplingParams.copy_bias)
 
 
 def begin(
@@ -109,26 +113,26 @@ def begin(
     """Record the user's message and an empty reply; raises MynaError (storing nothing) when
     the message is empty or cannot fit in the context.
 
-    With memory on (the setting and `use_memory`), snippets retrieved from the user's history
-    go into the system prompt, as many as the memory budget holds; they are dropped again if
-    the message itself needs the room.
+    With memory on (the setting and `use_memory`), what recall finds in the user's history is
+    laid out with the message (assistant/prompt.py), as much as the memory budget holds; it
+    is dropped again if the message itself needs the room. The reply's sources are exactly
+    the memories its prompt holds.
     """
     prompts.check_user_text(text, engine.context_size)
     notice = sync_adapter(db, engine)
     history = history_turns(convs.messages(db, conversation_id)) if conversation_id else []
     budget = engine.context_size - prompts.reply_reserve(engine.context_size, settings.max_tokens)
-    system, sources = settings.system_prompt, []
+    bare = prompts.Grounded(settings.system_prompt, (), text, ())
+    grounded = bare
     if use_memory and settings.memory == "on":
-        system, sources = memory_system_prompt(db, engine, settings, text, conversation_id)
+        grounded = with_memory(db, engine, settings, text, conversation_id)
     try:
-        built = prompts.fit(engine.tokenize_chat, system=system, history=history, user_text=text, budget=budget)
+        built = fit(engine, grounded, history, budget)
     except MynaError:
-        if not sources:
+        if not grounded.used:
             raise
-        sources = []
-        built = prompts.fit(
-            engine.tokenize_chat, system=settings.system_prompt, history=history, user_text=text, budget=budget
-        )
+        grounded = bare  # the message itself needs the room
+        built = fit(engine, grounded, history, budget)
     if conversation_id is None:
         conversation_id = convs.create_conversation(db)
     user_id = convs.add_message(db, conversation_id, "user", text)
@@ -142,9 +146,27 @@ def begin(
         adapter=engine.adapter_name,
         prompt_tokens=len(built.tokens),
     )
-    memory_store.index_message(db, user_id, text, "user")
-    memory_store.record_used(db, reply_id, [snippet.id for snippet in sources])
-    return Pending(conversation_id, user_id, reply_id, built, sources, notice)
+    memory_store.remember_user_message(db, user_id, text)
+    memory_store.record_used(db, reply_id, list(grounded.used))
+    return Pending(conversation_id, user_id, reply_id, built, list(grounded.used), notice,
+                   favoured_tokens(engine, grounded.quoted))
+
+
+def favoured_tokens(engine: ReplyEngine, texts: Sequence[str]) -> tuple[int, ...]:
+    """The tokens of `texts`, as they appear inside a sentence and at its start."""
+    found: set[int] = set()
+    for text in texts:
+        text = " ".join(text.split())
+        found.update(engine.tokenize(text))
+        found.update(engine.tokenize(" " + text))
+    return tuple(sorted(found))
+
+
+def fit(engine: ReplyEngine, grounded: prompts.Grounded, history: list[prompts.Turn], budget: int) -> prompts.Prompt:
+    return prompts.fit(
+        engine.tokenize_chat, system=grounded.system, history=history, user_text=grounded.user_text,
+        budget=budget, demonstrations=grounded.demonstrations,
+    )
 
 
 def sync_adapter(db: sqlite_utils.Database, engine: ReplyEngine) -> str | None:
@@ -164,21 +186,39 @@ def sync_adapter(db: sqlite_utils.Database, engine: ReplyEngine) -> str | None:
     return None
 
 
-def memory_system_prompt(
-    db: sqlite_utils.Database, engine: ReplyEngine, settings: Settings, text: str, conversation_id: int | None = None
-) -> tuple[str, list[Snippet]]:
-    """The system prompt with the snippets retrieved for `text` (RAG), and those snippets."""
-    hits = retrieval.search(
+def recall_for(
+    db: sqlite_utils.Database, settings: Settings, text: str, conversation_id: int | None = None,
+    exclude: Sequence[int] = (),
+) -> list[recall.Recalled]:
+    """What memory holds for `text`, by the user's retrieval settings; a task message (a
+    headline request, say) is searched by its content, not by the instructions around it."""
+    task = tasks.task_of(text)
+    return recall.recall(
         db,
-        text,
+        tasks.content_of(text, task) if task else text,
+        task=task,
         k=settings.retrieval_top_k,
         mode=settings.retrieval_mode,
         recency=settings.recency_weight,
+        min_relevance=settings.memory_min_relevance,
+        margin=settings.memory_margin,
         exclude_conversation=conversation_id,
+        exclude=exclude,
     )
-    budget = settings.memory_budget or engine.context_size // 4
-    return prompts.with_memory(
-        settings.system_prompt, [hit.snippet for hit in hits], lambda line: len(engine.tokenize(line)), budget
+
+
+def with_memory(
+    db: sqlite_utils.Database, engine: ReplyEngine, settings: Settings, text: str, conversation_id: int | None = None
+) -> prompts.Grounded:
+    """`text` with what memory holds for it, laid out by the user's settings (RAG)."""
+    found = recall_for(db, settings, text, conversation_id)
+    return prompts.ground(
+        settings.system_prompt,
+        text,
+        [r.memory for r in found],
+        layout=settings.memory_layout,
+        count_tokens=lambda piece: len(engine.tokenize(piece)),
+        budget=settings.memory_budget or engine.context_size // 4,
     )
 
 
@@ -204,15 +244,13 @@ def stream(
             last_save = time.monotonic()
 
     try:
-        done = engine.generate(pending.prompt.tokens, sampling(settings), receive, should_stop)
+        done = engine.generate(pending.prompt.tokens, sampling(settings), receive, should_stop, pending.favoured)
     except BaseException:
         # Ctrl-C (KeyboardInterrupt) or a failure: keep the partial reply, marked as such.
         convs.update_message(db, pending.message_id, text="".join(written), status="interrupted")
         raise
     status = "interrupted" if done.finish == "cancelled" else "complete"
     convs.update_message(db, pending.message_id, text=done.text, status=status, completion_tokens=done.tokens)
-    if status == "complete":
-        memory_store.index_message(db, pending.message_id, done.text, "assistant")
     return Reply(
         conversation_id=pending.conversation_id,
         user_message_id=pending.user_message_id,

@@ -30,6 +30,10 @@ class Settings:
     retrieval_mode: str = "hybrid"
     retrieval_top_k: int = 4
     memory_budget: int = 0  # tokens of the prompt given to snippets; 0: a quarter of the context
+    memory_layout: str = "demos"  # where memory goes in the prompt (assistant/prompt.py)
+    memory_min_relevance: float = 0.45  # cosine similarity a memory needs to be given to an answer
+    memory_margin: float = 0.1  # ... and how far below the most relevant memory's it may be
+    memory_copy_bias: float = 5.0  # how strongly answers favour the words of the notes they are given
     recency_weight: float = 0.0
     hub: str = ""  # where community adapters come from: a folder or an http(s) address
 
@@ -49,12 +53,17 @@ DESCRIPTIONS = {
     "retrieval_mode": "hybrid (keywords and meaning), bm25 (keywords only) or embeddings (meaning only)",
     "retrieval_top_k": "how many snippets to retrieve for an answer, 1 to 50",
     "memory_budget": "prompt tokens for snippets, 0 for a quarter of the context",
+    "memory_layout": "where memories go: demos (notes beside your message, task examples as earlier turns), user (notes beside your message) or system (in the system prompt)",
+    "memory_min_relevance": "how similar to your message a memory must be to be used, 0 (anything) to 1",
+    "memory_margin": "how much less similar than the best memory another may be and still be used, 0 to 1",
+    "memory_copy_bias": "how strongly answers favour the words of the notes they are given, 0 (not at all) to 20",
     "recency_weight": "how much newer snippets are preferred, 0 (not at all) to 1",
     "hub": "the community adapter hub: a folder or an http(s) address (see `myna hub`)",
 }
 _CHOICES = {
     "memory": ("on", "off"),
     "retrieval_mode": ("hybrid", "bm25", "embeddings"),
+    "memory_layout": ("demos", "user", "system"),
 }
 _RANGES = {
     "context_size": (256, 131072),
@@ -67,6 +76,9 @@ _RANGES = {
     "retrieval_top_k": (1, 50),
     "memory_budget": (0, 65536),
     "recency_weight": (0.0, 1.0),
+    "memory_min_relevance": (0.0, 1.0),
+    "memory_margin": (0.0, 1.0),
+    "memory_copy_bias": (0.0, 20.0),
 }
 
 

@@ -31,6 +31,10 @@ def main() -> None:
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
     lamp.add_argument("--lamp", nargs=2, metavar=("QUESTIONS", "OUTPUTS"), help="a real LaMP questions/outputs pair")
+    recall = sub.add_parser("recall", help="fact recall: planted notes among real text, asked through myna ask")
+    recall.add_argument("--quick", action="store_true", help="16 facts, 3 layouts, no adapter (for CI)")
+    recall.add_argument("--variants", help="comma-separated prompt variants (see bench/recall.py)")
+    recall.add_argument("--no-adapter", action="store_true", help="the bare model only")
     args = parser.parse_args()
     if args.name == "speed":
         from bench import speed as module
@@ -48,6 +52,10 @@ def main() -> None:
         from bench import personalize as module
 
         module.main(args.budget, args.adapters, args.held_out)
+    elif args.name == "recall":
+        from bench import recall as module
+
+        module.main(args.quick, args.variants.split(",") if args.variants else None, not args.no_adapter)
     elif args.name == "lamp":
         from pathlib import Path
 

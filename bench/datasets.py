@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from merger.tasks import TASKS, prompt
+from assistant.tasks import TASKS, prompt
 
 MATCH_WINDOW_S = 2 * 24 * 3600
 MATCH_MIN_COSINE = 0.6

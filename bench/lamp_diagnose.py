@@ -14,19 +14,9 @@ Everything here reuses cached predictions and adapters; nothing is generated aga
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from merger import metrics
-
-
-def _retrieved(bench, db, question, rag: tuple[str, int]) -> list[str]:
-    from assistant.replies import memory_system_prompt
-
-    settings = replace(bench.settings, retrieval_mode=rag[0], retrieval_top_k=rag[1])
-    _, used = memory_system_prompt(db, bench.engine, settings, question.input)
-    return [snippet.text for snippet in used]
 
 
 def rag(bench, dataset, stores: dict, predictions: dict, table: dict) -> dict:
@@ -37,8 +27,9 @@ def rag(bench, dataset, stores: dict, predictions: dict, table: dict) -> dict:
         gold_best, answer_best, copies, words = [], [], 0, []
         for user in dataset.users():
             answers = predictions[method][user]["predictions"]
+            contexts = predictions[method][user].get("contexts", {})
             for question in dataset.of(user):
-                texts = _retrieved(bench, stores[user], question, spec.rag)
+                texts = contexts.get(question.id, [])
                 answer = answers[question.id]
                 gold_best.append(max((metrics.rouge_1(question.output, t) for t in texts), default=0.0))
                 # Precision-like: how much of the answer is found in a snippet.
@@ -79,6 +70,8 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
     rows: dict[str, list[float]] = {}
     for user in dataset.users():
         held_out = bench.examples(stores[user]).held_out[: bench.plan.held_out]
+        if not models[user]["oppu"] or not held_out:
+            continue  # a cold start: no adapter of their own
         scoring_set = scoring.prepare(bench.base, held_out, bench.settings.system_prompt,
                                       max_length=bench.plan.max_length, probes=1, probe_tokens=1)
         backend = scoring.TorchBackend(bench.base, [bench.lora(models[user]["oppu"])])

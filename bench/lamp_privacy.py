@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from merger.examples import Example, record_example
-from merger.tasks import TASKS
+from assistant.tasks import TASKS
 
 THINGS = ["locker", "gate", "alarm", "bike lock", "storage unit", "safe"]
 
@@ -111,7 +111,7 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
     from bench.lamp import cached
 
     def compute():
-        users = dataset.users()
+        users = [u for u in dataset.users() if models[u]["oppu"]]  # cold starts have no adapter to attack
         split = {u: bench.examples(stores[u]) for u in users}
         train = {u: split[u].train for u in users}
         unseen = {u: split[u].held_out + unseen_examples(task, dataset.of(u)) for u in users}
@@ -150,7 +150,7 @@ def canaries(bench, task: str, dataset, stores: dict, models: dict, plan) -> dic
     from assistant.store import conversations as convs
     from assistant.store import open_database
 
-    users = dataset.users()
+    users = [u for u in dataset.users() if models[u]["oppu"]]
     owner, other = users[0], users[1]
     rng = random.Random(plan.seed + 17)
     planted = [(THINGS[i % len(THINGS)], _secret(rng)) for i in range(plan.canaries)]

@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.lamp_privacy import chance_spread, similarity_predicts_attack
 from merger import metrics
-from merger.tasks import TASKS
+from assistant.tasks import TASKS
 
 BOOTSTRAP = 1000
 
@@ -101,7 +101,8 @@ def data_amounts(bench, task: str, dataset, plan) -> dict:
             pct = int(fraction * 100)
             trained = bench.train_oppu(task, user, db, name=f"oppu-{pct}")
             golds = [q.output for q in questions]
-            for method, adapter, use in (("OPPU", trained["path"], None), (f"RAG {rag[0]} k={rag[1]}", None, rag)):
+            oppu = (trained["path"], None) if trained["path"] else (None, rag)  # a cold start: memory alone
+            for method, adapter, use in (("OPPU", *oppu), (f"RAG {rag[0]} k={rag[1]}", None, rag)):
                 result = bench.predict(task, user, questions, f"{method} ({pct}% of the profile)", db, adapter, use)
                 rows[method].append((list(result["predictions"].values()), golds))
             rows["profile_items"].append(db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0])
@@ -128,22 +129,33 @@ def markdown(results: dict) -> str:
                   f"({', '.join(summary['users'])})", ""]
         header = f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized | model time / user | adapter / user |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
+        default = summary.get("default_method")
         for method, row in summary["methods"].items():
             low, high = row["ci95"][name]
             cells = [f"{row['overall'][name]:.4f} ({low:.3f}-{high:.3f})"] + [f"{row['overall'][o]:.4f}" for o in others]
             size = f"{row['adapter_bytes_per_user'] / 2**20:.1f} MiB" if row["adapter_bytes_per_user"] else "-"
             seconds = row["model_seconds_per_user"]
-            lines.append(f"| {method} | {' | '.join(cells)} | {row['gain']:+.1%} | "
+            label = f"**{method}** (Myna's default)" if method == default else method
+            lines.append(f"| {label} | {' | '.join(cells)} | {row['gain']:+.1%} | "
                          f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |")
         lines.append("")
+        cold = summary.get("cold_start") or {}
+        if cold:
+            lines += [f"{len(cold)} of {len(summary['users'])} users had too little history to train an adapter "
+                      f"({', '.join(f'{u}: {n} examples' for u, n in sorted(cold.items()))}); every method that needs "
+                      "their adapter answers them as Myna would: with memory alone, by the default settings.", ""]
         privacy = summary["privacy"]
+        if not privacy.get("oppu"):
+            lines += ["No user had an adapter to attack: no membership inference.", ""]
+            privacy = {**privacy, "merged": {}}
         lines += ["Membership inference (AUROC; 0.5 = nothing given away):", ""]
         if privacy.get("examples"):
             n = min(privacy["examples"].values())
             lines += [f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
                       f"has a standard deviation of {chance_spread(n):.2f}.", ""]
-        lines.append(f"- users' own OPPU adapters, on their own training data: "
-                     f"{np.nanmean(list(privacy['oppu'].values())):.3f}")
+        if privacy.get("oppu"):
+            lines.append(f"- users' own OPPU adapters, on their own training data: "
+                         f"{np.nanmean(list(privacy['oppu'].values())):.3f}")
         for label, by_user in sorted(privacy["merged"].items()):
             values = [v["auroc_mean"] for v in by_user.values()]
             sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]

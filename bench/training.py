@@ -28,7 +28,7 @@ print(json.dumps(worker(int(sys.argv[1]), int(sys.argv[2]))))
 def article_examples(n: int):
     from merger import corpora as data
     from merger.examples import Example
-    from merger.tasks import prompt
+    from assistant.tasks import prompt
 
     chosen = [a for a in data.articles() if len(a.text.split()) > 250][:n]
     return [Example(prompt("LaMP_4", text=a.text), a.title, "lamp article", a.date) for a in chosen]

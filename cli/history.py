@@ -109,9 +109,9 @@ def delete(rt: Runtime, conversation_id: int, yes: bool) -> None:
 @pass_runtime
 def rate(rt: Runtime, message_id: int, rating: str) -> None:
     """Rate a reply good, neutral or bad; good replies teach your personal adapter."""
-    from assistant.store import conversations as convs
+    from assistant import feedback
 
-    convs.set_feedback(rt.db, message_id, rating=RATINGS[rating])
+    feedback.give(rt.db, message_id, rating=RATINGS[rating])
     click.echo(f"Rated message {message_id} {rating}.")
 
 
@@ -121,13 +121,13 @@ def rate(rt: Runtime, message_id: int, rating: str) -> None:
 @pass_runtime
 def correct(rt: Runtime, message_id: int, text: tuple[str, ...]) -> None:
     """Record what a reply should have said; the correction wins over the reply."""
+    from assistant import feedback
     from assistant.errors import MynaError
-    from assistant.store import conversations as convs
 
     corrected = " ".join(text)
     if not corrected.strip():
         raise MynaError("A correction cannot be empty; give the text the reply should have had.")
-    convs.set_feedback(rt.db, message_id, correction=corrected)
+    feedback.give(rt.db, message_id, correction=corrected)
     click.echo(f"Saved the correction of message {message_id}.")
 
 

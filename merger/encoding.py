@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from assistant import prompt as prompts
 from merger.examples import Example
 
 
@@ -41,10 +42,19 @@ def prompt_chat(system: str, user_text: str) -> list[dict[str, str]]:
 
 
 def encode_example(encoder: Encoder, example: Example, system: str, max_length: int) -> Encoded:
-    """Prompt and answer as the model sees them in a chat; the input is shortened (not the
-    instructions around it) when the pair is longer than `max_length` tokens."""
+    """Prompt and answer as the model sees them in a chat, with the example's memory laid out
+    as chat lays it out, as much of it as fits; the input is shortened (not the instructions
+    around it) when the pair alone is longer than `max_length` tokens."""
     output_ids = encoder.text_ids(example.output)[: max_length // 2] + [encoder.end_of_turn]
     prompt = encoder.chat_ids(prompt_chat(system, example.input))
+    room = max_length - len(prompt) - len(output_ids)
+    if example.memory and room > 0:
+        grounded = prompts.ground(system, example.input, example.memory, layout=example.layout or "demos",
+                                  count_tokens=lambda text: len(encoder.text_ids(text)), budget=room)
+        chat = prompts.build_chat(grounded.system, [], grounded.user_text, grounded.demonstrations)
+        with_memory = encoder.chat_ids(chat) if grounded.used else []
+        if grounded.used and len(with_memory) + len(output_ids) <= max_length:  # pieces counted apart may not add up
+            return Encoded(with_memory + output_ids, [-100] * len(with_memory) + output_ids)
     excess = len(prompt) + len(output_ids) - max_length
     if excess > 0:
         input_ids = encoder.text_ids(example.input)

@@ -1,14 +1,19 @@
 """Training examples from the user's history: (input, output) pairs, with a held-out slice.
 
 The one builder used by training (merger/train.py), merge scoring (merger/search.py) and
-the benchmark. Sources of pairs:
+the benchmark. With `memory` settings, each example also carries what recall finds for its
+input in the rest of the history (never its own record), and is trained in the prompt
+layout chat uses (assistant/prompt.py): the adapter learns to use what it is given. Sources
+of pairs:
 
 - chat: a user message and the reply that followed it, when the user rated that reply good
   or corrected it (the correction is the output);
 - imported LaMP profiles: each item becomes a pair in its task's own template, as OPPU does
   (an article's text -> its headline, a review -> its score, ...);
 - other imported writing: an e-mail's subject -> its body, a titled note's title -> its body,
-  and otherwise the opening of a text -> the rest of it.
+  and otherwise the opening of a text -> the rest of it;
+- optionally, grounding pairs: a sentence of a note with a word blanked out -> that word,
+  with the note among the memories given (a cloze the model can only solve by reading them).
 
 Imported records are reassembled from their snippets, so a memory the user deleted is never
 trained on.
@@ -17,12 +22,16 @@ trained on.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlite_utils
 
-from merger.tasks import plain_version, prompt
+from assistant.memory.store import Snippet
+from assistant.records import task_pair
+from assistant.settings import Settings
+
 
 MIN_TRAIN = 16
 MAX_OUTPUT_WORDS = 150
@@ -34,6 +43,10 @@ class Example:
     output: str
     origin: str  # "chat", "lamp article", "email", "note", ...
     date: str | None = None
+    memory: tuple[Snippet, ...] = ()  # what recall gives the input (see from_store)
+    layout: str = ""  # how that memory is laid out (assistant/prompt.py), as in the user's chats
+    own: tuple[int, ...] = ()  # the snippets of the record this example was made from
+    conversation: int | None = None  # the chat it comes from
 
     @property
     def key(self) -> str:
@@ -72,7 +85,7 @@ def require_enough(examples: ExampleSet, minimum: int = MIN_TRAIN) -> None:
 
 def chat_examples(db: sqlite_utils.Database) -> list[Example]:
     rows = db.execute(
-        """SELECT u.text, a.text, f.rating, f.correction, substr(a.created_at, 1, 10)
+        """SELECT u.text, a.text, f.rating, f.correction, substr(a.created_at, 1, 10), a.conversation_id
            FROM messages a
            JOIN feedback f ON f.message_id = a.id
            JOIN messages u ON u.id = (SELECT MAX(id) FROM messages
@@ -80,41 +93,44 @@ def chat_examples(db: sqlite_utils.Database) -> list[Example]:
            WHERE a.role = 'assistant' AND (f.rating = 1 OR f.correction IS NOT NULL)
            ORDER BY a.id"""
     )
-    return [Example(user, correction or reply, "chat", date) for user, reply, rating, correction, date in rows]
+    return [Example(user, correction or reply, "chat", date, conversation=conversation)
+            for user, reply, rating, correction, date, conversation in rows]
 
 
-def records(db: sqlite_utils.Database) -> list[tuple[str, str | None, str]]:
-    """(kind, date, text) of every imported record still in memory, reassembled in order."""
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    date: str | None
+    text: str
+    ids: tuple[int, ...]  # its snippets
+
+
+def records(db: sqlite_utils.Database) -> list[Record]:
+    """Every imported record still in memory, reassembled in order."""
     rows = db.execute(
-        """SELECT source_id, record, kind, date, text FROM snippets
+        """SELECT source_id, record, kind, date, text, id FROM snippets
            WHERE source_id IS NOT NULL ORDER BY source_id, record, position"""
     )
-    out: list[tuple[str, str | None, str]] = []
+    out: list[Record] = []
     current = None
-    for source_id, record, kind, date, text in rows:
+    for source_id, record, kind, date, text, snippet_id in rows:
         if (source_id, record) == current:
-            out[-1] = (kind, date, out[-1][2] + "\n" + text)
+            last = out[-1]
+            out[-1] = Record(kind, date, last.text + "\n" + text, last.ids + (snippet_id,))
         else:
-            out.append((kind, date, text))
+            out.append(Record(kind, date, text, (snippet_id,)))
             current = (source_id, record)
     return out
 
 
 def record_example(kind: str, date: str | None, text: str) -> Example | None:
-    """A record as a pair in its task's template; None when it teaches nothing."""
+    """A record as a training pair: in its task's own form when it belongs to one (as OPPU
+    does), else the user's writing in their own words; None when it teaches nothing."""
+    pair = task_pair(kind, text) if kind != "email" else None
+    if pair:
+        return Example(pair.input, pair.output, kind, date)
     head, _, rest = text.partition("\n")
-    lines = text.splitlines()
-    if kind == "lamp article" and rest:
-        return Example(prompt("LaMP_4", text=rest), head, kind, date)
-    if kind == "lamp paper" and rest:
-        return Example(prompt("LaMP_5", abstract=rest), head, kind, date)
-    if kind == "lamp review" and lines[-1].startswith("Rating: "):
-        return Example(prompt("LaMP_3", text="\n".join(lines[:-1])), lines[-1].removeprefix("Rating: "), kind, date)
-    if kind == "lamp movie tag" and lines[-1].startswith("Tag: "):
-        return Example(prompt("LaMP_2", description="\n".join(lines[:-1])), lines[-1].removeprefix("Tag: "), kind, date)
-    if kind == "lamp post":
-        plain = plain_version(text)
-        return Example(prompt("LaMP_7", text=plain), text, kind, date) if plain and plain != text else None
+    # E-mails and titled notes teach the user's voice (the body), not their subject lines.
     if kind == "email" and head.startswith("Subject: ") and rest.strip():
         return Example(f"Write an email with the subject: {head.removeprefix('Subject: ')}", _cap(rest.strip()), kind, date)
     if head.startswith("#") and rest.strip():
@@ -139,15 +155,80 @@ def split(examples: list[Example], *, held_out_fraction: float = 0.2, seed: int 
     return ExampleSet(train=order[n_held:], held_out=order[:n_held])
 
 
-def from_store(db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, seed: int = 0) -> ExampleSet:
+def from_store(db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, seed: int = 0,
+               memory: Settings | None = None, grounding: int = 0) -> ExampleSet:
+    """The user's examples, split. With `memory` (the user's settings), each carries what
+    recall gives its input from the rest of the history; `grounding` adds up to that many
+    cloze pairs over the user's notes (see grounding_examples)."""
     examples = chat_examples(db)
     skipped: Counter = Counter()
-    for kind, date, text in records(db):
-        example = record_example(kind, date, text)
+    found = records(db)
+    for record in found:
+        example = record_example(record.kind, record.date, record.text)
         if example is None:
-            skipped[kind] += 1
+            skipped[record.kind] += 1
         else:
-            examples.append(example)
+            examples.append(replace(example, own=record.ids))
+    if grounding:
+        examples += grounding_examples(found, grounding, seed)
     result = split(examples, held_out_fraction=held_out_fraction, seed=seed)
     result.skipped = skipped
+    if memory is not None:
+        result.train = with_memory(db, result.train, memory)
+        result.held_out = with_memory(db, result.held_out, memory)
     return result
+
+
+def with_memory(db: sqlite_utils.Database, examples: list[Example], settings: Settings) -> list[Example]:
+    """Each example with what recall gives its input, as `myna ask` would retrieve it, minus
+    its own record (an adapter must learn to use memory, not to look up the answer). A
+    grounding pair keeps its note and adds what else recall finds."""
+    from assistant.replies import recall_for
+
+    out = []
+    for example in examples:
+        found = recall_for(db, settings, example.input, example.conversation, exclude=example.own)
+        given = tuple(r.memory for r in found)
+        if example.origin == "grounding":
+            given = (example.memory + tuple(m for m in given if m.id not in {g.id for g in example.memory}))[
+                : max(settings.retrieval_top_k, 1)]
+        out.append(replace(example, memory=given, layout=settings.memory_layout))
+    return out
+
+
+_CLOZE_WORD = re.compile(r"[A-Za-z0-9][\w'&.:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
+
+
+def cloze(text: str) -> tuple[str, str] | None:
+    """A sentence of `text` with one informative word blanked out, and that word: a word with
+    a digit in it (a code, a time, a number) first, else a name inside the sentence, else its
+    longest word. None for a text too short to ask about."""
+    sentence = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))[0]
+    words = [(m.start(), m.end()) for m in _CLOZE_WORD.finditer(sentence)]
+    if len(words) < 5:
+        return None
+    pick = [w for w in words if any(c.isdigit() for c in sentence[w[0]:w[1]])]
+    pick = pick or [w for w in words[1:] if sentence[w[0]].isupper()]
+    pick = pick or [max(words, key=lambda w: w[1] - w[0])]
+    start, end = pick[0]
+    return sentence[:start] + "___" + sentence[end:], sentence[start:end]
+
+
+def grounding_examples(found: list[Record], limit: int, seed: int = 0) -> list[Example]:
+    """Cloze pairs over the user's notes, each with its note as the memory given: the model
+    learns to answer from what it is given (the fact-recall benchmark measures whether this
+    helps, bench/recall.py)."""
+    notes = [r for r in found if task_pair(r.kind, r.text) is None]
+    notes = sorted(notes, key=lambda r: hashlib.sha256(f"{seed}:{r.ids}".encode()).hexdigest())
+    out = []
+    for record in notes:
+        made = cloze(record.text)
+        if made is None:
+            continue
+        blanked, answer = made
+        note = Snippet(record.ids[0], record.text, record.kind, record.date, "", parts=record.ids)
+        out.append(Example(f'Fill in the blank from my notes: "{blanked}"', answer, "grounding", record.date,
+                           memory=(note,)))
+        if len(out) == limit:
+            break
+    return out

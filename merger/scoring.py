@@ -33,7 +33,7 @@ from merger.encoding import Encoded, encode_example
 from merger.examples import Example
 from merger.lora import Lora
 from merger.merge import merge_elementwise, merge_updates
-from merger.tasks import TASKS
+from assistant.tasks import TASKS
 
 PROBE_TOKENS = 24
 MERGES = ("elementwise", "updates")

@@ -26,6 +26,7 @@ class FakeEngine:
     prompts: list[list[dict[str, str]]] = field(default_factory=list)
     fingerprint: str = "fake-fingerprint"
     adapters: list = field(default_factory=list)
+    favoured: list[list[int]] = field(default_factory=list)  # what each generate() was asked to favour
 
     def set_adapters(self, adapters) -> None:
         self.adapters = list(adapters)
@@ -49,7 +50,9 @@ class FakeEngine:
         params: SamplingParams,
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool] = lambda: False,
+        favoured: Sequence[int] = (),
     ) -> Completion:
+        self.favoured.append(list(favoured))
         text = self.replies.popleft() if self.replies else "(no reply queued)"
         done = Completion(finish="stop")
         for index, word in enumerate(text.split(" ")):

@@ -184,7 +184,7 @@ def test_chat_examples_come_from_good_and_corrected_replies(db):
 
 def test_lamp_profiles_become_task_pairs(db, tmp_path):
     from assistant.memory import ingest
-    from merger.tasks import prompt
+    from assistant.tasks import prompt
     from tests.memory_data import write_lamp
 
     for task in ("LaMP_2", "LaMP_3", "LaMP_4", "LaMP_7"):
@@ -219,6 +219,64 @@ def test_deleted_memories_are_not_trained_on(db, tmp_path):
     assert examples.from_store(db, held_out_fraction=0).train
     memory_store.delete(db, [s.id for s in memory_store.listing(db)])
     assert examples.from_store(db, held_out_fraction=0).train == []
+
+
+def test_examples_carry_memory_but_never_their_own_record(db, tmp_path):
+    """Trained as chat is served: each headline example sees other articles as demonstrations,
+    never its own (it would learn to look the answer up, not to write it)."""
+    from assistant.memory import ingest
+    from assistant.settings import Settings
+    from assistant.tasks import prompt
+    from merger.encoding import encode_example
+    from tests.fakes import FakeEngine
+
+    profile = [{"id": str(i), "title": f"Storm number {i} hits the coast",
+                "text": f"Winds of {100 + i} km/h closed coast roads on day {i}."} for i in range(6)]
+    (tmp_path / "q.json").write_text(json.dumps([{"id": "1", "input": prompt("LaMP_4", text="x"), "profile": profile}]))
+    ingest.import_paths(db, [tmp_path / "q.json"])
+    settings = Settings(retrieval_top_k=2)
+    made = examples.from_store(db, held_out_fraction=0, memory=settings).train
+    assert len(made) == 6
+    for example in made:
+        assert len(example.memory) == 2 and example.layout == "demos"
+        assert not set(example.own) & {i for m in example.memory for i in m.ids}, "its own record is not its memory"
+        assert all(example.output not in m.text for m in example.memory)
+
+    class Words(FakeEngine):
+        end_of_turn = -1
+        vocabulary: dict = {}
+
+        def text_ids(self, text):
+            return [self.vocabulary.setdefault(w, len(self.vocabulary)) for w in text.split()]
+
+        def chat_ids(self, chat):
+            self.prompts.append(chat)
+            return [i for m in chat for i in self.text_ids(m["role"] + " " + m["content"])]
+
+    encoder = Words()
+    encoded = encode_example(encoder, made[0], "sys", max_length=200)
+    chat = encoder.prompts[-1]
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert chat[-1]["content"] == made[0].input
+    assert encoded.output == encoder.text_ids(made[0].output) + [-1]
+    short = encode_example(encoder, made[0], "sys", max_length=40)
+    assert [m["role"] for m in encoder.prompts[-1]] == ["system", "user"], "no room: trained without memory"
+    assert short.output == encoded.output
+
+
+def test_grounding_pairs_are_cloze_over_notes_given_as_memory(db, tmp_path):
+    from assistant.memory import ingest
+
+    notes = ["Bike lock combo is 7391, same as the old one reversed.", "The neighbours' beagle is called Biscuit.",
+             "Moved the basil to the kitchen windowsill because the balcony got cold."]
+    (tmp_path / "n.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in notes))
+    ingest.import_paths(db, [tmp_path / "n.jsonl"])
+    made = {e.output: e for e in examples.grounding_examples(examples.records(db), 10)}
+    assert set(made) == {"7391", "Biscuit", "windowsill"}
+    lock = made["7391"]
+    assert lock.input == 'Fill in the blank from my notes: "Bike lock combo is ___, same as the old one reversed."'
+    assert [m.text for m in lock.memory] == [notes[0]], "the note that holds the answer is what it is given"
+    assert examples.cloze("too short") is None
 
 
 # -- export ----------------------------------------------------------------------------------------

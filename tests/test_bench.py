@@ -141,7 +141,9 @@ def test_quick_benchmark_runs_every_method_end_to_end():
         methods = summary["methods"]
         expected = {"non-personalized", "OPPU", "PriME (alpha 0.5)", "PriME (no privacy penalty)",
                     "uniform average of community adapters", "best single community adapter",
-                    "LoraHub (likelihood + L1)"} | {f"RAG {m} k={k}" for m in ("bm25", "embeddings", "hybrid") for k in (1, 2, 4)}
+                    "LoraHub (likelihood + L1)", "OPPU trained with memory + RAG hybrid k=4",
+                    "OPPU on top of PriME (alpha 0.5) + RAG hybrid k=4", "RAG hybrid k=4, system layout",
+                    } | {f"RAG {m} k={k}" for m in ("bm25", "hybrid") for k in (1, 4)}
         assert expected <= set(methods)
         assert any(m.startswith("PriME (alpha 0.5) + RAG") for m in methods)
         for row in methods.values():
@@ -149,6 +151,8 @@ def test_quick_benchmark_runs_every_method_end_to_end():
             assert 0 <= low <= row["overall"]["ROUGE-1"] <= high <= 1
             assert np.isfinite(row["gain"])
         assert methods["non-personalized"]["gain"] == 0
+        assert summary["default_method"] == "RAG hybrid k=4" and "**RAG hybrid k=4** (Myna's default)" in \
+            (folder / "results.md").read_text()
         assert methods["OPPU"]["adapter_bytes_per_user"] > 0 and methods["OPPU"]["model_seconds_per_user"] > 0
         privacy = summary["privacy"]
         assert all(0 <= v <= 1 for v in privacy["oppu"].values())
@@ -164,3 +168,70 @@ def test_quick_benchmark_runs_every_method_end_to_end():
         assert (folder / "plots" / f"{task}-utility.png").stat().st_size > 5000
         assert (folder / "plots" / f"{task}-gain-vs-data.png").exists()
     assert "### LaMP_4" in (folder / "results.md").read_text()
+
+
+def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
+    """Held-out LaMP data: one user per question, histories from 6 items up. Users too small
+    to train an adapter are answered with memory alone, and the report says so."""
+    from bench.common import RESULTS
+    from bench.lamp import QUICK, run_name
+
+    words = "flu vaccine clinic heart study sleep diet running cancer screening hospital nurses".split()
+    rng = np.random.default_rng(0)
+
+    def tweet(i):
+        return f"New #{words[i % 12]} study: " + " ".join(rng.choice(words, 6)) + f" http://bit.ly/x{i}"
+
+    questions, golds = [], []
+    for number, size in enumerate((6, 6, 14)):
+        qid = str(300 + number)
+        profile = [{"id": f"{qid}-{i}", "text": tweet(number * 100 + i), "date": f"2015-01-{i + 1:02d}"} for i in range(size)]
+        questions.append({"id": qid, "input": "Paraphrase the following tweet without any explanation before or after "
+                                              f"it: {tweet(999 + number)}", "profile": profile})
+        golds.append({"id": qid, "output": tweet(500 + number)})
+    (tmp_path / "LaMP_7_questions.json").write_text(json.dumps(questions))
+    (tmp_path / "LaMP_7_outputs.json").write_text(json.dumps({"task": "LaMP_7", "golds": golds}))
+    pair = (tmp_path / "LaMP_7_questions.json", tmp_path / "LaMP_7_outputs.json")
+    done = subprocess.run([sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)],
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = RESULTS / run_name(QUICK, pair)
+    summary = json.loads((folder / "results.json").read_text())["tasks"]["LaMP_7"]
+    assert set(summary["cold_start"]) == {"300", "301"} and summary["users"] == ["300", "301", "302"]
+    methods = summary["methods"]
+    assert methods["OPPU"]["overall"]["ROUGE-1"] > 0
+    for user in ("300", "301"):  # a cold start gets the default memory answer wherever it has no adapter
+        assert methods["OPPU"]["per_user"][user] == methods["RAG hybrid k=4"]["per_user"][user]
+    assert any(m.startswith("PriME") for m in methods), "the cold users still merge the one trained user's adapter"
+    assert "2 of 3 users had too little history to train an adapter" in (folder / "results.md").read_text()
+
+
+def test_the_recall_benchmarks_default_row_is_what_myna_ships():
+    from assistant.settings import Settings
+    from bench.recall import VARIANTS
+
+    shipped, row = Settings(), VARIANTS["default"]
+    assert (row.layout, row.k, row.min_relevance, row.margin, row.copy_bias, row.mode) == (
+        shipped.memory_layout, shipped.retrieval_top_k, shipped.memory_min_relevance, shipped.memory_margin,
+        shipped.memory_copy_bias, shipped.retrieval_mode)
+
+
+def test_quick_recall_benchmark_answers_from_planted_notes():
+    """`python -m bench recall --quick`, as CI runs it: planted facts among real text, asked
+    through `myna ask`'s code path, three layouts side by side."""
+    from bench.common import RESULTS
+
+    done = subprocess.run([sys.executable, "-m", "bench", "recall", "--quick"], capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((RESULTS / "recall-quick.json").read_text())
+    assert results["snippets"] >= 2000 and results["facts"] == 16
+    assert results["retrieval"]["recall@4"] >= 0.9, "the planted notes are found among the real text"
+    rows = results["models"]["bare model"]
+    assert set(rows) == {"system", "user", "default"}
+    for row in rows.values():
+        assert len(row["answers"]) == 16 and 0 <= row["wrong_source_rate"] <= 1
+    # What the layouts are for: the default answers from the note where the first layout does not.
+    assert rows["default"]["accuracy"] >= 0.7 and rows["default"]["accuracy"] > rows["system"]["accuracy"]
+    assert rows["default"]["unrelated_with_sources"] < rows["system"]["unrelated_with_sources"] == 1
+    assert "| bare model | demos, k=4, cut-off 0.45" in (RESULTS / "recall-quick.md").read_text()

@@ -306,7 +306,7 @@ def test_forget_everything_keeps_conversations(db, fake_engine, tmp_path):
     replies.answer(db, fake_engine, Settings(), "Remember that I like jazz.")
     (tmp_path / "n.txt").write_text("A note.")
     ingest.import_paths(db, [tmp_path / "n.txt"])
-    assert store.count(db) == 3  # the note, the question and the reply
+    assert store.count(db) == 2  # the note and what the user said (an unrated reply is not a memory)
     store.forget_everything(db)
     assert store.count(db) == 0 and store.sources(db) == []
     assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
@@ -320,19 +320,7 @@ def test_deleting_a_conversation_deletes_its_memories(db, fake_engine):
 
     fake_engine.queue("Sure.")
     reply = replies.answer(db, fake_engine, Settings(), "My sister is called Ines.")
-    assert store.count(db) == 2
+    assert store.count(db) == 1
     convs.delete_conversation(db, reply.conversation_id)
     assert store.count(db) == 0
     assert retrieval.bm25(db, "Ines") == []
-
-
-def test_a_corrected_reply_is_remembered_as_corrected(db, fake_engine):
-    from assistant import replies
-    from assistant.settings import Settings
-    from assistant.store import conversations as convs
-
-    fake_engine.queue("Your sister is called Maria.")
-    reply = replies.answer(db, fake_engine, Settings(), "What is my sister called?")
-    convs.set_feedback(db, reply.message_id, correction="Your sister is called Ines.")
-    texts = {s.text for s in snippets(db)}
-    assert "Your sister is called Ines." in texts and "Your sister is called Maria." not in texts

@@ -5,7 +5,7 @@ import dataclasses
 from assistant import replies
 from assistant.memory import ingest
 from assistant.memory import store as memory_store
-from assistant.prompt import MEMORY_HEADER
+from assistant.prompt import NOTES_HEADER
 from assistant.settings import Settings
 
 SETTINGS = Settings(system_prompt="You are a test.")
@@ -23,10 +23,10 @@ def test_answer_gets_and_records_its_sources(db, fake_engine, tmp_path):
     plant(db, tmp_path, "I am allergic to peanuts.", "My favourite colour is green.")
     fake_engine.queue("Avoid peanuts.")
     reply = replies.answer(db, fake_engine, SETTINGS, "What am I allergic to?")
-    system = fake_engine.prompts[-1][0]["content"]
-    assert system.startswith("You are a test.\n\n" + MEMORY_HEADER)
-    assert "(2024-01-01, note) I am allergic to peanuts." in system
-    assert reply.sources and "peanuts" in reply.sources[0].text
+    system, user = fake_engine.prompts[-1][0]["content"], fake_engine.prompts[-1][-1]["content"]
+    assert system == "You are a test."
+    assert user == NOTES_HEADER + '\n- "I am allergic to peanuts."\n\nWhat am I allergic to?'
+    assert [s.text for s in reply.sources] == ["I am allergic to peanuts."], "the colour note is not relevant"
     assert [s.id for s in memory_store.used_by(db, reply.message_id)] == [s.id for s in reply.sources]
 
 
@@ -34,11 +34,11 @@ def test_memory_off_per_answer_and_globally(db, fake_engine, tmp_path):
     plant(db, tmp_path, "I am allergic to peanuts.")
     fake_engine.queue("a", "b")
     reply = replies.answer(db, fake_engine, SETTINGS, "What am I allergic to?", use_memory=False)
-    assert fake_engine.prompts[-1][0]["content"] == "You are a test."
+    assert [m["content"] for m in fake_engine.prompts[-1]] == ["You are a test.", "What am I allergic to?"]
     assert reply.sources == []
     off = dataclasses.replace(SETTINGS, memory="off")
     replies.answer(db, fake_engine, off, "What am I allergic to?")
-    assert fake_engine.prompts[-1][0]["content"] == "You are a test."
+    assert [m["content"] for m in fake_engine.prompts[-1]] == ["You are a test.", "What am I allergic to?"]
 
 
 def test_the_current_conversation_is_not_its_own_source(db, fake_engine):
@@ -67,4 +67,4 @@ def test_a_long_message_pushes_memory_out_rather_than_failing(db, fake_engine, t
     fake_engine.queue("ok")
     reply = replies.answer(db, fake_engine, dataclasses.replace(SETTINGS, max_tokens=16), "birdwatching " * 120)
     assert reply.sources == []
-    assert fake_engine.prompts[-1][0]["content"] == "You are a test."
+    assert fake_engine.prompts[-1][-1]["content"] == "birdwatching " * 120

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
+from assistant import feedback
 from assistant import settings as settings_mod
 from assistant.errors import MynaError
 from assistant.store import conversations as convs
@@ -351,14 +352,12 @@ class MynaApp(App):
         from assistant.memory import store as memory_store
         from tui.memory_screen import SnippetScreen
 
-        try:
-            snippet = memory_store.get(self.db, event.snippet_id)
-        except MynaError as exc:
-            self.notify(str(exc), severity="warning")
+        if len(memory_store.get_many(self.db, list(event.snippet.ids))) < len(event.snippet.ids):
+            self.notify(f"Memory {event.snippet.id} has been deleted or changed since this answer.", severity="warning")
             return
-        self.push_screen(SnippetScreen(snippet))
+        self.push_screen(SnippetScreen(event.snippet))
 
     @on(MessageView.Rated)
     def rate(self, event: MessageView.Rated) -> None:
-        convs.set_feedback(self.db, event.view.message_id, rating=event.rating)
+        feedback.give(self.db, event.view.message_id, rating=event.rating)
         event.view.set_rating(event.rating)

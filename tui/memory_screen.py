@@ -42,7 +42,7 @@ class SnippetScreen(ModalScreen[str | None]):
     def action_edit(self) -> None:
         def done(text: str | None) -> None:
             if text is not None and text.strip() and text.strip() != self.snippet.text.strip():
-                memory_store.edit(self.app.db, self.snippet.id, text.strip())
+                memory_store.edit_memory(self.app.db, self.snippet, text.strip())
                 self.dismiss("edited")
 
         self.app.push_screen(EditScreen(self.snippet.text), done)
@@ -50,7 +50,7 @@ class SnippetScreen(ModalScreen[str | None]):
     def action_delete(self) -> None:
         def done(yes: bool | None) -> None:
             if yes:
-                memory_store.delete(self.app.db, [self.snippet.id])
+                memory_store.delete(self.app.db, list(self.snippet.ids))
                 self.dismiss("deleted")
 
         self.app.push_screen(ConfirmScreen(f"Delete memory {self.snippet.id}? Its text is erased."), done)

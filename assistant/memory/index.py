@@ -128,6 +128,18 @@ class VectorIndex:
             top = top[np.argsort(-scores[top])]
             return [(int(self.ids[i]), float(scores[i])) for i in top]
 
+    def cosines(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
+        """Cosine similarity of the query with each of these snippets (those with a vector)."""
+        with self.lock:
+            if not len(self.ids) or not ids:
+                return {}
+            wanted = np.asarray(ids, dtype=np.int64)
+            rows = np.searchsorted(self.ids, wanted)  # ids are kept in ascending order
+            rows = np.minimum(rows, len(self.ids) - 1)
+            found = self.ids[rows] == wanted
+            scores = self.matrix[rows[found]] @ query.astype(np.float32)
+            return {int(i): float(v) for i, v in zip(wanted[found], scores)}
+
     def _append(self, db: sqlite_utils.Database) -> None:
         last = int(self.ids[-1]) if len(self.ids) else 0
         self._load(db, f"WHERE s.id > {last}", append=True)

@@ -145,23 +145,38 @@ def _jsonl(text: str, path: Path) -> list[Record]:
     return records
 
 
-# The text of a LaMP profile item, by the fields each task's items carry (see DESIGN.md).
+# The text of a LaMP profile item, by the fields each task's items carry (see DESIGN.md), with
+# the title, subject or headline first (assistant/records.py reads records in that form).
 def _lamp_item_text(item: dict) -> tuple[str, str] | None:
     fields = set(item) - {"id", "date"}
     if {"title", "abstract"} <= fields:
-        return f"{item['title']}\n\n{item['abstract']}", "paper"
+        return f"{item['title']}\n\n{item['abstract']}", "lamp paper"
     if {"description", "tag"} <= fields:
-        return f"{item['description']}\n\nTag: {item['tag']}", "movie tag"
+        return f"{item['description']}\n\nTag: {item['tag']}", "lamp movie tag"
     if {"text", "score"} <= fields:
-        return f"{item['text']}\n\nRating: {item['score']}", "review"
+        return f"{item['text']}\n\nRating: {item['score']}", "lamp review"
     if {"title", "text"} <= fields:
-        return f"{item['title']}\n\n{item['text']}", "article"
+        return f"{item['title']}\n\n{item['text']}", "lamp article"
     if "text" in fields:
-        return item["text"], "post"
+        return str(item["text"]), "lamp post"
+    return None
+
+
+def _lamp_task(data: list) -> str | None:
+    """The task a LaMP questions file is for, told by how its questions are phrased."""
+    from assistant.tasks import task_of
+
+    for question in data[:20]:
+        if isinstance(question, dict) and isinstance(question.get("input"), str):
+            task = task_of(question["input"])
+            if task:
+                return task
     return None
 
 
 def _lamp(text: str, path: Path) -> list[Record]:
+    from assistant.records import LAMP_KINDS
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -172,6 +187,8 @@ def _lamp(text: str, path: Path) -> list[Record]:
         raise MynaError(f"{path} is a LaMP outputs file; import the questions file, which holds the profiles.")
     if not isinstance(data, list):
         raise MynaError(f"{path} is not a LaMP questions file: expected a list of {{id, input, profile}} records.")
+    # LaMP_6's e-mails carry the same fields as LaMP_4's articles: the questions tell them apart.
+    task = _lamp_task(data)
     records, seen = [], set()
     for number, question in enumerate(data, start=1):
         label = f"record {number}" + (f" (id {question.get('id')})" if isinstance(question, dict) and "id" in question else "")
@@ -187,7 +204,7 @@ def _lamp(text: str, path: Path) -> list[Record]:
                 continue  # LaMP repeats a user's profile under each of their questions
             seen.add(key)
             date = item.get("date")
-            records.append(Record(str(item_text), f"lamp {kind}", str(date) if date else None))
+            records.append(Record(str(item_text), LAMP_KINDS.get(task, kind) if task else kind, str(date) if date else None))
     return records
 
 

@@ -7,7 +7,7 @@ cannot be read back from the database file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlite_utils
@@ -27,6 +27,13 @@ class Snippet:
     source_id: int | None = None
     message_id: int | None = None
     conversation_id: int | None = None
+    record: int | None = None  # which record of its source the snippet is part of
+    parts: tuple[int, ...] = ()  # when `text` is a whole record: the ids of all its snippets
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """Every snippet this memory's text is made of."""
+        return self.parts or (self.id,)
 
 
 @dataclass(frozen=True)
@@ -40,16 +47,16 @@ class Source:
     imported_at: str
 
 
-_SELECT = """SELECT s.id, s.text, s.kind, s.date, src.location, s.source_id, s.message_id, m.conversation_id
+_SELECT = """SELECT s.id, s.text, s.kind, s.date, src.location, s.source_id, s.message_id, m.conversation_id, s.record
 FROM snippets s
 LEFT JOIN sources src ON src.id = s.source_id
 LEFT JOIN messages m ON m.id = s.message_id"""
 
 
 def _snippet(row: tuple) -> Snippet:
-    snippet_id, text, kind, date, location, source_id, message_id, conversation_id = row
+    snippet_id, text, kind, date, location, source_id, message_id, conversation_id, record = row
     origin = f"conversation {conversation_id}" if message_id is not None else Path(location or "?").name
-    return Snippet(snippet_id, text, kind, date, origin, source_id, message_id, conversation_id)
+    return Snippet(snippet_id, text, kind, date, origin, source_id, message_id, conversation_id, record)
 
 
 def get_many(db: sqlite_utils.Database, ids: list[int]) -> list[Snippet]:
@@ -85,15 +92,60 @@ def sources(db: sqlite_utils.Database) -> list[Source]:
     return [Source(*row) for row in rows]
 
 
-def index_message(db: sqlite_utils.Database, message_id: int, text: str, role: str) -> int | None:
-    """Make a chat message retrievable (its vector is computed before the next search)."""
-    if not text.strip():
+_ASKING = frozenset("what who whom whose where when why how which is are am was were do does did can could would should will shall may".split())
+
+
+def is_question(text: str) -> bool:
+    """A question carries nothing to remember, and remembered it would be found again as the
+    best match for itself: "What is my sister allergic to?" is not a fact about her."""
+    words = text.split()
+    if not words:
+        return False
+    if text.rstrip().endswith("?"):
+        return True
+    return "\n" not in text.strip() and len(words) <= 30 and words[0].lower().strip("\"'(") in _ASKING
+
+
+def remember_user_message(db: sqlite_utils.Database, message_id: int, text: str) -> int | None:
+    """Make what the user told the assistant retrievable (its vector is computed before the
+    next search); questions are not remembered."""
+    if not text.strip() or is_question(text):
         return None
+    return _put_message_snippet(db, message_id, text, "chat user")
+
+
+def remember_reply(db: sqlite_utils.Database, message_id: int) -> None:
+    """Keep the memory of an assistant reply in step with the user's feedback: a reply is
+    remembered only when the user rated it good or corrected it, and then as corrected."""
+    row = db.execute(
+        """SELECT m.text, f.rating, f.correction FROM messages m LEFT JOIN feedback f ON f.message_id = m.id
+           WHERE m.id = ? AND m.role = 'assistant'""",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return
+    text, rating, correction = row
+    keep = correction if correction is not None else (text if rating == 1 else None)
+    if keep is None or not keep.strip():
+        with db.conn:
+            gone = db.execute("DELETE FROM snippets WHERE message_id = ?", (message_id,)).rowcount
+        if gone:
+            purge(db)
+        return
+    _put_message_snippet(db, message_id, keep, "chat assistant")
+
+
+def _put_message_snippet(db: sqlite_utils.Database, message_id: int, text: str, kind: str) -> int:
+    existing = db.execute("SELECT id, text FROM snippets WHERE message_id = ?", (message_id,)).fetchone()
     with db.conn:
+        if existing:
+            if existing[1] != text:
+                db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (text, text_hash(text), existing[0]))
+            return existing[0]
         cursor = db.execute(
             """INSERT INTO snippets (message_id, kind, text, date, content_hash, created_at)
                VALUES (?, ?, ?, date('now'), ?, ?)""",
-            (message_id, f"chat {role}", text, text_hash(text), now()),
+            (message_id, kind, text, text_hash(text), now()),
         )
     return cursor.lastrowid
 
@@ -105,6 +157,13 @@ def edit(db: sqlite_utils.Database, snippet_id: int, text: str) -> None:
     with db.conn:
         db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (text, text_hash(text), snippet_id))
     purge(db)
+
+
+def edit_memory(db: sqlite_utils.Database, memory: Snippet, text: str) -> None:
+    """Replace what a memory says; a whole record becomes one snippet with the new text."""
+    edit(db, memory.id, text)
+    if len(memory.ids) > 1:
+        delete(db, [i for i in memory.ids if i != memory.id])
 
 
 def delete(db: sqlite_utils.Database, snippet_ids: list[int]) -> int:
@@ -148,17 +207,42 @@ def purge(db: sqlite_utils.Database) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def record_used(db: sqlite_utils.Database, message_id: int, snippet_ids: list[int]) -> None:
-    """Remember which snippets an answer was given, in rank order."""
+def whole_record(db: sqlite_utils.Database, snippet: Snippet, max_words: int) -> Snippet:
+    """The record `snippet` is part of (a note, an e-mail, a profile item), whole, when it has
+    at most `max_words` words; otherwise the snippet itself (a passage of a long document)."""
+    if snippet.source_id is None or snippet.record is None:
+        return snippet
+    rows = db.execute(
+        "SELECT id, text FROM snippets WHERE source_id = ? AND record = ? ORDER BY position",
+        (snippet.source_id, snippet.record),
+    ).fetchall()
+    if len(rows) <= 1 or sum(len(text.split()) for _, text in rows) > max_words:
+        return snippet
+    return replace(snippet, id=rows[0][0], text="\n".join(text for _, text in rows), parts=tuple(i for i, _ in rows))
+
+
+def record_used(db: sqlite_utils.Database, message_id: int, memories: list[Snippet]) -> None:
+    """Remember what an answer was given, in rank order (a whole record: all its snippets)."""
     with db.conn:
         db.conn.executemany(
             "INSERT OR IGNORE INTO message_sources (message_id, snippet_id, rank) VALUES (?, ?, ?)",
-            [(message_id, snippet_id, rank) for rank, snippet_id in enumerate(snippet_ids, start=1)],
+            [(message_id, snippet_id, rank) for rank, memory in enumerate(memories, start=1) for snippet_id in memory.ids],
         )
 
 
 def used_by(db: sqlite_utils.Database, message_id: int) -> list[Snippet]:
-    ids = [row[0] for row in db.execute(
-        "SELECT snippet_id FROM message_sources WHERE message_id = ? ORDER BY rank", (message_id,)
-    )]
-    return get_many(db, ids)
+    """What an answer was given, as it was given: snippets of one record joined again."""
+    ranked: dict[int, list[int]] = {}
+    for snippet_id, rank in db.execute(
+        "SELECT snippet_id, rank FROM message_sources WHERE message_id = ? ORDER BY rank, snippet_id", (message_id,)
+    ):
+        ranked.setdefault(rank, []).append(snippet_id)
+    found = {s.id: s for s in get_many(db, [i for ids in ranked.values() for i in ids])}
+    out = []
+    for ids in ranked.values():
+        parts = [found[i] for i in ids if i in found]
+        if len(parts) == 1:
+            out.append(parts[0])
+        elif parts:
+            out.append(replace(parts[0], text="\n".join(p.text for p in parts), parts=tuple(p.id for p in parts)))
+    return out

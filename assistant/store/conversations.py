@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 import sqlite_utils
 
 from assistant.errors import MynaError
-from assistant.hashing import text_hash
 
 TITLE_CHARS = 60
 
@@ -182,7 +181,8 @@ def set_feedback(
     rating: int | None = None,
     correction: str | None = None,
 ) -> None:
-    """Record a rating (-1, 0, +1) and/or a corrected text for an assistant message."""
+    """Record a rating (-1, 0, +1) and/or a corrected text for an assistant message (what
+    memory keeps of it follows: assistant.feedback)."""
     message = get_message(db, message_id)
     if message.role != "assistant":
         raise MynaError(f"Message {message_id} is the user's own; only replies can be rated or corrected.")
@@ -197,12 +197,6 @@ def set_feedback(
                    updated_at = excluded.updated_at""",
             (message_id, rating, correction, now()),
         )
-        if correction is not None:
-            # What is remembered of a corrected reply is the correction.
-            db.execute(
-                "UPDATE snippets SET text = ?, content_hash = ? WHERE message_id = ?",
-                (correction, text_hash(correction), message_id),
-            )
 
 
 def recover_abandoned_replies(db: sqlite_utils.Database) -> int:

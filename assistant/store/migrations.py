@@ -230,3 +230,33 @@ def m004_personalization_runs(db: sqlite_utils.Database) -> None:
             config TEXT NOT NULL DEFAULT '{}'
         )"""
     )
+
+
+@migration
+def m005_memory_hygiene(db: sqlite_utils.Database) -> None:
+    """Memories are the user's own words and what they import: forget assistant replies the
+    user never vouched for (rated good or corrected; a corrected one is remembered as
+    corrected) and the user's questions, which carry no fact (assistant/memory/store.py)."""
+    from assistant.hashing import text_hash
+    from assistant.memory.store import is_question
+
+    db.execute(
+        """DELETE FROM snippets WHERE id IN (
+               SELECT s.id FROM snippets s JOIN messages m ON m.id = s.message_id
+               LEFT JOIN feedback f ON f.message_id = m.id
+               WHERE m.role = 'assistant' AND COALESCE(f.rating, 0) != 1 AND f.correction IS NULL)"""
+    )
+    corrected = db.execute(
+        """SELECT s.id, f.correction FROM snippets s JOIN feedback f ON f.message_id = s.message_id
+           WHERE f.correction IS NOT NULL AND s.text != f.correction"""
+    ).fetchall()
+    for snippet_id, correction in corrected:
+        db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (correction, text_hash(correction), snippet_id))
+    asked = [
+        snippet_id
+        for snippet_id, text in db.execute(
+            "SELECT s.id, s.text FROM snippets s JOIN messages m ON m.id = s.message_id WHERE m.role = 'user'"
+        )
+        if is_question(text)
+    ]
+    db.conn.executemany("DELETE FROM snippets WHERE id = ?", [(i,) for i in asked])

@@ -12,9 +12,9 @@ from assistant.memory.store import Snippet
 
 class SourcesBar(HorizontalGroup):
     class Open(TextualMessage):
-        def __init__(self, snippet_id: int) -> None:
+        def __init__(self, snippet: Snippet) -> None:
             super().__init__()
-            self.snippet_id = snippet_id
+            self.snippet = snippet  # as the answer was given it: a whole record, or one passage
 
     def __init__(self, snippets: list[Snippet]) -> None:
         super().__init__(classes="sources")
@@ -24,9 +24,9 @@ class SourcesBar(HorizontalGroup):
         yield Label("Sources:")
         for snippet in self.snippets:
             button = Button(f"[{snippet.id}] {snippet.origin}", compact=True, flat=True, classes="source")
-            button.snippet_id = snippet.id
+            button.snippet = snippet
             yield button
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.post_message(self.Open(event.button.snippet_id))
+        self.post_message(self.Open(event.button.snippet))

@@ -1,8 +1,9 @@
 """The tasks a personal model is taught and tested on, as prompt templates.
 
-One place, so that training examples (merger/examples.py), merge scoring and the benchmark
-(bench/) phrase every task identically. Templates follow the LaMP benchmark's inputs; the
-tweet task uses a self-supervised pair (see `plain_version`).
+One place, so that training examples (merger/examples.py), merge scoring, the memory prompt
+(assistant/prompt.py) and the benchmark (bench/) phrase every task identically. Templates
+follow the LaMP benchmark's inputs; the tweet task uses a self-supervised pair (see
+`plain_version`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,44 @@ TASKS = {
 
 def prompt(task: str, **fields: str) -> str:
     return TASKS[task].template.format(**fields)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# What a message of each task starts with: the first words of its template (enough to tell
+# the tasks apart, few enough to survive a reworded tail such as another tag list).
+_OPENINGS = {name: " ".join(_normal(task.template).split()[:7]) for name, task in TASKS.items()}
+
+
+def content_of(message: str, task: str) -> str:
+    """What a task message is about, without the task's instructions around it: the article
+    of a headline request, the tweet to paraphrase (what memory is searched with)."""
+    template = TASKS[task].template
+    before = template.split("{", 1)[0]
+    after = template.rsplit("}", 1)[1]
+    # The instructions are matched loosely (spacing, case), as in task_of.
+    text = message.strip()
+    if _normal(text).startswith(_normal(before)):
+        text = text[len(before):] if text.lower().startswith(before.lower()) else _strip_words(text, len(before.split()))
+    if after.strip() and _normal(text).endswith(_normal(after)):
+        text = text[: len(text) - len(after.rstrip())]
+    return text.strip().strip('"').strip() or message
+
+
+def _strip_words(text: str, count: int) -> str:
+    return " ".join(text.split()[count:])
+
+
+def task_of(message: str) -> str | None:
+    """The task a message asks for, when it is phrased the way that task is (a LaMP input,
+    say); None for anything else, which is most of what people type."""
+    start = _normal(message[:400])
+    for name, opening in _OPENINGS.items():
+        if start.startswith(opening):
+            return name
+    return None
 
 
 _URL = re.compile(r"https?://\S+")
