@@ -59,7 +59,10 @@ class Plan:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """What the cached stages depend on; not which tasks run, so `--tasks` runs of one
+        task at a time fill the same cache a full run reads."""
+        settings = {k: v for k, v in asdict(self).items() if k != "tasks"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 QUICK = Plan(quick=True, users=3, questions=2, profile={"LaMP_4": 20, "LaMP_7": 24}, epochs=1, max_length=128,

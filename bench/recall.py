@@ -76,6 +76,8 @@ class Plan:
     facts: int = 0  # 0: all of them
     unrelated: int = 0
     variants: tuple[str, ...] = tuple(VARIANTS)
+    # With an adapter the layouts are compared; the knobs were chosen on the bare model.
+    adapter_variants: tuple[str, ...] = ("system", "user", "default", "bias0")
     adapter: bool = True
     train_examples: int = 160
     epochs: int = 2
@@ -226,6 +228,7 @@ def train_adapter(plan: Plan, store: Path, work: Path, label: str) -> dict:
     from assistant.catalogue import resolve
     from assistant.settings import Settings
     from assistant.store import open_database
+    from bench import grounding as cloze_pairs
     from merger import examples, gguf_lora, torch_model
     from merger import train as trainer
     from merger.base_model import architecture
@@ -246,7 +249,7 @@ def train_adapter(plan: Plan, store: Path, work: Path, label: str) -> dict:
         # Never a cloze of a planted fact: that would teach the answers the benchmark asks for.
         planted = {" ".join(f["note"].split()) for f in load_facts(plan)[0]}
         notes = [r for r in examples.records(db) if " ".join(r.text.split()) not in planted]
-        example_set.train += examples.grounding_examples(notes, grounding, plan.seed)
+        example_set.train += cloze_pairs.grounding_examples(notes, grounding, plan.seed)
     if with_memory:
         example_set.train = examples.with_memory(db, example_set.train, settings)
         example_set.held_out = examples.with_memory(db, example_set.held_out, settings)
@@ -294,7 +297,7 @@ def run(plan: Plan, on_stage=print) -> dict:
             models[label] = Path(trained["path"])
     for label, adapter in models.items():
         rows = {}
-        for key in plan.variants:
+        for key in plan.variants if adapter is None else plan.adapter_variants:
             variant = VARIANTS[key]
             on_stage(f"{label}: {variant.name}")
             rows[key] = answer_all(engine, store, variant, facts, ids, unrelated, plan, work, adapter)
@@ -330,7 +333,7 @@ def main(quick: bool, variants: list[str] | None, adapter: bool) -> None:
         unknown = set(variants) - set(VARIANTS)
         if unknown:
             raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-        plan = replace(plan, variants=tuple(variants))
+        plan = replace(plan, variants=tuple(variants), adapter_variants=tuple(variants))
     if not adapter:
         plan = replace(plan, adapter=False)
     results = run(plan, on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True))

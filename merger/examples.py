@@ -22,7 +22,6 @@ trained on.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -156,21 +155,17 @@ def split(examples: list[Example], *, held_out_fraction: float = 0.2, seed: int 
 
 
 def from_store(db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, seed: int = 0,
-               memory: Settings | None = None, grounding: int = 0) -> ExampleSet:
+               memory: Settings | None = None) -> ExampleSet:
     """The user's examples, split. With `memory` (the user's settings), each carries what
-    recall gives its input from the rest of the history; `grounding` adds up to that many
-    cloze pairs over the user's notes (see grounding_examples)."""
+    recall gives its input from the rest of the history."""
     examples = chat_examples(db)
     skipped: Counter = Counter()
-    found = records(db)
-    for record in found:
+    for record in records(db):
         example = record_example(record.kind, record.date, record.text)
         if example is None:
             skipped[record.kind] += 1
         else:
             examples.append(replace(example, own=record.ids))
-    if grounding:
-        examples += grounding_examples(found, grounding, seed)
     result = split(examples, held_out_fraction=held_out_fraction, seed=seed)
     result.skipped = skipped
     if memory is not None:
@@ -181,54 +176,16 @@ def from_store(db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, see
 
 def with_memory(db: sqlite_utils.Database, examples: list[Example], settings: Settings) -> list[Example]:
     """Each example with what recall gives its input, as `myna ask` would retrieve it, minus
-    its own record (an adapter must learn to use memory, not to look up the answer). A
-    grounding pair keeps its note and adds what else recall finds."""
+    its own record (an adapter must learn to use memory, not to look up the answer). An
+    example that already carries memory (bench/grounding.py's cloze pairs) keeps it first."""
     from assistant.replies import recall_for
 
     out = []
     for example in examples:
         found = recall_for(db, settings, example.input, example.conversation, exclude=example.own)
         given = tuple(r.memory for r in found)
-        if example.origin == "grounding":
+        if example.memory:
             given = (example.memory + tuple(m for m in given if m.id not in {g.id for g in example.memory}))[
                 : max(settings.retrieval_top_k, 1)]
         out.append(replace(example, memory=given, layout=settings.memory_layout))
-    return out
-
-
-_CLOZE_WORD = re.compile(r"[A-Za-z0-9][\w'&.:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
-
-
-def cloze(text: str) -> tuple[str, str] | None:
-    """A sentence of `text` with one informative word blanked out, and that word: a word with
-    a digit in it (a code, a time, a number) first, else a name inside the sentence, else its
-    longest word. None for a text too short to ask about."""
-    sentence = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))[0]
-    words = [(m.start(), m.end()) for m in _CLOZE_WORD.finditer(sentence)]
-    if len(words) < 5:
-        return None
-    pick = [w for w in words if any(c.isdigit() for c in sentence[w[0]:w[1]])]
-    pick = pick or [w for w in words[1:] if sentence[w[0]].isupper()]
-    pick = pick or [max(words, key=lambda w: w[1] - w[0])]
-    start, end = pick[0]
-    return sentence[:start] + "___" + sentence[end:], sentence[start:end]
-
-
-def grounding_examples(found: list[Record], limit: int, seed: int = 0) -> list[Example]:
-    """Cloze pairs over the user's notes, each with its note as the memory given: the model
-    learns to answer from what it is given (the fact-recall benchmark measures whether this
-    helps, bench/recall.py)."""
-    notes = [r for r in found if task_pair(r.kind, r.text) is None]
-    notes = sorted(notes, key=lambda r: hashlib.sha256(f"{seed}:{r.ids}".encode()).hexdigest())
-    out = []
-    for record in notes:
-        made = cloze(record.text)
-        if made is None:
-            continue
-        blanked, answer = made
-        note = Snippet(record.ids[0], record.text, record.kind, record.date, "", parts=record.ids)
-        out.append(Example(f'Fill in the blank from my notes: "{blanked}"', answer, "grounding", record.date,
-                           memory=(note,)))
-        if len(out) == limit:
-            break
     return out

@@ -266,17 +266,18 @@ def test_examples_carry_memory_but_never_their_own_record(db, tmp_path):
 
 def test_grounding_pairs_are_cloze_over_notes_given_as_memory(db, tmp_path):
     from assistant.memory import ingest
+    from bench import grounding
 
     notes = ["Bike lock combo is 7391, same as the old one reversed.", "The neighbours' beagle is called Biscuit.",
              "Moved the basil to the kitchen windowsill because the balcony got cold."]
     (tmp_path / "n.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in notes))
     ingest.import_paths(db, [tmp_path / "n.jsonl"])
-    made = {e.output: e for e in examples.grounding_examples(examples.records(db), 10)}
+    made = {e.output: e for e in grounding.grounding_examples(examples.records(db), 10)}
     assert set(made) == {"7391", "Biscuit", "windowsill"}
     lock = made["7391"]
     assert lock.input == 'Fill in the blank from my notes: "Bike lock combo is ___, same as the old one reversed."'
     assert [m.text for m in lock.memory] == [notes[0]], "the note that holds the answer is what it is given"
-    assert examples.cloze("too short") is None
+    assert grounding.cloze("too short") is None
 
 
 # -- export ----------------------------------------------------------------------------------------
