@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import MynaError
-from assistant.memory import chunking, ingest, retrieval
+from assistant.memory import chunking, ingest, readers, retrieval
 from assistant.memory import index as vectors
 from assistant.memory import store
 from tests.memory_data import EML_HTML, EML_PLAIN, distractors, write_lamp
@@ -58,7 +58,8 @@ def test_import_text_markdown_and_folder(db, tmp_path):
     assert len(report.imported) == 2 and report.errors == []
     assert any("skipped 1 files" in note for note in report.notes)
     texts = {s.text for s in snippets(db)}
-    assert texts == {"# Food\nI am allergic to peanuts.\nI love green curry.", "I work as a marine biologist in Lisbon."}
+    # One record per paragraph (readers.notes_of): the heading stays with the first.
+    assert texts == {"# Food I am allergic to peanuts.", "I love green curry.", "I work as a marine biologist in Lisbon."}
     assert {s.origin for s in snippets(db)} == {"food.md", "work.txt"}
     assert all(s.kind == "note" and s.date for s in snippets(db))
 
@@ -121,18 +122,18 @@ def test_reimport_adds_nothing_and_a_changed_file_replaces_its_old_version(db, t
     changed = ingest.import_paths(db, [path])
     assert changed.replaced == [str(path.resolve())]
     assert len(store.sources(db)) == 1
-    assert [s.text for s in snippets(db)] == [
-        "Monday: started learning Portuguese.\nTuesday: first lesson, verbs are hard."
-    ]
-    # the first version's vector went with it: nothing is left that no snippet uses
-    assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
+    assert {s.text for s in snippets(db)} == {
+        "Monday: started learning Portuguese.", "Tuesday: first lesson, verbs are hard."
+    }
+    # the first version's vectors went with it: nothing is left that no snippet uses
+    assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2
 
 
 def test_interrupted_import_resumes_without_duplicates(db, tmp_path, monkeypatch):
     monkeypatch.setattr(ingest, "BATCH", 3)
     path = tmp_path / "long.txt"
     path.write_text("\n\n".join(distractors(200)))
-    pieces = len(chunking.split(path.read_text()))
+    pieces = sum(len(chunking.split(note)) for note in readers.notes_of(path.read_text()))
     assert pieces > 9
     calls = []
 

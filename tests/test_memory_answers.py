@@ -115,6 +115,20 @@ def test_an_unrelated_question_gets_no_memory_and_no_sources(db, fake_engine, tm
     assert [s.text for s in related.sources] == [NOTES[3]], "the one relevant note, not its weaker neighbours"
 
 
+def test_each_note_of_a_notes_file_is_found_and_given_apart(db, fake_engine, tmp_path):
+    """The usual notes file: short paragraphs and a bulleted list, about unrelated things."""
+    path = tmp_path / "notes.md"
+    path.write_text("# Things to remember\n\n" + "\n\n".join(NOTES[:3]) + "\n\nGarden:\n- tomatoes need staking\n"
+                    "- " + NOTES[3] + "\n")
+    ingest.import_paths(db, [path])
+    for question, note in [("When is my dentist appointment?", NOTES[1]), ("Where did I move the basil?", NOTES[2]),
+                           ("What is the name of the neighbours' dog?", NOTES[3])]:
+        fake_engine.queue("An answer.")
+        reply = replies.answer(db, fake_engine, SETTINGS, question)
+        assert len(reply.sources) == 1 and note in reply.sources[0].text, question
+        assert not any(other in prompt_text(fake_engine.prompts[-1]) for other in NOTES if other != note)
+
+
 @pytest.mark.parametrize("layout", prompts.LAYOUTS)
 def test_the_prompt_holds_exactly_the_sources_shown(db, fake_engine, tmp_path, layout):
     plant(db, tmp_path, NOTES + [f"Gardening note {i}: the basil and the tomatoes need water." for i in range(5)])

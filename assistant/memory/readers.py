@@ -66,7 +66,8 @@ def read(path: Path, *, max_mb: float = DEFAULT_MAX_MB) -> Document:
     else:
         kind = "markdown" if suffix in (".md", ".markdown") else "text"
         title = _first_line(text) or path.name
-        records = [Record(text, "note", _file_date(path))] if text.strip() else []
+        date = _file_date(path)
+        records = [Record(note, "note", date) for note in notes_of(text)]
     return Document(path=path.resolve(), kind=kind, title=title[:120], content_hash=digest, records=records, notes=notes)
 
 
@@ -100,6 +101,49 @@ def _first_line(text: str) -> str:
         if line:
             return line
     return ""
+
+
+_BLOCKS = re.compile(r"\n\s*\n")
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
+
+
+def notes_of(text: str) -> list[str]:
+    """A text file as the notes it holds: each paragraph, and each item of a bulleted list, is
+    one record, so "the basil moved" and "the dentist on Tuesday" in one file are found, and
+    given to an answer, apart. A heading (a "#" line, or a line ending in a colon) stays with
+    what follows it."""
+    notes: list[str] = []
+    heading = ""
+    for block in _BLOCKS.split(text):
+        lines = [line.rstrip() for line in block.strip().splitlines() if line.strip()]
+        if not lines:
+            continue
+        while lines and _is_heading(lines[0]):
+            heading = f"{heading}\n{lines.pop(0)}" if heading else lines.pop(0)
+        if not lines:
+            continue
+        if _BULLET.match(lines[0]) and sum(bool(_BULLET.match(line)) for line in lines) >= 2:
+            items: list[str] = []
+            for line in lines:
+                if _BULLET.match(line) or not items:
+                    items.append(line.strip())
+                else:
+                    items[-1] += " " + line.strip()  # a wrapped item
+            found = items
+        else:
+            found = ["\n".join(lines)]
+        if heading:
+            found[0] = f"{heading}\n{found[0]}"
+            heading = ""
+        notes.extend(found)
+    if heading:
+        notes.append(heading)
+    return notes
+
+
+def _is_heading(line: str) -> bool:
+    line = line.strip()
+    return line.startswith("#") or line.endswith(":")
 
 
 def _file_date(path: Path) -> str:
