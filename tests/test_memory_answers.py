@@ -247,3 +247,9 @@ def test_copy_bias_makes_the_real_model_use_the_note(db, clean_engine, tmp_path)
     assert [s.text for s in reply.sources] == ["cabin wifi password: maple-otter-42"]
     bare = replies.answer(db, clean_engine, settings, "What's the wifi password at the cabin?", use_memory=False)
     assert "maple-otter-42" not in bare.text
+
+
+def test_a_records_snippets_are_found_by_index(db):
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT id, text FROM snippets WHERE source_id = 1 AND record = 3 "
+                      "ORDER BY position").fetchall()
+    assert "snippets_by_record" in " ".join(str(row) for row in plan), "store.whole_record's lookup uses the index"

@@ -260,3 +260,10 @@ def m005_memory_hygiene(db: sqlite_utils.Database) -> None:
         if is_question(text)
     ]
     db.conn.executemany("DELETE FROM snippets WHERE id = ?", [(i,) for i in asked])
+
+
+@migration
+def m006_snippets_by_record(db: sqlite_utils.Database) -> None:
+    """Recall joins a record's snippets for every hit of every answer (store.whole_record):
+    without an index that scans the whole source, ~24 ms a hit in a 100,000-snippet import."""
+    db.execute("CREATE INDEX IF NOT EXISTS snippets_by_record ON snippets (source_id, record, position)")
