@@ -98,8 +98,8 @@ def ground(
     demos: list[tuple[Turn, Turn]] = []
     used = []
     for memory in memories:
-        pair = records.task_pair(memory.kind, memory.text) if task else None
-        if pair is not None and pair.task == task:
+        pair = records.demonstration_of(memory.kind, memory.text, task)
+        if pair is not None:
             shown = demonstration(pair)
             cost = sum(count_tokens(turn.text) + 4 for turn in shown)
         else:

@@ -53,3 +53,9 @@ def task_pair(kind: str, text: str) -> Pair | None:
         plain = plain_version(text)
         return Pair("LaMP_7", prompt("LaMP_7", text=plain), text.strip()) if plain and plain != text.strip() else None
     return None
+
+
+def demonstration_of(kind: str, text: str, task: str | None) -> Pair | None:
+    """The record as a demonstration of `task`, when it belongs to that task; else None."""
+    pair = task_pair(kind, text) if task else None
+    return pair if pair is not None and pair.task == task else None

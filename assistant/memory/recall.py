@@ -72,18 +72,10 @@ def recall(
         memory = store.whole_record(db, hit.snippet, record_words)
         if seen & set(memory.ids):
             continue
-        if relevance is not None and relevance < floor and not _of_task(memory, task):
+        if relevance is not None and relevance < floor and records.demonstration_of(memory.kind, memory.text, task) is None:
             continue
         seen.update(memory.ids)
         out.append(Recalled(memory, hit.score, relevance))
         if len(out) == k:
             break
     return out
-
-
-def _of_task(memory: Snippet, task: str | None) -> bool:
-    if task is None:
-        return False
-    pair = records.task_pair(memory.kind, memory.text)
-    return pair is not None and pair.task == task
-
