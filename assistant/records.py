@@ -4,7 +4,7 @@ A record that belongs to a task (an article and the headline it got, an e-mail a
 subject, a tweet as its account wrote it) can be shown to the model as a demonstration of
 that task, the way LaMP's profile prompts do, and trained on in the same form (OPPU). The one
 mapping from a record's kind to that pair is here, used by the memory prompt
-(assistant/prompt.py) and by the training examples (merger/examples.py).
+(assistant/prompt.py) and by the training examples (merger/data/examples.py).
 
 Records are stored as their reader wrote them (assistant/memory/readers.py): a title, subject
 or headline on the first line, then the body; a review or a movie ends with its "Rating:" or

@@ -12,8 +12,8 @@ from typing import Callable, Protocol, Sequence
 
 import sqlite_utils
 
-from assistant import prompt as prompts
 from assistant import adapters as adapter_registry
+from assistant import prompt as prompts
 from assistant import tasks
 from assistant.engine import AdapterUse, Completion, SamplingParams
 from assistant.errors import MynaError

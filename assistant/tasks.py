@@ -1,6 +1,6 @@
 """The tasks a personal model is taught and tested on, as prompt templates.
 
-One place, so that training examples (merger/examples.py), merge scoring, the memory prompt
+One place, so that training examples (merger/data/examples.py), merge scoring, the memory prompt
 (assistant/prompt.py) and the benchmark (bench/) phrase every task identically. Templates
 follow the LaMP benchmark's inputs; the tweet task uses a self-supervised pair (see
 `plain_version`).

@@ -59,7 +59,7 @@ def main() -> None:
     elif args.name == "lamp":
         from pathlib import Path
 
-        from bench import lamp as module
+        from bench.lamp import run as module
 
         module.main(args.quick, args.tasks.split(",") if args.tasks else None,
                     tuple(Path(p) for p in args.lamp) if args.lamp else None)

@@ -1,4 +1,4 @@
-"""LaMP-format datasets built from real public per-author text (merger/corpora.py).
+"""LaMP-format datasets built from real public per-author text (merger/data/corpora.py).
 
 Each user's profile is strictly older than their questions (a time split), with a fixed seed,
 and a manifest of counts. Two tasks:
@@ -96,7 +96,7 @@ def lead(text: str, words: int) -> str:
 def build_lamp4(users: int = 5, questions: int = 20, profile: int = 120, seed: int = 0, words: int = 200) -> Dataset:
     """Headlines, per outlet: each outlet's newest articles are its questions (articles cut to
     their first `words` words, for questions and profiles alike)."""
-    from merger import corpora
+    from merger.data import corpora
 
     grouped = corpora.authors("articles")
     chosen = sorted(grouped, key=lambda outlet: -len(grouped[outlet]))[:users]
@@ -118,7 +118,7 @@ def build_lamp4(users: int = 5, questions: int = 20, profile: int = 120, seed: i
 def build_lamp7(users: int = 5, questions: int = 20, profile: int = 200, seed: int = 0, words: int = 0) -> Dataset:
     """Tweets in an account's own style: another account's tweet of the same story as input."""
     from assistant.embeddings import embedder
-    from merger import corpora
+    from merger.data import corpora
 
     rng = random.Random(seed)
     grouped = corpora.authors("tweets")

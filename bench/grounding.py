@@ -11,7 +11,7 @@ import re
 
 from assistant.memory.store import Snippet
 from assistant.records import task_pair
-from merger.examples import Example, Record
+from merger.data.examples import Example, Record
 
 _CLOZE_WORD = re.compile(r"[A-Za-z0-9][\w'&.:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
 

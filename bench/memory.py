@@ -2,7 +2,7 @@
 
     python -m bench memory [--scales 1000,10000,100000] [--queries 200] [--fresh]
 
-Snippets are news-account tweets and news articles cut into ~50-word pieces (merger/corpora.py).
+Snippets are news-account tweets and news articles cut into ~50-word pieces (merger/data/corpora.py).
 Queries are 200 tweets kept out of the index. Each scale gets its own database, kept under
 bench/results/cache/memory-N/ with its ingest figures: importing 100k snippets takes about 16
 minutes, so a rerun measures retrieval on the kept database unless --fresh is given.
@@ -29,7 +29,7 @@ QUERIES_HELD_OUT = 300
 def corpus() -> tuple[list[dict], list[str]]:
     """(snippet records, held-out query texts), in a fixed shuffled order."""
     from assistant.memory.chunking import split
-    from merger import corpora as data
+    from merger.data import corpora as data
 
     tweets = data.tweets()
     records = [{"text": t.text, "kind": f"post by {t.account}"} for t in tweets[:-QUERIES_HELD_OUT]]

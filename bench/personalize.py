@@ -34,7 +34,7 @@ def ensure_hub(env: dict, count: int) -> Path:
 
 
 def user_home(hub: Path, count: int, held_out: int) -> dict:
-    from merger import corpora
+    from merger.data import corpora
 
     home = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
     env = dict(os.environ, MYNA_HOME=str(home))
@@ -56,8 +56,11 @@ def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
     from assistant.engine import Engine
     from assistant.settings import Settings
     from assistant.store import open_database
-    from merger import examples, gguf_lora, scoring, torch_model
-    from merger.base_model import architecture
+    from merger.data import examples
+    from merger.formats import gguf_lora
+    from merger.formats.base_model import architecture
+    from merger.search import scoring
+    from merger.training import torch_model
 
     db = open_database()
     spec = resolve(Settings().model)
@@ -100,7 +103,7 @@ def run(budget: int, count: int, held_out: int) -> dict:
     user = user_home(hub, count, held_out)
     measured = run_measured([str(BIN / "myna"), "personalize", "--budget", str(budget), "--adapters", str(count)],
                             env=user, timeout=3600)
-    from merger import runs
+    from merger.nightly import runs
 
     os.environ["MYNA_HOME"] = user["MYNA_HOME"]
     from assistant.store import open_database

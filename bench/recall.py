@@ -99,7 +99,7 @@ def haystack(plan: Plan) -> list[dict]:
     """Real text as notes: tweets of every account and paragraphs of news articles, with
     dates over two years, in a fixed shuffled order."""
     from assistant.memory import chunking
-    from merger import corpora
+    from merger.data import corpora
 
     rng = random.Random(plan.seed)
     tweets = [t for t in corpora.tweets() if len(t.text.split()) >= 6]
@@ -224,14 +224,16 @@ ADAPTERS = {
 def train_adapter(plan: Plan, store: Path, work: Path, label: str) -> dict:
     """A personal adapter trained on the haystack by `myna train`'s trainer: on the notes
     alone, or on the notes with what recall gives each (as chat lays it out), or with cloze
-    pairs over the notes as well (merger/examples.py)."""
+    pairs over the notes as well (merger/data/examples.py)."""
     from assistant.catalogue import resolve
     from assistant.settings import Settings
     from assistant.store import open_database
     from bench import grounding as cloze_pairs
-    from merger import examples, gguf_lora, torch_model
-    from merger import train as trainer
-    from merger.base_model import architecture
+    from merger.data import examples
+    from merger.formats import gguf_lora
+    from merger.formats.base_model import architecture
+    from merger.training import torch_model
+    from merger.training import train as trainer
 
     with_memory, grounding = ADAPTERS[label]
     folder = work / "adapters" / label.replace(" ", "-")

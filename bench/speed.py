@@ -53,9 +53,9 @@ def engine_figures(runs: int) -> dict:
     from assistant.catalogue import resolve
     from assistant.engine import AdapterUse, Engine, SamplingParams
     from assistant.settings import Settings
-    from merger import gguf_lora
-    from merger.base_model import architecture
-    from merger.lora import DEFAULT_TARGETS, random_lora
+    from merger.formats import gguf_lora
+    from merger.formats.base_model import architecture
+    from merger.formats.lora import DEFAULT_TARGETS, random_lora
 
     spec = resolve(Settings().model)
     loads = []
@@ -83,7 +83,7 @@ def engine_figures(runs: int) -> dict:
     def decode_rate() -> float:
         engine.llm.reset()
         stamps = []
-        for token in engine.llm.generate(prompt, temp=0.0):
+        for _token in engine.llm.generate(prompt, temp=0.0):
             stamps.append(time.perf_counter())
             if len(stamps) >= DECODE_TOKENS:
                 break

@@ -26,9 +26,9 @@ print(json.dumps(worker(int(sys.argv[1]), int(sys.argv[2]))))
 
 
 def article_examples(n: int):
-    from merger import corpora as data
-    from merger.examples import Example
     from assistant.tasks import prompt
+    from merger.data import corpora as data
+    from merger.data.examples import Example
 
     chosen = [a for a in data.articles() if len(a.text.split()) > 250][:n]
     return [Example(prompt("LaMP_4", text=a.text), a.title, "lamp article", a.date) for a in chosen]
@@ -40,11 +40,12 @@ def worker(n_examples: int, epochs: int) -> dict:
 
     from assistant.catalogue import resolve
     from assistant.settings import Settings
-    from merger import bridge, gguf_lora, torch_model
-    from merger import train as trainer
-    from merger.base_model import architecture
-    from merger.encoding import encode_example
-    from merger.examples import split
+    from merger.data.encoding import encode_example
+    from merger.data.examples import split
+    from merger.formats import bridge, gguf_lora
+    from merger.formats.base_model import architecture
+    from merger.training import torch_model
+    from merger.training import train as trainer
 
     spec = resolve(Settings().model)
     start = time.perf_counter()
@@ -88,10 +89,10 @@ def step_costs(steps: int = 4) -> dict:
 
     from assistant.catalogue import resolve
     from assistant.settings import Settings
-    from merger import torch_model
-    from merger import train as trainer
-    from merger.base_model import HF_NAMES
-    from merger.encoding import encode_example
+    from merger.data.encoding import encode_example
+    from merger.formats.base_model import HF_NAMES
+    from merger.training import torch_model
+    from merger.training import train as trainer
 
     base = torch_model.load(resolve(Settings().model))
     encoded = [encode_example(base, e, "", 256) for e in article_examples(steps * 4)]
@@ -139,7 +140,7 @@ def run(n_examples: int, epochs: int) -> dict:
     os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-training-"))
     from assistant.catalogue import resolve
     from assistant.settings import Settings
-    from merger import torch_model
+    from merger.training import torch_model
 
     torch_model.load(resolve(Settings().model))  # build the converted-model cache outside the timed run
     measured = run_measured([sys.executable, "-c", WORKER, str(n_examples), str(epochs)], env=dict(os.environ),

@@ -57,7 +57,7 @@ def real_engine():
 
 @pytest.fixture(scope="session")
 def base_arch(real_engine):
-    from merger.base_model import architecture
+    from merger.formats.base_model import architecture
 
     return architecture(real_engine.spec)
 
@@ -65,8 +65,8 @@ def base_arch(real_engine):
 @pytest.fixture(scope="session")
 def adapter_files(base_arch, tmp_path_factory):
     """Two small random GGUF adapters for the base model (rank 4, all projections)."""
-    from merger import gguf_lora
-    from merger.lora import random_lora
+    from merger.formats import gguf_lora
+    from merger.formats.lora import random_lora
 
     folder = tmp_path_factory.mktemp("adapters")
     return [
@@ -78,7 +78,7 @@ def adapter_files(base_arch, tmp_path_factory):
 @pytest.fixture(scope="session")
 def torch_base(real_engine):
     """The base model in torch (the first load in a session converts and caches it)."""
-    from merger import torch_model
+    from merger.training import torch_model
 
     return torch_model.load(real_engine.spec)
 

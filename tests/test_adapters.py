@@ -9,9 +9,10 @@ import pytest
 from assistant import adapters
 from assistant.errors import MynaError
 from assistant.replies import sync_adapter
-from merger import bridge, examples, gguf_lora, publish
-from merger.base_model import Architecture
-from merger.lora import random_lora
+from merger.data import examples
+from merger.formats import bridge, gguf_lora, publish
+from merger.formats.base_model import Architecture
+from merger.formats.lora import random_lora
 from tests.fakes import FakeEngine
 
 ARCH = Architecture(fingerprint="f" * 64, n_layers=2, hidden=64, ffn=128, n_heads=4, n_kv_heads=2, head_dim=16, vocab=100)
@@ -111,7 +112,7 @@ def test_gguf_round_trip_undoes_the_rotary_permutation(tmp_path):
     lora = small_lora()
     path = gguf_lora.write(lora, tmp_path / "a.gguf", ARCH)
     back = gguf_lora.read(path, ARCH)
-    for key, (a, b) in lora.weights.items():
+    for key, (_a, b) in lora.weights.items():
         assert np.array_equal(back.weights[key][1], b), key
     import gguf
 
@@ -227,7 +228,7 @@ def test_examples_carry_memory_but_never_their_own_record(db, tmp_path):
     from assistant.memory import ingest
     from assistant.settings import Settings
     from assistant.tasks import prompt
-    from merger.encoding import encode_example
+    from merger.data.encoding import encode_example
     from tests.fakes import FakeEngine
 
     profile = [{"id": str(i), "title": f"Storm number {i} hits the coast",
@@ -286,7 +287,7 @@ def test_grounding_pairs_are_cloze_over_notes_given_as_memory(db, tmp_path):
 def test_export_writes_both_formats_and_a_data_card(db, tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from tui.cli.main import cli
 
     make(db)
     out = tmp_path / "out"

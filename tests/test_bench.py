@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import datasets
-from bench.lamp_privacy import auroc, chance_spread, rank_correlation
+from bench.lamp.scores import auroc, chance_spread, rank_correlation
 
 pytestmark = pytest.mark.real
 
@@ -55,7 +55,7 @@ def test_lamp4_builder(tmp_path, corpus_cache):
 
 
 def test_lamp7_builder(tmp_path, corpus_cache):
-    from merger import corpora
+    from merger.data import corpora
 
     built = datasets.build_lamp7(users=2, questions=3, profile=20)
     assert 1 <= len(built.users()) <= 2
@@ -106,9 +106,9 @@ def test_the_attack_finds_obvious_membership(torch_base, tmp_path):
     the same kind; the base model itself gives nothing away."""
     from types import SimpleNamespace
 
-    from bench.lamp_privacy import membership
-    from merger import train as trainer
-    from merger.examples import Example, split
+    from bench.lamp.privacy import membership
+    from merger.data.examples import Example, split
+    from merger.training import train as trainer
 
     rng = np.random.default_rng(0)
     words = "river stone lamp orchard violin harbor pepper comet saddle tulip anchor maple".split()
@@ -174,7 +174,8 @@ def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
     """Held-out LaMP data: one user per question, histories from 6 items up. Users too small
     to train an adapter are answered with memory alone, and the report says so."""
     from bench.common import RESULTS
-    from bench.lamp import QUICK, run_name
+    from bench.lamp.cache import run_name
+    from bench.lamp.plan import QUICK
 
     words = "flu vaccine clinic heart study sleep diet running cancer screening hospital nurses".split()
     rng = np.random.default_rng(0)
@@ -195,7 +196,7 @@ def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)],
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
-    folder = RESULTS / run_name(QUICK, pair)
+    folder = RESULTS / run_name(QUICK.quick, pair)
     summary = json.loads((folder / "results.json").read_text())["tasks"]["LaMP_7"]
     assert set(summary["cold_start"]) == {"300", "301"} and summary["users"] == ["300", "301", "302"]
     methods = summary["methods"]

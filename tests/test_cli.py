@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from assistant.store import conversations as convs
 from assistant.store import open_database
-from cli.base import Runtime
-from cli.main import cli
 from tests.conftest import MYNA, run_env
+from tui.cli.base import Runtime
+from tui.cli.main import cli
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_config_commands(runner):
 
 
 def test_every_command_has_useful_help():
-    from cli.docs import commands
+    from tui.cli.docs import commands
 
     for path, command in commands(cli):
         result = CliRunner().invoke(cli, [*path, "--help"])
@@ -103,8 +103,8 @@ def test_every_command_has_useful_help():
 
 
 def test_docs_match_the_cli():
-    from cli.docs import render
     from tests.conftest import REPO
+    from tui.cli.docs import render
 
     assert (REPO / "docs" / "cli.md").read_text() == render(), "run `make docs` to update docs/cli.md"
 

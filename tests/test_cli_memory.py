@@ -4,8 +4,8 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.memory import store as memory_store
-from cli.base import Runtime
-from cli.main import cli
+from tui.cli.base import Runtime
+from tui.cli.main import cli
 
 
 @pytest.fixture

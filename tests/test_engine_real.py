@@ -7,9 +7,9 @@ import pytest
 from assistant.catalogue import resolve
 from assistant.engine import AdapterUse, Engine, SamplingParams
 from assistant.errors import MynaError
-from merger import gguf_lora
-from merger.base_model import Architecture
-from merger.lora import random_lora
+from merger.formats import gguf_lora
+from merger.formats.base_model import Architecture
+from merger.formats.lora import random_lora
 
 pytestmark = pytest.mark.real
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0)

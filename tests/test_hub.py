@@ -9,9 +9,10 @@ import pytest
 from assistant import adapters
 from assistant.errors import MynaError
 from assistant.hashing import sha256_file
-from merger import gguf_lora, hub
-from merger.hub_server import RangeHandler, make_server, serve_in_background
-from merger.lora import random_lora
+from merger.formats import gguf_lora
+from merger.formats.lora import random_lora
+from merger.hub import client as hub
+from merger.hub.server import RangeHandler, make_server, serve_in_background
 
 pytestmark = pytest.mark.real  # the real base model's shapes and fingerprint
 
@@ -94,7 +95,7 @@ def test_another_base_model_is_refused_before_downloading(db, served, base_arch)
 
 
 def test_a_file_whose_shapes_do_not_fit_is_refused_after_download(db, tmp_path, base_arch):
-    from merger.base_model import Architecture
+    from merger.formats.base_model import Architecture
 
     other = Architecture(**{**base_arch.__dict__, "hidden": 640})
     folder = tmp_path / "hub"
@@ -209,7 +210,7 @@ def _half_then_die(folder):
 def test_remove_and_the_cli(db, served, base_arch):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from tui.cli.main import cli
 
     _, url = served
     runner = CliRunner()

@@ -12,28 +12,122 @@ from tests.conftest import REPO, run_env
 ALLOWED = {
     "assistant": set(),
     "merger": {"assistant"},
-    "tui": {"assistant", "merger"},
-    "cli": {"assistant", "merger", "tui", "bench"},
+    "tui": {"assistant", "merger"},  # tui.cli is the `myna` command; the rest of tui is the app
     "bench": {"assistant", "merger"},
 }
 
+# Rooms inside a package, and the rooms each may import (its own always).
+ROOMS = {
+    "merger": {
+        "formats": set(),
+        "data": set(),
+        "training": {"formats", "data"},
+        "search": {"formats", "data", "training"},
+        "hub": {"formats", "data", "training"},
+        "nightly": {"formats", "data", "training", "search", "hub"},
+    },
+}
 
-def imported_packages(path):
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+
+def module_name(path):
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for package in ALLOWED for path in (REPO / package).rglob("*.py")}
+
+
+def imports_of(module):
+    """The project's modules `module` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module.split(".")[0]
+            # `from merger.search import scoring` imports a module; `from x.y import name`, x.y.
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_imports_point_one_way(package):
-    ours = set(ALLOWED)
-    for path in (REPO / package).rglob("*.py"):
-        for name in imported_packages(path):
-            if name in ours and name != package:
-                assert name in ALLOWED[package], f"{path.relative_to(REPO)} imports {name}"
+    for module in MODULES:
+        if module.split(".")[0] != package:
+            continue
+        for name in imports_of(module):
+            target = name.split(".")[0]
+            assert target == package or target in ALLOWED[package], f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("package", sorted(ROOMS))
+def test_rooms_import_only_the_rooms_below_them(package):
+    rooms = ROOMS[package]
+    assert {p.name for p in (REPO / package).iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(rooms)
+    loose = sorted(p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"{package}/ holds modules outside its rooms: {loose}"
+    for module in MODULES:
+        parts = module.split(".")
+        if parts[0] != package or len(parts) < 3:
+            continue
+        for name in imports_of(module):
+            other = name.split(".")
+            if other[0] == package and len(other) > 1 and other[1] != parts[1]:
+                assert other[1] in rooms[parts[1]], f"{module} imports {name}: {parts[1]} may not import {other[1]}"
+
+
+def test_the_app_never_imports_the_command_line():
+    for module in MODULES:
+        if module.startswith("tui.") and not module.startswith("tui.cli"):
+            assert not {n for n in imports_of(module) if n.startswith("tui.cli")}, f"{module} imports tui.cli"
+
+
+def cycles(graph):
+    """Groups of modules that import each other, directly or through others (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_cycles_are_found():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_anywhere():
+    graph = {module: imports_of(module) for module in MODULES}
+    assert sum(map(len, graph.values())) > 200  # the graph is the project's, not an empty one
+    assert cycles(graph) == []
 
 
 BLOCK_TORCH = """
@@ -44,7 +138,7 @@ class BlockTorch:
             raise ImportError("the chat path must not import torch")
 sys.meta_path.insert(0, BlockTorch())
 sys.argv = ["myna"] + sys.argv[1:]
-from cli.main import main
+from tui.cli.main import main
 main()
 """
 
@@ -60,7 +154,7 @@ def test_ask_never_imports_torch(myna_home):
 
 
 def test_chat_app_modules_never_import_torch():
-    code = "import sys, tui.app, assistant.engine, assistant.replies, cli.main; print('torch' in sys.modules)"
+    code = "import sys, tui.app, assistant.engine, assistant.replies, tui.cli.main; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from assistant.errors import MynaError
-from assistant.memory import chunking, ingest, readers, retrieval
+from assistant.memory import chunking, ingest, readers, retrieval, store
 from assistant.memory import index as vectors
-from assistant.memory import store
 from tests.memory_data import EML_HTML, EML_PLAIN, distractors, write_lamp
 
 

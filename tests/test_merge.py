@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from merger.base_model import Architecture
-from merger.lora import random_lora
-from merger.merge import merge_elementwise, merge_updates
+from merger.formats.base_model import Architecture
+from merger.formats.lora import random_lora
+from merger.search.merge import merge_elementwise, merge_updates
 
 ARCH = Architecture(fingerprint="f" * 64, n_layers=2, hidden=32, ffn=64, n_heads=4, n_kv_heads=2, head_dim=8, vocab=10)
 

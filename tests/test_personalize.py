@@ -14,12 +14,17 @@ import pytest
 from assistant import adapters
 from assistant.engine import AdapterUse, SamplingParams
 from assistant.errors import MynaError
-from merger import gguf_lora, runs, scoring, search
-from merger.examples import Example
-from merger.lora import random_lora
-from merger.merge import merge_elementwise, merge_updates
-from merger.personalize import PersonalizeConfig, personalize
-from merger.publish import publish
+from assistant.settings import Settings
+from merger.data.examples import Example
+from merger.formats import gguf_lora
+from merger.formats.lora import random_lora
+from merger.formats.publish import publish
+from merger.nightly import runs
+from merger.nightly.config import PersonalizeConfig
+from merger.nightly.personalize import personalize
+from merger.search import evolution as search
+from merger.search import scoring
+from merger.search.merge import merge_elementwise, merge_updates
 from tests.conftest import MYNA, run_env, share_torch_cache
 
 pytestmark = pytest.mark.real
@@ -53,8 +58,8 @@ def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community
     values = {}
     for backend in (scoring.TorchBackend(torch_base, community, merge="updates"),
                     scoring.LlamaFileBackend(clean_engine, community, base_arch, tmp_path, merge="updates"),
-                    scoring.LlamaScalesBackend(clean_engine, [gguf_lora.write(l, tmp_path / f"c{i}.gguf", base_arch)
-                                                              for i, l in enumerate(community)])):
+                    scoring.LlamaScalesBackend(clean_engine, [gguf_lora.write(lora, tmp_path / f"c{i}.gguf", base_arch)
+                                                              for i, lora in enumerate(community)])):
         backend.apply(weights)
         values[backend.name] = backend.mean_logprob(scoring_set)
         backend.close()
@@ -136,6 +141,7 @@ def install_community(db, loras, arch):
 
 
 QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96)
+USER = Settings(system_prompt="", context_size=2048, threads=2)  # the default model, as the real engine
 
 
 def test_personalize_publishes_a_better_merge_and_records_the_run(db, clean_engine, base_arch, community):
@@ -143,7 +149,7 @@ def test_personalize_publishes_a_better_merge_and_records_the_run(db, clean_engi
     plant_history(db, outputs_of(clean_engine, merge_elementwise(community, planted), base_arch, QUESTIONS, tokens=24))
     install_community(db, community, base_arch)
     seen = []
-    outcome = personalize(db, clean_engine.spec, "", QUICK, on_progress=lambda phase, d, t: seen.append(phase))
+    outcome = personalize(db, USER, QUICK, on_progress=lambda phase, d, t: seen.append(phase))
     assert outcome.status == "published", outcome.message
     assert outcome.fitness_after > outcome.fitness_before
     active = adapters.active(db)
@@ -161,7 +167,7 @@ def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, c
     publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
     install_community(db, community, base_arch)
     digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
-    outcome = personalize(db, clean_engine.spec, "", QUICK)
+    outcome = personalize(db, USER, QUICK)
     assert outcome.status == "no-improvement" and outcome.published is None
     assert adapters.active(db).name == "mine"
     assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
@@ -170,17 +176,45 @@ def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, c
 
 def test_what_personalize_needs_is_said(db, clean_engine, base_arch, community):
     with pytest.raises(MynaError, match="held out for scoring"):
-        personalize(db, clean_engine.spec, "", QUICK)
+        personalize(db, USER, QUICK)
     plant_history(db, [Example(q, "An answer.", "chat") for q in QUESTIONS])
     with pytest.raises(MynaError, match="No community adapters"):
-        personalize(db, clean_engine.spec, "", QUICK)
+        personalize(db, USER, QUICK)
     assert runs.latest(db).status == "failed"
+
+
+@pytest.mark.parametrize("how", ["an error", "Ctrl-C"])
+def test_a_run_stopped_mid_way_leaves_no_temporary_files(db, clean_engine, base_arch, community, tmp_path,
+                                                         monkeypatch, how):
+    """The search's candidate files and checkpoints live in a temporary folder that goes
+    away on every path out of a run, and the run is recorded as it ended."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    plant_history(db, outputs_of(clean_engine, community[0], base_arch, QUESTIONS, tokens=12))
+    install_community(db, community, base_arch)
+    searching, seen = [], set()
+
+    def on_progress(phase, done, total):
+        seen.update(p.name for p in temporary.iterdir())
+        if phase == "searching merge weights":
+            searching.append(done)
+            if how == "an error" and done >= 2:
+                raise RuntimeError("the disk went away")
+
+    with pytest.raises(RuntimeError if how == "an error" else KeyboardInterrupt):
+        personalize(db, USER, QUICK, on_progress=on_progress,
+                    should_stop=lambda: how == "Ctrl-C" and len(searching) >= 2)
+    assert len(searching) >= 2 and any(name.startswith("myna-personalize-") for name in seen)
+    # torch keeps caches of its own there (torchinductor_*); what Myna made must all be gone.
+    assert [p.name for p in temporary.iterdir() if p.name.startswith("myna-")] == []
+    assert runs.latest(db).status == ("failed" if how == "an error" else "cancelled")
 
 
 def test_one_run_at_a_time(db, clean_engine):
     with runs.exclusive():
         with pytest.raises(MynaError, match="Another personalization run is in progress"):
-            personalize(db, clean_engine.spec, "", QUICK)
+            personalize(db, USER, QUICK)
 
 
 def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_home, clean_engine, base_arch, community):
@@ -203,6 +237,8 @@ def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_ho
         pytest.fail("the run never reached the search")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert runs.latest(db).status == "running"  # as the killed process left it
+    runs.mark_interrupted(db)
     assert runs.latest(db).status == "interrupted"
     assert adapters.active(db).name == "mine"
     assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
@@ -213,8 +249,8 @@ def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_ho
 def test_if_idle_skips_a_busy_machine(db, monkeypatch):
     from click.testing import CliRunner
 
-    from cli.main import cli
-    from merger import schedule
+    from merger.nightly import schedule
+    from tui.cli.main import cli
 
     monkeypatch.setattr(schedule, "machine_busy", lambda: "the machine is on battery (40 %)")
     result = CliRunner().invoke(cli, ["personalize", "--if-idle"])
@@ -224,7 +260,7 @@ def test_if_idle_skips_a_busy_machine(db, monkeypatch):
 
 
 def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeypatch):
-    from merger import schedule
+    from merger.nightly import schedule
 
     monkeypatch.setattr(schedule, "systemd_available", lambda: False)  # no user session here: cron it is
     before = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
@@ -235,19 +271,19 @@ def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeyp
         assert line.startswith("crontab: 15 4 * * * MYNA_HOME=") and str(myna_home) in line
         assert "personalize --if-idle" in line
         schedule.install(5, 0)  # reinstalling replaces, never duplicates
-        ours = [l for l in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
-                if l.endswith(schedule.marker(myna_home))]
+        ours = [line for line in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
+                if line.endswith(schedule.marker(myna_home))]
         assert len(ours) == 1 and ours[0].startswith("0 5 ")
         assert schedule.remove() == "crontab line"
         assert schedule.status() is None
     finally:
         after = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
-        assert [l for l in after.splitlines() if str(myna_home) not in l] == \
-            [l for l in before.splitlines() if str(myna_home) not in l], "other crontab lines are untouched"
+        assert [line for line in after.splitlines() if str(myna_home) not in line] == \
+            [line for line in before.splitlines() if str(myna_home) not in line], "other crontab lines are untouched"
 
 
 def test_systemd_units_name_the_data_folder(tmp_path):
-    from merger import schedule
+    from merger.nightly import schedule
 
     units = schedule.unit_files(tmp_path, 3, 30)
     timer = next(text for name, text in units.items() if name.endswith(".timer"))

@@ -12,10 +12,11 @@ import pytest
 from assistant import adapters
 from assistant.engine import AdapterUse, SamplingParams
 from assistant.settings import Settings
-from merger import examples, gguf_lora
-from merger import train as trainer
-from merger.base_model import HF_NAMES
-from merger.lora import random_lora
+from merger.data import examples
+from merger.formats import gguf_lora
+from merger.formats.base_model import HF_NAMES
+from merger.formats.lora import random_lora
+from merger.training import train as trainer
 from tests.conftest import MYNA, run_env, share_torch_cache
 from tests.style_data import SIGN_OFF, plant
 
@@ -33,8 +34,18 @@ def torch_logits(model, ids):
 
 
 def test_torch_and_llama_cpp_tokenize_alike(torch_base, clean_engine):
-    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo wörld, 2+2? 🙂"}]
-    assert torch_base.encode(torch_base.render(chat)) == clean_engine.tokenize_chat(chat)
+    """Training (torch) and answering (llama.cpp) must see the same ids for the same chat:
+    with a system prompt or none, earlier turns (demonstrations), odd characters."""
+    turn = [{"role": "user", "content": "Héllo wörld, 2+2? 🙂"}]
+    chats = [
+        [{"role": "system", "content": "Be brief."}, *turn],
+        turn,
+        [{"role": "system", "content": "You are Myna."}, {"role": "user", "content": "Title this: rain falls."},
+         {"role": "assistant", "content": "Rain Falls"}, {"role": "user", "content": "Title this: sun <b>shines</b>\n."}],
+    ]
+    for chat in chats:
+        assert torch_base.chat_ids(chat) == clean_engine.chat_ids(chat)
+        assert torch_base.render(chat, add_generation_prompt=False) == clean_engine.render(chat, add_generation_prompt=False)
 
 
 def test_gguf_bridge_matches_torch_peft(torch_base, clean_engine, base_arch, tmp_path, monkeypatch):

@@ -250,7 +250,7 @@ async def test_memory_toggle(db, fake_engine, tmp_path):
 
 
 async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myna_home):
-    from merger import runs
+    from merger.nightly import runs
     from tui.personalize_screen import PersonalizeScreen
 
     done = runs.start(db, {})

@@ -130,6 +130,7 @@ class MemoryScreen(Screen):
     @on(ListView.Selected, "#memory-list")
     def open_snippet(self, event: ListView.Selected) -> None:
         event.stop()
+
         def done(changed: str | None) -> None:
             if changed:
                 self.refresh_view()

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
 from assistant import paths
-from merger import runs
+from merger.nightly import runs
 
 
 def describe(run: runs.Run) -> str:
@@ -34,7 +34,7 @@ def describe(run: runs.Run) -> str:
 
 def start_run_in_background() -> subprocess.Popen:
     myna = Path(sys.executable).with_name("myna")
-    command = [str(myna)] if myna.exists() else [sys.executable, "-m", "cli"]
+    command = [str(myna)] if myna.exists() else [sys.executable, "-m", "tui.cli"]
     log = open(paths.data_dir() / "personalize.log", "ab")
     return subprocess.Popen([*command, "personalize"], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -59,6 +59,7 @@ class PersonalizeScreen(Screen):
         self.set_interval(1.0, self.refresh_runs)
 
     def refresh_runs(self) -> None:
+        runs.mark_interrupted(self.app.db)
         recent = runs.recent(self.app.db, 8)
         running = next((run for run in recent if run.status == "running"), None)
         phase = self.query_one("#run-phase", Label)

@@ -15,9 +15,9 @@ from typing import Callable
 import sqlite_utils
 
 from assistant.errors import MynaError
+from assistant.hashing import text_hash
 from assistant.memory import chunking, readers
 from assistant.memory import index as vectors
-from assistant.hashing import text_hash
 from assistant.memory.store import purge
 from assistant.store.conversations import now
 

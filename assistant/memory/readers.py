@@ -189,7 +189,7 @@ def _jsonl(text: str, path: Path) -> list[Record]:
     return records
 
 
-# The text of a LaMP profile item, by the fields each task's items carry (see DESIGN.md), with
+# The text of a LaMP profile item, by the fields each task's items carry (the LaMP benchmark's formats), with
 # the title, subject or headline first (assistant/records.py reads records in that form).
 def _lamp_item_text(item: dict) -> tuple[str, str] | None:
     fields = set(item) - {"id", "date"}

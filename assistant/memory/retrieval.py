@@ -134,7 +134,6 @@ def dense(
     return index.search(vector, n) if vector is not None else []
 
 
-
 HALF_LIFE_DAYS = 365.0
 
 

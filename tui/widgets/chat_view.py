@@ -93,7 +93,3 @@ class ChatView(VerticalScroll):
         self.mount(view)
         self.scroll_end(animate=False)
         return view
-
-    def last_reply(self) -> MessageView | None:
-        replies = [view for view in self.query(MessageView) if view.role == "assistant"]
-        return replies[-1] if replies else None

@@ -1,0 +1,117 @@
+"""What a benchmark run does: its users, questions, budgets and the methods it compares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+MAX_TOKENS = {"LaMP_1": 6, "LaMP_2": 8, "LaMP_3": 4, "LaMP_4": 24, "LaMP_5": 32, "LaMP_6": 24, "LaMP_7": 48}
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool = False
+    tasks: tuple[str, ...] = ("LaMP_4", "LaMP_7")
+    users: int = 4
+    questions: int = 8
+    profile: dict = field(default_factory=lambda: {"LaMP_4": 64, "LaMP_7": 96})
+    epochs: int = 2
+    max_length: int = 192
+    budget: int = 16
+    alpha: float = 0.5
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    sweep_users: int = 1
+    held_out: int = 12
+    probes: int = 4
+    probe_tokens: int = 16
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    article_words: int = 150
+    rag_modes: tuple[str, ...] = ("bm25", "embeddings", "hybrid")
+    rag_ks: tuple[int, ...] = (1, 2, 4)
+    rag_with_adapters: tuple = ("hybrid", 4)  # the shipped retrieval (Settings)
+    # Memory layouts (assistant/prompt.py) compared side by side, each with rag_with_adapters.
+    layouts: tuple[str, ...] = ("system", "user", "demos")
+    min_examples: int = 8  # fewer training examples than this: no adapter (cold start)
+    memory_room: int = 256  # tokens added to max_length for the memory an OPPU trained with memory sees
+    oppu_variants: bool = True  # OPPU trained with memory, and OPPU trained on top of PriME
+    pool: int = 8  # community adapters merged for a user at most: the most similar authors
+    lorahub_l1: float = 0.05
+    mia_examples: int = 16
+    canaries: int = 4
+    canary_candidates: int = 100
+    seed: int = 0
+
+    def key(self) -> str:
+        """What the cached stages depend on; not which tasks run, so `--tasks` runs of one
+        task at a time fill the same cache a full run reads."""
+        settings = {k: v for k, v in asdict(self).items() if k != "tasks"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+QUICK = Plan(quick=True, users=3, questions=2, profile={"LaMP_4": 20, "LaMP_7": 24}, epochs=1, max_length=128,
+             budget=4, alphas=(0.0, 1.0), sweep_users=1, held_out=4, probes=2, probe_tokens=8, fractions=(0.5, 1.0),
+             mia_examples=4, canaries=2, canary_candidates=16, article_words=40, rag_modes=("bm25", "hybrid"),
+             rag_ks=(1, 4), layouts=("system", "demos"), memory_room=64)
+
+# Adapters trained for the user; every other model a method names is one of their merges.
+TRAINED = ("oppu", "oppu-memory", "prime-oppu")
+
+
+@dataclass(frozen=True)
+class Method:
+    model: str | None  # one of TRAINED, or a merge's label ("prime-a0.5", "uniform", ...); None: no adapter
+    rag: tuple[str, int] | None  # (retrieval mode, k)
+    layout: str | None = None  # the memory layout; None: the shipped default
+
+
+def default_rag() -> tuple[str, int]:
+    """What a user gets from memory with the shipped settings."""
+    from assistant.settings import Settings
+
+    return Settings().retrieval_mode, Settings().retrieval_top_k
+
+
+def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
+    from assistant.settings import Settings
+
+    rag = tuple(plan.rag_with_adapters)
+    table = {"non-personalized": Method(None, None)}
+    for mode in plan.rag_modes:
+        for k in plan.rag_ks:
+            table[f"RAG {mode} k={k}"] = Method(None, (mode, k))
+    for layout in plan.layouts:
+        if layout != Settings().memory_layout:
+            table[f"RAG {rag[0]} k={rag[1]}, {layout} layout"] = Method(None, rag, layout)
+    table["OPPU"] = Method("oppu", None)
+    table[f"OPPU + RAG {rag[0]} k={rag[1]}"] = Method("oppu", rag)
+    if plan.oppu_variants:
+        table["OPPU trained with memory"] = Method("oppu-memory", None)
+        table[f"OPPU trained with memory + RAG {rag[0]} k={rag[1]}"] = Method("oppu-memory", rag)
+    if with_merges:
+        penalized = f"prime-a{plan.alpha:g}"
+        table[f"PriME (alpha {plan.alpha:g})"] = Method(penalized, None)
+        table[f"PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method(penalized, rag)
+        table["PriME (no privacy penalty)"] = Method("prime-a0", None)
+        table[f"PriME (no privacy penalty) + RAG {rag[0]} k={rag[1]}"] = Method("prime-a0", rag)
+        table["uniform average of community adapters"] = Method("uniform", None)
+        table["best single community adapter"] = Method("best-single", None)
+        table["LoraHub (likelihood + L1)"] = Method("lorahub", None)
+        if plan.oppu_variants:
+            table[f"OPPU on top of PriME (alpha {plan.alpha:g})"] = Method("prime-oppu", None)
+            table[f"OPPU on top of PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method("prime-oppu", rag)
+    return table
+
+
+def default_method(table: dict[str, Method]) -> str | None:
+    """The row that is what a new user gets: no adapter yet, memory with the shipped settings."""
+    rag = default_rag()
+    return next((name for name, m in table.items() if m.model is None and m.rag == rag and m.layout is None), None)
+
+
+def as_served(spec: Method, has_model: bool) -> Method:
+    """What a user actually gets for a method: without the model it needs (a cold start),
+    memory with the shipped settings."""
+    if spec.model is None or has_model:
+        return spec
+    return Method(None, spec.rag or default_rag(), spec.layout)

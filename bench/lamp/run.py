@@ -1,0 +1,112 @@
+"""A whole benchmark run: for each task, the users' stores and adapters, their merges, every
+method's answers, then the measurements beyond the table, the summary and the report.
+
+    python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
+
+Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
+stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from bench.common import RESULTS
+from bench.datasets import BUILDERS, Dataset, load
+from bench.lamp import amounts, diagnose, privacy, report, summary
+from bench.lamp.cache import peak_mib, run_name, stage_totals
+from bench.lamp.models import UserModels
+from bench.lamp.plan import QUICK, Plan, as_served, default_method, methods_for
+from bench.lamp.workspace import Workspace
+
+
+def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None) -> Dataset:
+    folder = work / "datasets"
+    questions, outputs = folder / f"{task}_questions.json", folder / f"{task}_outputs.json"
+    if lamp:
+        return load(*lamp)
+    if not questions.exists():
+        built = BUILDERS[task](users=plan.users, questions=plan.questions, profile=plan.profile[task], seed=plan.seed,
+                               words=plan.article_words)
+        built.write(folder)
+    dataset = load(questions, outputs)
+    dataset.manifest = json.loads((folder / f"{task}_manifest.json").read_text())
+    return dataset
+
+
+def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> dict:
+    work = RESULTS / "cache" / f"{run_name(plan.quick, lamp)}-{plan.key()}"
+    work.mkdir(parents=True, exist_ok=True)
+    # Caches of the converted base model, shared by every run; never the user's own data folder.
+    os.environ["MYNA_HOME"] = str(RESULTS / "cache" / "home")
+    started = time.perf_counter()
+    space = Workspace(plan, work)
+    tasks = [load(*lamp).task] if lamp else list(plan.tasks)
+    results = {"plan": asdict(plan), "tasks": {}}
+    for task in tasks:
+        on_stage(f"{task}: dataset")
+        dataset = dataset_for(task, plan, work, lamp)
+        users = dataset.users()
+        stores = {u: space.store(task, u, dataset.of(u)) for u in users}
+        models = {u: UserModels() for u in users}
+        for user in users:
+            on_stage(f"{task}: OPPU adapter for {user}")
+            models[user].oppu = space.train_oppu(task, user, stores[user])
+        trained = [u for u in users if models[u].own]
+        cold = {u: models[u].oppu["examples"] for u in users if not models[u].own}
+        for number, user in enumerate(users):
+            pool = space.pool(task, user, stores, {v: models[v].own for v in trained if v != user})
+            if not pool or not space.examples(stores[user]).held_out:
+                continue  # no community to merge, or nothing of this user's to score a merge on
+            on_stage(f"{task}: merges for {user}")
+            alphas = plan.alphas if number < plan.sweep_users else (0.0, plan.alpha)
+            models[user].merges = space.merges(task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha})))
+        if plan.oppu_variants:
+            for user in trained:
+                on_stage(f"{task}: OPPU trained with memory for {user}")
+                models[user].oppu_memory = space.train_oppu(task, user, stores[user], "oppu-memory", memory=True)
+                merged = models[user].merged().get(f"prime-a{plan.alpha:g}")
+                if merged:
+                    on_stage(f"{task}: OPPU on top of PriME for {user}")
+                    models[user].prime_oppu = space.train_oppu(task, user, stores[user], "prime-oppu",
+                                                               start=merged["path"])
+        predictions: dict[str, dict[str, dict]] = {}
+        table = methods_for(plan, any(models[u].merges for u in users))
+        for user in users:
+            for method, spec in table.items():
+                on_stage(f"{task}: {method} for {user}")
+                record = models[user].record(spec.model)
+                served = as_served(spec, record is not None)
+                name = method if served == spec else "cold start"
+                predictions.setdefault(method, {})[user] = space.predict(
+                    task, user, dataset.of(user), name, stores[user], record["path"] if record else None,
+                    served.rag, served.layout)
+        on_stage(f"{task}: amount of user data")
+        by_amount = amounts.run(space, task, dataset, plan)
+        on_stage(f"{task}: privacy")
+        attacks = privacy.run(space, task, dataset, stores, models, plan)
+        on_stage(f"{task}: diagnostics")
+        diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table)
+        costs = {method: [models[u].record(spec.model) for u in users] for method, spec in table.items()}
+        results["tasks"][task] = summary.summarize(task, dataset, predictions, costs, by_amount, attacks, plan)
+        results["tasks"][task]["diagnostics"] = diagnostics
+        results["tasks"][task]["cold_start"] = cold
+        results["tasks"][task]["default_method"] = default_method(table)
+    results["wall_seconds"] = time.perf_counter() - started
+    results["stage_seconds"], stage_peak = stage_totals(work)
+    results["peak_mib"] = max(peak_mib(), stage_peak)
+    return results
+
+
+def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None) -> None:
+    plan = QUICK if quick else Plan()
+    if tasks:
+        plan = replace(plan, tasks=tuple(tasks))
+    results = run(plan, lamp, on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True))
+    out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
+    report.write(results, out)
+    print((out / "results.md").read_text())

@@ -1,0 +1,70 @@
+"""The benchmark's statistics: task metrics (the same functions Myna's merge scoring uses),
+bootstrap intervals, and the AUROC and rank statistics of the privacy attack."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assistant.tasks import TASKS
+from merger.data import metrics
+
+BOOTSTRAP = 1000
+
+
+def aggregate(task: str, predictions: list[str], golds: list[str]) -> dict[str, float]:
+    """Every metric of the task (merger.data.metrics: the dispatch merge scoring uses too)."""
+    return metrics.task_scores(TASKS[task].metric, predictions, golds, TASKS[task].labels)
+
+
+def primary(task: str) -> tuple[str, bool]:
+    """The metric the gain is measured on, and whether higher is better."""
+    return metrics.PRIMARY[TASKS[task].metric]
+
+
+def bootstrap(task: str, predictions: list[str], golds: list[str], seed: int = 0) -> dict[str, list[float]]:
+    rng = np.random.default_rng(seed)
+    n = len(golds)
+    samples: dict[str, list[float]] = {}
+    for _ in range(BOOTSTRAP):
+        pick = rng.integers(0, n, n)
+        for name, value in aggregate(task, [predictions[i] for i in pick], [golds[i] for i in pick]).items():
+            samples.setdefault(name, []).append(value)
+    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items()}
+
+
+def auroc(members: list[float], others: list[float]) -> float:
+    """Probability that a member scores higher than a non-member (ties count half)."""
+    if not members or not others:
+        return float("nan")
+    m, o = np.asarray(members)[:, None], np.asarray(others)[None, :]
+    return float(((m > o).sum() + 0.5 * (m == o).sum()) / (m.size * o.size))
+
+
+def chance_spread(n: int) -> float:
+    """Standard deviation of the AUROC of n members against n non-members when the scores
+    say nothing (Mann-Whitney under the null): how far from 0.5 chance alone goes."""
+    return float(np.sqrt((2 * n + 1) / (12 * n * n))) if n else float("nan")
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rank correlation; tied values share their mean rank."""
+    if len(x) < 3:
+        return float("nan")
+
+    def ranks(values):
+        values = np.asarray(values, dtype=float)
+        out = np.empty(len(values))
+        out[np.argsort(values, kind="stable")] = np.arange(len(values))
+        for value in np.unique(values):
+            out[values == value] = out[values == value].mean()
+        return out
+
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def similarity_predicts_attack(privacy: dict) -> tuple[float, int]:
+    """Does what the privacy penalty lowers (output similarity to the closest sharer) go with
+    what the attack finds (AUROC on the sharers' items)? (rank correlation, merges counted)."""
+    pairs = [(r["similarity"], r["auroc_mean"]) for by_user in privacy["merged"].values() for r in by_user.values()
+             if r.get("similarity") is not None]
+    return (rank_correlation(*zip(*pairs)) if len(pairs) >= 3 else float("nan")), len(pairs)

@@ -1,0 +1,215 @@
+"""One benchmark run's workspace: the engine and torch base shared by every stage, each user's
+folder, and the stages that make stores, adapters, merges and answers (each cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets import Question
+from bench.lamp.cache import cached
+from bench.lamp.plan import MAX_TOKENS, Plan
+
+
+class Workspace:
+    """One run's shared state (the engine, the torch base, the users' folders) and its stages,
+    each cached under the run's folder."""
+
+    def __init__(self, plan: Plan, work: Path) -> None:
+        from assistant.catalogue import resolve
+        from assistant.engine import Engine
+        from assistant.settings import Settings
+        from merger.formats.base_model import architecture
+
+        self.plan, self.work = plan, work
+        self.settings = Settings()
+        self.spec = resolve(self.settings.model)
+        self.arch = architecture(self.spec)
+        self.engine = Engine(self.spec, context_size=4096)
+        self._base = None
+
+    @property
+    def base(self):
+        if self._base is None:
+            from merger.training import torch_model
+
+            self._base = torch_model.load(self.spec)
+        return self._base
+
+    # -- users -----------------------------------------------------------------------------------
+
+    def folder(self, task: str, user: str) -> Path:
+        return self.work / task / user
+
+    def store(self, task: str, user: str, questions: list[Question], fraction: float = 1.0):
+        """The user's store with their profile imported through `myna import`'s code path."""
+        from assistant.memory import ingest
+        from assistant.store import open_database
+
+        name = "myna.db" if fraction == 1.0 else f"myna-{int(fraction * 100)}.db"
+        self.folder(task, user).mkdir(parents=True, exist_ok=True)
+        db = open_database(self.folder(task, user) / name)
+        if not db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]:
+            profile = sorted(questions[0].profile, key=lambda item: str(item.get("date", "")))
+            profile = profile[len(profile) - max(1, round(len(profile) * fraction)):]  # the newest part
+            path = self.folder(task, user) / f"profile-{int(fraction * 100)}.json"
+            path.write_text(json.dumps([{"id": f"{user}-profile", "input": "", "profile": profile}]))
+            ingest.import_paths(db, [path])
+        return db
+
+    def examples(self, db, memory: bool = False):
+        from merger.data import examples
+
+        return examples.from_store(db, seed=self.plan.seed, memory=self.settings if memory else None)
+
+    # -- adapters --------------------------------------------------------------------------------
+
+    def train_oppu(self, task: str, user: str, db, name: str = "oppu", memory: bool = False,
+                   start: str | None = None) -> dict:
+        """The user's own adapter (OPPU): on their profile alone, or `memory`: each example with
+        what recall gives it, laid out as chat lays it out; from `start` (a merge) if given."""
+        from merger.formats import gguf_lora
+        from merger.training import train as trainer
+
+        def compute():
+            example_set = self.examples(db, memory)
+            if len(example_set.train) < self.plan.min_examples:
+                # Too little history for an adapter: this user is answered with memory alone.
+                return {"path": None, "cold_start": True, "examples": len(example_set.train), "seconds": 0.0}
+            length = self.plan.max_length + (self.plan.memory_room if memory else 0)
+            config = trainer.TrainConfig(epochs=self.plan.epochs, max_length=length, seed=self.plan.seed)
+            result = trainer.train(self.base, example_set, config, system=self.settings.system_prompt,
+                                   workdir=self.folder(task, user) / f"train-{name}", min_examples=self.plan.min_examples,
+                                   start_from=self.lora(start) if start else None)
+            path = gguf_lora.write(result.lora, self.folder(task, user) / f"{name}.gguf", self.arch)
+            return {"path": str(path), "seconds": result.seconds,
+                    "bytes": path.stat().st_size, "examples": len(example_set.train),
+                    "held_out_before": result.held_out_before, "held_out_after": result.held_out_after}
+
+        return cached(self.folder(task, user) / f"{name}.json", compute)
+
+    def pool(self, task: str, user: str, stores: dict, adapters: dict[str, str]) -> dict[str, str]:
+        """The community a user's merge draws on: the other users' adapters, the `plan.pool`
+        whose authors write most like this user (mean embedding of their memories), as
+        `myna personalize` selects them."""
+        from merger.search import selection
+
+        if len(adapters) <= self.plan.pool:
+            return adapters
+        mine = selection.embed_user(stores[user])
+        closeness = {v: float(np.dot(mine, selection.embed_user(stores[v]))) for v in adapters}
+        return {v: adapters[v] for v in sorted(adapters, key=lambda v: -closeness[v])[: self.plan.pool]}
+
+    def lora(self, path: str):
+        from merger.formats import gguf_lora
+
+        return gguf_lora.read(Path(path), self.arch)
+
+    def merges(self, task: str, user: str, db, pool: dict[str, str], alphas: tuple[float, ...],
+               tag: str = "", baselines: bool = True) -> dict:
+        """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
+        LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
+        user's held-out examples."""
+        from merger.formats import gguf_lora
+        from merger.search import evolution as search
+        from merger.search import scoring
+
+        def compute():
+            names = sorted(pool)
+            loras = [self.lora(pool[n]) for n in names]
+            held_out = self.examples(db).held_out[: self.plan.held_out]
+            scoring_set = scoring.prepare(self.base, held_out, self.settings.system_prompt, max_length=self.plan.max_length,
+                                          probes=self.plan.probes, probe_tokens=self.plan.probe_tokens)
+            backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
+            out = {"adapters": names}
+            try:
+                started = time.perf_counter()
+                sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
+                probe_seconds = time.perf_counter() - started
+                evaluate = scoring.evaluator(backend, scoring_set, sharers)
+
+                def save(label, weights, seconds, extra=None):
+                    merged = scoring.combine(loras, np.asarray(weights), "elementwise")
+                    path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
+                    utility, sim = evaluate(weights)
+                    out[label] = {"path": str(path), "weights": [float(w) for w in weights], "seconds": seconds,
+                                  "utility": utility, "similarity": sim, "bytes": path.stat().st_size, **(extra or {})}
+
+                for alpha in alphas:
+                    started = time.perf_counter()
+                    result = search.evolve(evaluate, len(loras), budget=self.plan.budget, alpha=alpha,
+                                           optimizer="NGOpt", seed=self.plan.seed)
+                    save(f"prime-a{alpha:g}", result.best.weights, time.perf_counter() - started + probe_seconds)
+                if baselines:
+                    self._baselines(names, evaluate, save)
+            finally:
+                backend.close()
+            return out
+
+        return cached(self.folder(task, user) / f"merges{tag}.json", compute)
+
+    def _baselines(self, names: list[str], evaluate, save) -> None:
+        """Uniform average, best single adapter, LoraHub (likelihood with an L1 penalty)."""
+        from merger.search import evolution as search
+
+        count = len(names)
+        save("uniform", [1.0 / count] * count, 0.0)
+        started = time.perf_counter()
+        singles = [evaluate(np.eye(count)[i])[0] for i in range(count)]
+        best = int(np.argmax(singles))
+        save("best-single", np.eye(count)[best], time.perf_counter() - started, {"chosen": names[best]})
+        started = time.perf_counter()
+        l1 = self.plan.lorahub_l1
+
+        def lorahub(weights):
+            value, _ = evaluate(weights)
+            return value - l1 * float(np.abs(weights).sum()), None
+
+        result = search.evolve(lorahub, count, budget=self.plan.budget, optimizer="NGOpt", seed=self.plan.seed)
+        save("lorahub", result.best.weights, time.perf_counter() - started)
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def predict(self, task: str, user: str, questions: list[Question], method: str, db, adapter: str | None,
+                rag: tuple[str, int] | None, layout: str | None = None) -> dict:
+        """Greedy answers to a user's questions, with memory laid out as `myna ask` lays it
+        out (assistant.replies.with_memory) when `rag` is given; what each prompt held is
+        kept with the answer."""
+        from assistant import prompt as prompts
+        from assistant import replies
+        from assistant.engine import AdapterUse, SamplingParams
+
+        settings = self.settings
+        if rag:
+            settings = replace(settings, retrieval_mode=rag[0], retrieval_top_k=rag[1],
+                               memory_layout=layout or settings.memory_layout)
+        memory_key = json.dumps([asdict(settings), adapter], sort_keys=True) if rag else str(adapter)
+        digest = hashlib.sha256(memory_key.encode()).hexdigest()[:8]
+
+        def compute():
+            started = time.perf_counter()
+            self.engine.set_adapters([AdapterUse(Path(adapter))] if adapter else [])
+            params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0, copy_bias=settings.memory_copy_bias)
+            predictions, contexts = {}, {}
+            for question in questions:
+                grounded = prompts.Grounded(settings.system_prompt, (), question.input, ())
+                if rag:
+                    grounded = replies.with_memory(db, self.engine, settings, question.input)
+                chat = prompts.build_chat(grounded.system, [], grounded.user_text, grounded.demonstrations)
+                tokens = self.engine.tokenize_chat(chat)
+                budget = self.engine.context_size - MAX_TOKENS[task] - 8
+                if len(tokens) > budget:  # an overlong article: keep the instructions and the answer's start
+                    tokens = tokens[: budget // 2] + tokens[-budget // 2 :]
+                done = self.engine.generate(tokens, params, lambda piece: None,
+                                            favoured=replies.favoured_tokens(self.engine, grounded.quoted))
+                predictions[question.id] = done.text.strip()
+                contexts[question.id] = [memory.text for memory in grounded.used]
+            self.engine.set_adapters([])
+            return {"predictions": predictions, "contexts": contexts, "seconds": time.perf_counter() - started}
+
+        return cached(self.folder(task, user) / "predictions" / f"{method}-{digest}.json", compute)

@@ -1,0 +1,3 @@
+"""The nightly personalization: a run (select, merge, score, publish), its records and its
+schedule. The top room of `merger`: it may import every other room.
+"""

@@ -1,0 +1,45 @@
+"""What a personalization run may be told: the one place its options, defaults and limits
+live (the CLI reads its defaults and choices from here). Light to import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assistant.errors import MynaError
+from merger.search.options import MERGES, OPTIMIZERS, PROBE_TOKENS
+
+BACKENDS = ("torch", "file", "scales")  # how candidates are scored
+METRICS = ("likelihood", "task")  # held-out log-likelihood, or the task's metric on generated outputs
+
+
+@dataclass(frozen=True)
+class PersonalizeConfig:
+    budget: int = 40
+    max_adapters: int = 8
+    alpha: float = 0.5  # weight of the privacy penalty (similarity to the closest sharer)
+    optimizer: str = "NGOpt"
+    merge: str = "elementwise"
+    rank: int | None = None  # rank budget of an "updates" merge (None: ranks concatenated)
+    backend: str = "torch"
+    metric: str = "likelihood"  # or "task": the task's metric on generated outputs
+    task: str | None = None
+    held_out: int = 50
+    probes: int = 6
+    probe_tokens: int = PROBE_TOKENS
+    max_length: int = 192
+    train_own: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise MynaError(f"Unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
+        if self.merge not in MERGES:
+            raise MynaError(f"Unknown merge '{self.merge}'; choose {' or '.join(MERGES)}.")
+        if self.backend not in BACKENDS:
+            raise MynaError(f"Unknown backend '{self.backend}'; choose {', '.join(BACKENDS)}.")
+        if self.backend == "scales" and self.merge != "updates":
+            raise MynaError("llama.cpp scales compute the sum of updates: use --merge updates with --backend scales.")
+        if self.budget < 2 or self.max_adapters < 1 or self.alpha < 0:
+            raise MynaError("The budget must be at least 2, at least one adapter used, and alpha not negative.")
+        if self.metric not in METRICS:
+            raise MynaError(f"Unknown metric '{self.metric}'; choose {' or '.join(METRICS)}.")

@@ -1,0 +1,227 @@
+"""`myna personalize`: the nightly pipeline (PriME, with OPPU as an option).
+
+examples -> select community adapters -> evolutionary search of merge weights on the user's
+held-out examples (minus a privacy penalty) -> optionally train the user's own adapter on top
+of the merge -> check the winner in llama.cpp against the current adapter -> publish it only
+if it is better. Nothing leaves the machine; nothing changes unless it is an improvement.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import sqlite_utils
+
+from assistant import adapters
+from assistant.catalogue import resolve
+from assistant.engine import AdapterUse, Engine
+from assistant.errors import MynaError
+from assistant.settings import Settings
+from merger.data import examples as example_builder
+from merger.formats import gguf_lora
+from merger.formats.base_model import architecture
+from merger.nightly import runs
+from merger.nightly.config import PersonalizeConfig
+from merger.search import scoring, selection
+from merger.search.evolution import evolve
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+MIN_HELD_OUT = 4
+
+
+@dataclass
+class Outcome:
+    run_id: int
+    status: str
+    published: str | None
+    adapters: list[str]
+    weights: list[float]
+    fitness_before: float
+    fitness_after: float
+    similarity_before: float | None
+    similarity_after: float | None
+    seconds: float
+    message: str
+
+
+def personalize(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    config: PersonalizeConfig = PersonalizeConfig(),
+    *,
+    model: str | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """One run for the user's `settings` (their model, unless `model` names another; its
+    context and threads; their system prompt). Whatever happens, the run's temporary files
+    are removed and its backends closed."""
+    config.check()
+    with runs.exclusive():
+        run_id = runs.start(db, asdict(config))
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="myna-personalize-") as workdir, ExitStack() as resources:
+                outcome = _run(db, settings, model, config, run_id, started, on_progress, should_stop,
+                               Path(workdir), resources)
+        except KeyboardInterrupt:
+            runs.finish(db, run_id, "cancelled", message="stopped by the user", seconds=time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            runs.finish(db, run_id, "failed", message=str(exc), seconds=time.perf_counter() - started)
+            raise
+        runs.finish(db, run_id, outcome.status, adapters=outcome.adapters, weights=outcome.weights,
+                    fitness_before=outcome.fitness_before, fitness_after=outcome.fitness_after,
+                    similarity_before=outcome.similarity_before, similarity_after=outcome.similarity_after,
+                    seconds=outcome.seconds, published=outcome.published, message=outcome.message)
+        return outcome
+
+
+def _run(db, settings, model, config, run_id, started, on_progress, should_stop, workdir: Path,
+         resources: ExitStack) -> Outcome:
+    """The run itself; every backend it opens is closed by `resources`, every file it writes
+    is under `workdir` (removed afterwards) or published."""
+    def report(phase: str, done: int = 0, total: int = 0) -> None:
+        runs.progress(db, run_id, phase, done, total)
+        if on_progress:
+            on_progress(phase, done, total)
+
+    report("reading your history")
+    spec, system = resolve(model or settings.model), settings.system_prompt
+    arch = architecture(spec)
+    example_set = example_builder.from_store(db)
+    held_out = example_set.held_out[: config.held_out]
+    if len(held_out) < MIN_HELD_OUT:
+        total = len(example_set.train) + len(example_set.held_out)
+        raise MynaError(
+            f"Your history gives {total} examples, so {len(held_out)} are held out for scoring; a merge needs "
+            f"at least {MIN_HELD_OUT} held out (about {MIN_HELD_OUT * 5} examples in all). Rate good replies or "
+            "import your writing with `myna import`."
+        )
+    community = [a for a in adapters.listing(db) if a.kind == "community" and a.base_fingerprint == arch.fingerprint]
+    if not community:
+        raise MynaError("No community adapters are installed for this model; pull some with "
+                        "`myna adapters pull NAME --hub LOCATION` (a hub can be made with `myna hub build`).")
+    report("choosing community adapters")
+    chosen = [adapter for adapter, _ in selection.rank(db, community)[: config.max_adapters]]
+    loras = [gguf_lora.read(a.gguf, arch) for a in chosen]
+    if config.merge == "elementwise" and len({lora.rank for lora in loras}) > 1:
+        raise MynaError("The chosen adapters have different ranks; merge them with --merge updates.")
+
+    engine = Engine.from_settings(settings, model=model)
+    current = adapters.active(db)
+    scoring_set = scoring.prepare(engine, held_out, system, max_length=config.max_length, probes=config.probes,
+                                  probe_tokens=config.probe_tokens)
+    llama_files = scoring.LlamaFileBackend(engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank)
+    resources.callback(llama_files.close)
+    backend, base = _backend(config, engine, loras, spec, workdir, chosen)
+    resources.callback(backend.close)
+
+    def judge(on, sharers) -> tuple[float, float | None]:
+        return scoring.judge(on, scoring_set, sharers, config.metric, config.task)
+
+    report("asking each community adapter", 0, len(loras))
+    sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras)) if config.probes else []
+    # The current adapter, judged in llama.cpp: the stack that answers the user.
+    report("scoring the current adapter")
+    engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
+    before_utility, before_similarity = judge(llama_files, sharers)
+    fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
+
+    if backend is not llama_files and config.probes and config.alpha > 0:
+        search_sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
+    else:
+        search_sharers = sharers
+
+    evaluate = scoring.evaluator(backend, scoring_set, search_sharers if config.alpha > 0 else [], config.metric,
+                                 config.task)
+    result = evolve(
+        evaluate, len(loras), budget=config.budget, alpha=config.alpha, optimizer=config.optimizer, seed=config.seed,
+        on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),
+        should_stop=should_stop,
+    )
+    if should_stop():
+        raise KeyboardInterrupt
+    best_weights = np.asarray(result.best.weights)
+    winner = scoring.combine(loras, best_weights, config.merge, config.rank)
+    kind, label = "merged", "merged"
+
+    if config.train_own:
+        report("training your own adapter on top of the merge")
+        own = _train_own(base, spec, example_set, system, winner, config, workdir / "own")
+        if own is not None:
+            winner, kind, label = own, "personal", "personal"
+    backend.close()  # before the final check in llama.cpp: a llama.cpp backend holds adapters there
+
+    report("checking the winner in llama.cpp")
+    final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
+    engine.set_adapters([AdapterUse(final_path)])
+    after_utility, after_similarity = judge(llama_files, sharers)
+    fitness_after = after_utility - config.alpha * (after_similarity or 0.0)
+    engine.set_adapters([])
+    names = [a.name for a in chosen]
+    weights = [round(float(w), 4) for w in best_weights]
+    common = dict(run_id=run_id, adapters=names, weights=weights, fitness_before=fitness_before, fitness_after=fitness_after,
+                  similarity_before=before_similarity, similarity_after=after_similarity)
+    if fitness_after <= fitness_before:
+        return Outcome(**common, status="no-improvement", published=None, seconds=time.perf_counter() - started,
+                       message=f"the best merge scored {fitness_after:.4f}, not better than the current "
+                               f"{fitness_before:.4f}; the current adapter stays")
+
+    report("publishing")
+    from merger.formats.publish import publish
+
+    card = {
+        "kind": kind,
+        "method": "evolutionary merge of community adapters (PriME)" + (" + own adapter (OPPU)" if kind == "personal" else ""),
+        "base_model": {"name": spec.name, "fingerprint": arch.fingerprint},
+        "lora": {"rank": winner.rank, "alpha": winner.alpha, "targets": winner.modules()},
+        "merge": {"adapters": names, "weights": weights, "method": config.merge, "optimizer": config.optimizer,
+                  "budget": config.budget, "alpha": config.alpha},
+        "data": {**example_set.summary(), "used_for": "scoring the merge on held-out examples"
+                 + (" and training" if kind == "personal" else "")},
+        "metrics": {"fitness_before": fitness_before, "fitness_after": fitness_after,
+                    "utility_before": before_utility, "utility_after": after_utility,
+                    "similarity_to_closest_sharer_before": before_similarity,
+                    "similarity_to_closest_sharer_after": after_similarity, "metric": config.metric},
+        "privacy": "Merged from community adapters with weights chosen on your own history, which never left "
+                   "this machine. Share it only with people you would show that history to.",
+    }
+    adapter = publish(db, winner, arch, stem=label, kind=kind, card=card, activate=True,
+                      reason=f"personalization run {run_id}")
+    return Outcome(**common, status="published", published=adapter.name, seconds=time.perf_counter() - started,
+                   message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}")
+
+
+def _backend(config, engine, loras, spec, workdir, chosen):
+    if config.backend == "file":
+        return scoring.LlamaFileBackend(engine, loras, architecture(spec), workdir / "search", merge=config.merge,
+                                        rank=config.rank), None
+    if config.backend == "scales":
+        return scoring.LlamaScalesBackend(engine, [a.gguf for a in chosen]), None
+    from merger.training import torch_model
+
+    base = torch_model.load(spec)
+    return scoring.TorchBackend(base, loras, merge=config.merge, rank=config.rank), base
+
+
+def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
+    """OPPU on top of the merge (the merge plays the task-level adapter); None if the history
+    is too small to train on."""
+    from merger.training import torch_model
+    from merger.training import train as trainer
+
+    if len(example_set.train) < example_builder.MIN_TRAIN:
+        return None
+    base = base or torch_model.load(spec)
+    train_config = trainer.TrainConfig(rank=merged.rank, alpha=merged.alpha, targets=tuple(merged.modules()),
+                                       seed=config.seed)
+    result = trainer.train(base, example_set, train_config, system=system,
+                           workdir=workdir, start_from=merged)
+    return result.lora

@@ -1,0 +1,130 @@
+"""Personalization run records, and the lock that lets only one run at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlite_utils
+
+from assistant import paths
+from assistant.errors import MynaError
+from assistant.store.conversations import now
+
+FINISHED = ("published", "no-improvement", "skipped", "cancelled", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    pid: int | None
+    phase: str
+    done: int
+    total: int
+    adapters: list[str]
+    weights: list[float]
+    fitness_before: float | None
+    fitness_after: float | None
+    similarity_before: float | None
+    similarity_after: float | None
+    seconds: float | None
+    published: str | None
+    message: str
+    config: dict
+
+
+_COLUMNS = """id, started_at, finished_at, status, pid, phase, done, total, adapters, weights, fitness_before,
+    fitness_after, similarity_before, similarity_after, seconds, published, message, config"""
+
+
+def _run(row) -> Run:
+    values = list(row)
+    values[8], values[9], values[17] = json.loads(values[8]), json.loads(values[9]), json.loads(values[17])
+    return Run(*values)
+
+
+def start(db: sqlite_utils.Database, config: dict) -> int:
+    with db.conn:
+        return db.execute(
+            "INSERT INTO personalization_runs (started_at, status, pid, config) VALUES (?, 'running', ?, ?)",
+            (now(), os.getpid(), json.dumps(config)),
+        ).lastrowid
+
+
+def progress(db: sqlite_utils.Database, run_id: int, phase: str, done: int, total: int) -> None:
+    with db.conn:
+        db.execute("UPDATE personalization_runs SET phase = ?, done = ?, total = ? WHERE id = ?",
+                   (phase, done, total, run_id))
+
+
+def finish(db: sqlite_utils.Database, run_id: int, status: str, **fields) -> None:
+    if status not in FINISHED:
+        raise ValueError(status)
+    for key in ("adapters", "weights"):
+        if key in fields:
+            fields[key] = json.dumps(fields[key])
+    names = ", ".join(f"{key} = ?" for key in fields)
+    with db.conn:
+        db.execute(
+            f"UPDATE personalization_runs SET status = ?, finished_at = ?, pid = NULL{', ' + names if names else ''} WHERE id = ?",
+            (status, now(), *fields.values(), run_id),
+        )
+
+
+def skipped(db: sqlite_utils.Database, reason: str) -> int:
+    run_id = start(db, {})
+    finish(db, run_id, "skipped", message=reason)
+    return run_id
+
+
+def recent(db: sqlite_utils.Database, limit: int = 10) -> list[Run]:
+    """The last runs, newest first, as recorded (see `mark_interrupted` for runs whose process died)."""
+    return [_run(row) for row in db.execute(f"SELECT {_COLUMNS} FROM personalization_runs ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+def latest(db: sqlite_utils.Database) -> Run | None:
+    found = recent(db, 1)
+    return found[0] if found else None
+
+
+def mark_interrupted(db: sqlite_utils.Database) -> None:
+    """Record every run whose process died (killed, crashed) as interrupted; writes only when
+    it finds one."""
+    from assistant.store.conversations import _process_alive
+
+    for run_id, pid in db.execute("SELECT id, pid FROM personalization_runs WHERE status = 'running'").fetchall():
+        if not _process_alive(pid):
+            finish(db, run_id, "interrupted", message="the run's process ended before it finished")
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the personalization lock; MynaError when another run holds it. The kernel drops
+    the lock when its process dies, so a killed run never blocks the next one."""
+    path = paths.data_dir() / "personalize.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise MynaError(f"Another personalization run is in progress ({holder}); wait for it to finish.") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {now()[:19]}")
+        handle.flush()
+        yield
+    finally:
+        handle.seek(0)
+        handle.truncate()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -1,0 +1,96 @@
+"""`myna ask`: one question, one streamed answer, both recorded."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tui.cli.base import Runtime, pass_runtime
+from tui.cli.signals import ctrl_c_stops
+
+
+@click.command()
+@click.argument("prompt", nargs=-1)
+@click.option("-c", "--continue", "continue_last", is_flag=True, help="Continue your most recent conversation.")
+@click.option("--conversation", "conversation_id", type=int, metavar="ID", help="Continue conversation ID.")
+@click.option("--system", metavar="TEXT", help="Instructions for this answer instead of the configured system prompt.")
+@click.option("--max-tokens", type=int, metavar="N", help="Longest reply in tokens, for this answer only.")
+@click.option("--temperature", type=float, metavar="T", help="Sampling temperature (0 to 2), for this answer only.")
+@click.option("--sources", "show_sources", is_flag=True, help="Print the memories the answer was given, under it.")
+@click.option("--no-memory", is_flag=True, help="Answer without retrieving anything from your history.")
+@pass_runtime
+def ask(
+    rt: Runtime,
+    prompt: tuple[str, ...],
+    continue_last: bool,
+    conversation_id: int | None,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    show_sources: bool,
+    no_memory: bool,
+) -> None:
+    """Answer PROMPT, streaming the reply, and keep both in your history.
+
+    With no PROMPT the question is read from standard input, e.g.
+    `cat notes.txt | myna ask`. Ctrl-C stops the reply; what was written so far is
+    kept, marked as interrupted.
+    """
+    from assistant import prompt as prompts
+    from assistant import replies
+    from assistant import settings as settings_mod
+    from assistant.errors import MynaError
+    from assistant.store import conversations as convs
+
+    text = " ".join(prompt)
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    settings = settings_mod.with_overrides(
+        rt.settings, system_prompt=system, max_tokens=max_tokens, temperature=temperature
+    )
+    prompts.check_user_text(text, settings.context_size)  # before paying for the model
+    if continue_last:
+        conversation_id = convs.latest_conversation_id(rt.db)
+        if conversation_id is None:
+            raise MynaError("There is no conversation to continue yet; ask without --continue first.")
+    if conversation_id is not None:
+        convs.get_conversation(rt.db, conversation_id)
+
+    engine = rt.engine()
+    pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)
+    if pending.notice:
+        click.echo(pending.notice, err=True)
+    interrupted = f"Interrupted: the partial reply is kept as message {pending.message_id} " \
+                  f"(see `myna history show {pending.conversation_id}`)."
+    try:
+        with ctrl_c_stops() as stop:
+            reply = replies.stream(
+                rt.db, engine, settings, pending,
+                on_text=lambda piece: click.echo(piece, nl=False), should_stop=stop.is_set,
+            )
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the reply saved as it was
+        click.echo()
+        click.echo(interrupted, err=True)
+        sys.exit(130)
+    click.echo()
+    if show_sources:
+        _print_sources(reply.sources)
+    if reply.status == "interrupted":
+        click.echo(interrupted, err=True)
+        sys.exit(130)
+    if reply.dropped_turns:
+        click.echo(f"(The {reply.dropped_turns} oldest messages did not fit in the context and were left out.)", err=True)
+    if reply.finish == "length":
+        click.echo("(The reply reached its length limit; raise it with --max-tokens.)", err=True)
+
+
+def _print_sources(sources) -> None:
+    if not sources:
+        click.echo("\nSources: none (nothing relevant was remembered).")
+        return
+    click.echo("\nSources:")
+    for snippet in sources:
+        text = " ".join(snippet.text.split())
+        text = text if len(text) <= 90 else text[:89] + "…"
+        click.echo(f"  [{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, {snippet.origin}: {text}")

@@ -1,0 +1,128 @@
+"""`myna personalize` and `myna schedule`: the nightly merge of community adapters."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from merger.nightly.config import BACKENDS, METRICS, PersonalizeConfig
+from merger.search.options import MERGES, OPTIMIZERS
+from tui.cli.base import Runtime, pass_runtime
+
+DEFAULTS = PersonalizeConfig()
+
+
+@click.command()
+@click.option("--budget", type=int, default=DEFAULTS.budget, show_default=True, help="Candidate merges to evaluate.")
+@click.option("--adapters", "max_adapters", type=int, default=DEFAULTS.max_adapters, show_default=True,
+              help="How many of the most relevant community adapters to merge.")
+@click.option("--alpha", type=float, default=DEFAULTS.alpha, show_default=True,
+              help="Privacy penalty: how much similarity to any one sharer's outputs costs.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
+@click.option("--merge", type=click.Choice(MERGES), default=DEFAULTS.merge, show_default=True,
+              help="elementwise: sum of A and of B matrices (PriME); updates: sum of B·A.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend, show_default=True,
+              help="How candidates are scored: torch (fastest), llama.cpp with a merged file, or llama.cpp scales.")
+@click.option("--metric", type=click.Choice(METRICS), default=DEFAULTS.metric, show_default=True)
+@click.option("--train-own", is_flag=True, help="Also train your own adapter on top of the best merge (OPPU).")
+@click.option("--if-idle", is_flag=True, help="Skip (and record why) when on battery or the machine is busy.")
+@click.option("--last", is_flag=True, help="Only show the last runs.")
+@pass_runtime
+def personalize(rt: Runtime, budget, max_adapters, alpha, optimizer, merge, backend, metric, train_own, if_idle,
+                last) -> None:
+    """Merge community adapters into one that fits you, scored on your own history.
+
+    An evolutionary search (nevergrad) looks for the merge weights that best predict
+    your held-out examples, minus a penalty for imitating any one sharer. The winner
+    is checked in llama.cpp against your current adapter and becomes active only if
+    it is better. Nothing leaves this machine. Ctrl-C stops the run; a killed run
+    leaves the active adapter as it was.
+    """
+    from merger.nightly import runs
+
+    if last:
+        runs.mark_interrupted(rt.db)
+        _show_runs(runs.recent(rt.db, 5))
+        return
+    from merger.nightly import schedule
+    from merger.nightly.personalize import personalize as run
+    from tui.cli.progress import progress_bar
+    from tui.cli.signals import ctrl_c_stops
+
+    if if_idle:
+        busy = schedule.machine_busy()
+        if busy:
+            runs.skipped(rt.db, f"skipped: {busy}")
+            click.echo(f"Skipped: {busy}.")
+            return
+    config = PersonalizeConfig(budget=budget, max_adapters=max_adapters, alpha=alpha, optimizer=optimizer,
+                               merge=merge, backend=backend, metric=metric, train_own=train_own)
+    try:
+        with progress_bar("starting", unit="") as update, ctrl_c_stops() as stop:
+            outcome = run(rt.db, rt.settings, config, model=rt.model_override, should_stop=stop.is_set,
+                          on_progress=lambda phase, done, total: update(description=phase, completed=done,
+                                                                        total=max(total, 1)))
+    except KeyboardInterrupt:
+        click.echo("Stopped; the active adapter is unchanged.", err=True)
+        sys.exit(130)
+    click.echo(f"Merged {', '.join(outcome.adapters)} with weights {outcome.weights}.")
+    if outcome.similarity_after is not None:
+        click.echo(f"Similarity to the closest sharer: {outcome.similarity_before:.3f} before, "
+                   f"{outcome.similarity_after:.3f} after.")
+    click.echo(outcome.message[0].upper() + outcome.message[1:] + f" ({outcome.seconds / 60:.1f} min).")
+
+
+def _show_runs(found) -> None:
+    if not found:
+        click.echo("No personalization run yet.")
+    for run in found:
+        line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
+        if run.fitness_after is not None:
+            line += f"  fitness {run.fitness_before:.4f} -> {run.fitness_after:.4f}"
+        if run.seconds:
+            line += f"  {run.seconds / 60:.1f} min"
+        click.echo(line)
+        if run.status == "running":
+            click.echo(f"    {run.phase} {run.done}/{run.total}")
+        elif run.message:
+            click.echo(f"    {run.message}")
+
+
+@click.group()
+def schedule() -> None:
+    """A nightly personalization run: install, remove, status."""
+
+
+@schedule.command()
+@click.option("--at", "when", default="03:30", show_default=True, metavar="HH:MM")
+def install(when: str) -> None:
+    """Run `myna personalize --if-idle` every night (systemd user timer, else cron)."""
+    from assistant.errors import MynaError
+    from merger.nightly import schedule as scheduler
+
+    try:
+        hour, minute = (int(part) for part in when.split(":"))
+    except ValueError:
+        raise MynaError(f"'{when}' is not a time; give HH:MM, e.g. 03:30.") from None
+    click.echo(f"Scheduled: {scheduler.install(hour, minute)}.")
+
+
+@schedule.command()
+def remove() -> None:
+    """Stop the nightly run."""
+    from merger.nightly import schedule as scheduler
+
+    click.echo(f"Removed: {scheduler.remove()}.")
+
+
+@schedule.command()
+@pass_runtime
+def status(rt: Runtime) -> None:
+    """What is scheduled, and how the last runs went."""
+    from merger.nightly import runs
+    from merger.nightly import schedule as scheduler
+
+    click.echo(scheduler.status() or "Nothing is scheduled; `myna schedule install` sets up a nightly run.")
+    runs.mark_interrupted(rt.db)
+    _show_runs(runs.recent(rt.db, 5))
