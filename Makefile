@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.myna-setup-done
 
-.PHONY: chat test setup bench docs
+.PHONY: chat test setup bench docs format
 .DELETE_ON_ERROR:
 
 chat: setup
@@ -16,6 +16,8 @@ chat: setup
 
 test: setup
 	@command -v crontab >/dev/null || { echo "make test needs cron (crontab) for the schedule test: install it (apt-get install cron) and rerun."; exit 1; }
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 setup: $(STAMP)
@@ -43,3 +45,7 @@ bench: setup
 
 docs: setup
 	$(PY) -m tui.cli.docs > docs/cli.md
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .

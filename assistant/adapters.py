@@ -51,7 +51,9 @@ _COLUMNS = "id, name, kind, folder, base_fingerprint, rank, alpha, targets, card
 
 def _adapter(row: tuple) -> Adapter:
     id_, name, kind, folder, fingerprint, rank, alpha, targets, card, created = row
-    return Adapter(id_, name, kind, Path(folder), fingerprint, rank, alpha, json.loads(targets), json.loads(card), created)
+    return Adapter(
+        id_, name, kind, Path(folder), fingerprint, rank, alpha, json.loads(targets), json.loads(card), created
+    )
 
 
 def listing(db: sqlite_utils.Database) -> list[Adapter]:

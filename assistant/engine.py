@@ -115,9 +115,7 @@ class Engine:
         _quiet_logs()  # Llama() installs its own logger; keep ours
         self.spec = spec
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        self.template = (
-            spec.chat_template or self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML
-        )
+        self.template = spec.chat_template or self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML
         self._bos = self.llm.token_bos()
         self._bos_text = self._piece(self._bos) if self._bos >= 0 else ""
         eos = self.llm.token_eos()
@@ -154,7 +152,10 @@ class Engine:
         """What is recorded with each reply: the file names of the adapters in use."""
         if not self.active_adapters:
             return None
-        names = [(use.label or use.path.name) + ("" if use.scale == 1.0 else f"*{use.scale:g}") for use in self.active_adapters]
+        names = [
+            (use.label or use.path.name) + ("" if use.scale == 1.0 else f"*{use.scale:g}")
+            for use in self.active_adapters
+        ]
         return "+".join(names)
 
     # -- prompts ---------------------------------------------------------------------------
@@ -239,7 +240,10 @@ class Engine:
 
             processors = llama_cpp.LogitsProcessorList([favour])
         for token in self.llm.generate(
-            list(prompt), temp=params.temperature, top_p=params.top_p, repeat_penalty=params.repeat_penalty,
+            list(prompt),
+            temp=params.temperature,
+            top_p=params.top_p,
+            repeat_penalty=params.repeat_penalty,
             logits_processor=processors,
         ):
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
@@ -286,7 +290,9 @@ class Engine:
             self._decode(chunk, position, logits=True)
             position += len(chunk)
             for offset in range(len(chunk)):
-                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(offset), shape=(n_vocab,)).astype(np.float64)
+                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(offset), shape=(n_vocab,)).astype(
+                    np.float64
+                )
                 top = logits.max()
                 log_norm = top + np.log(np.exp(logits - top).sum())
                 out[start + offset] = logits[continuation[start + offset]] - log_norm

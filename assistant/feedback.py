@@ -12,7 +12,9 @@ from assistant.memory import store as memory_store
 from assistant.store import conversations as convs
 
 
-def give(db: sqlite_utils.Database, message_id: int, *, rating: int | None = None, correction: str | None = None) -> None:
+def give(
+    db: sqlite_utils.Database, message_id: int, *, rating: int | None = None, correction: str | None = None
+) -> None:
     """Record a rating (-1, 0, +1) and/or a correction of a reply; MynaError when the message
     is not a reply or the rating is not one of those."""
     convs.set_feedback(db, message_id, rating=rating, correction=correction)

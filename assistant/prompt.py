@@ -182,5 +182,6 @@ def fit(
             hi = mid - 1
         else:
             lo = mid + 1
-    return Prompt(chat=build_chat(system, history[best_cut:], user_text, demonstrations), tokens=best_tokens,
-                  dropped=best_cut)
+    return Prompt(
+        chat=build_chat(system, history[best_cut:], user_text, demonstrations), tokens=best_tokens, dropped=best_cut
+    )

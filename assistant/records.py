@@ -19,8 +19,13 @@ from assistant.tasks import plain_version, prompt
 
 # Kinds of LaMP profile items by task, as `myna import` stores them.
 LAMP_KINDS = {
-    "LaMP_1": "lamp paper", "LaMP_2": "lamp movie tag", "LaMP_3": "lamp review", "LaMP_4": "lamp article",
-    "LaMP_5": "lamp paper", "LaMP_6": "lamp email", "LaMP_7": "lamp post",
+    "LaMP_1": "lamp paper",
+    "LaMP_2": "lamp movie tag",
+    "LaMP_3": "lamp review",
+    "LaMP_4": "lamp article",
+    "LaMP_5": "lamp paper",
+    "LaMP_6": "lamp email",
+    "LaMP_7": "lamp post",
 }
 
 

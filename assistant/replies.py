@@ -148,8 +148,9 @@ def begin(
     )
     memory_store.remember_user_message(db, user_id, text)
     memory_store.record_used(db, reply_id, list(grounded.used))
-    return Pending(conversation_id, user_id, reply_id, built, list(grounded.used), notice,
-                   favoured_tokens(engine, grounded.quoted))
+    return Pending(
+        conversation_id, user_id, reply_id, built, list(grounded.used), notice, favoured_tokens(engine, grounded.quoted)
+    )
 
 
 def favoured_tokens(engine: ReplyEngine, texts: Sequence[str]) -> tuple[int, ...]:
@@ -164,8 +165,12 @@ def favoured_tokens(engine: ReplyEngine, texts: Sequence[str]) -> tuple[int, ...
 
 def fit(engine: ReplyEngine, grounded: prompts.Grounded, history: list[prompts.Turn], budget: int) -> prompts.Prompt:
     return prompts.fit(
-        engine.tokenize_chat, system=grounded.system, history=history, user_text=grounded.user_text,
-        budget=budget, demonstrations=grounded.demonstrations,
+        engine.tokenize_chat,
+        system=grounded.system,
+        history=history,
+        user_text=grounded.user_text,
+        budget=budget,
+        demonstrations=grounded.demonstrations,
     )
 
 
@@ -187,7 +192,10 @@ def sync_adapter(db: sqlite_utils.Database, engine: ReplyEngine) -> str | None:
 
 
 def recall_for(
-    db: sqlite_utils.Database, settings: Settings, text: str, conversation_id: int | None = None,
+    db: sqlite_utils.Database,
+    settings: Settings,
+    text: str,
+    conversation_id: int | None = None,
     exclude: Sequence[int] = (),
 ) -> list[recall.Recalled]:
     """What memory holds for `text`, by the user's retrieval settings; a task message (a

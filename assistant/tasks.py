@@ -21,20 +21,51 @@ class Task:
 
 
 TASKS = {
-    "LaMP_1": Task("LaMP_1", 'For an author who has written the paper with the title "{title}", which reference is related? '
-                   'Just answer with [1] or [2] without explanation. [1]: "{option1}" [2]: "{option2}"', "accuracy", ("[1]", "[2]")),
-    "LaMP_2": Task("LaMP_2", "Which tag does this movie relate to among the following tags? Just answer with the tag name "
-                   "without further explanation. tags: [sci-fi, based on a book, comedy, action, twist ending, dystopia, "
-                   "dark comedy, classic, psychology, fantasy, romance, thought-provoking, social commentary, violence, "
-                   "true story] description: {description}", "accuracy",
-                   ("sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia", "dark comedy", "classic",
-                    "psychology", "fantasy", "romance", "thought-provoking", "social commentary", "violence", "true story")),
-    "LaMP_3": Task("LaMP_3", "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, "
-                   "or 5 without further explanation. review: {text}", "mae", ("1", "2", "3", "4", "5")),
+    "LaMP_1": Task(
+        "LaMP_1",
+        'For an author who has written the paper with the title "{title}", which reference is related? '
+        'Just answer with [1] or [2] without explanation. [1]: "{option1}" [2]: "{option2}"',
+        "accuracy",
+        ("[1]", "[2]"),
+    ),
+    "LaMP_2": Task(
+        "LaMP_2",
+        "Which tag does this movie relate to among the following tags? Just answer with the tag name "
+        "without further explanation. tags: [sci-fi, based on a book, comedy, action, twist ending, dystopia, "
+        "dark comedy, classic, psychology, fantasy, romance, thought-provoking, social commentary, violence, "
+        "true story] description: {description}",
+        "accuracy",
+        (
+            "sci-fi",
+            "based on a book",
+            "comedy",
+            "action",
+            "twist ending",
+            "dystopia",
+            "dark comedy",
+            "classic",
+            "psychology",
+            "fantasy",
+            "romance",
+            "thought-provoking",
+            "social commentary",
+            "violence",
+            "true story",
+        ),
+    ),
+    "LaMP_3": Task(
+        "LaMP_3",
+        "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, "
+        "or 5 without further explanation. review: {text}",
+        "mae",
+        ("1", "2", "3", "4", "5"),
+    ),
     "LaMP_4": Task("LaMP_4", "Generate a headline for the following article: {text}", "rouge"),
     "LaMP_5": Task("LaMP_5", "Generate a title for the following abstract of a paper: {abstract}", "rouge"),
     "LaMP_6": Task("LaMP_6", "Generate a subject for the following email: {text}", "rouge"),
-    "LaMP_7": Task("LaMP_7", "Paraphrase the following tweet without any explanation before or after it: {text}", "rouge"),
+    "LaMP_7": Task(
+        "LaMP_7", "Paraphrase the following tweet without any explanation before or after it: {text}", "rouge"
+    ),
 }
 
 
@@ -60,7 +91,9 @@ def content_of(message: str, task: str) -> str:
     # The instructions are matched loosely (spacing, case), as in task_of.
     text = message.strip()
     if _normal(text).startswith(_normal(before)):
-        text = text[len(before):] if text.lower().startswith(before.lower()) else _strip_words(text, len(before.split()))
+        text = (
+            text[len(before) :] if text.lower().startswith(before.lower()) else _strip_words(text, len(before.split()))
+        )
     if after.strip() and _normal(text).endswith(_normal(after)):
         text = text[: len(text) - len(after.rstrip())]
     return text.strip().strip('"').strip() or message

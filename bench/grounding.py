@@ -24,7 +24,7 @@ def cloze(text: str) -> tuple[str, str] | None:
     words = [(m.start(), m.end()) for m in _CLOZE_WORD.finditer(sentence)]
     if len(words) < 5:
         return None
-    pick = [w for w in words if any(c.isdigit() for c in sentence[w[0]:w[1]])]
+    pick = [w for w in words if any(c.isdigit() for c in sentence[w[0] : w[1]])]
     pick = pick or [w for w in words[1:] if sentence[w[0]].isupper()]
     pick = pick or [max(words, key=lambda w: w[1] - w[0])]
     start, end = pick[0]
@@ -44,8 +44,9 @@ def grounding_examples(found: list[Record], limit: int, seed: int = 0) -> list[E
             continue
         blanked, answer = made
         note = Snippet(record.ids[0], record.text, record.kind, record.date, "", parts=record.ids)
-        out.append(Example(f'Fill in the blank from my notes: "{blanked}"', answer, "grounding", record.date,
-                           memory=(note,)))
+        out.append(
+            Example(f'Fill in the blank from my notes: "{blanked}"', answer, "grounding", record.date, memory=(note,))
+        )
         if len(out) == limit:
             break
     return out

@@ -73,8 +73,11 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
     retrieval.search(db, queries[0], k=5, query_vector=query_vectors[0])  # loads the vector index
     index_load = time.perf_counter() - start
     pairs = list(zip(queries, query_vectors))
-    result = {**figures, "index_load_s": index_load,
-              "db_mib": sum(p.stat().st_size for p in home.glob("myna.db*")) / 2**20}
+    result = {
+        **figures,
+        "index_load_s": index_load,
+        "db_mib": sum(p.stat().st_size for p in home.glob("myna.db*")) / 2**20,
+    }
     for mode in ("hybrid", "bm25", "embeddings"):
         lat = timed(lambda pair: retrieval.search(db, pair[0], k=5, mode=mode, query_vector=pair[1]), pairs)
         result[f"{mode}_p50_ms"], result[f"{mode}_p95_ms"] = percentiles(lat)
@@ -127,12 +130,19 @@ def ingest_scale(records: list[dict], n: int, home: Path) -> dict:
 
     db.conn.close()
     source.unlink()
-    return {"snippets": report.snippets, "ingest_s": ingest_seconds, "ingest_per_s": report.snippets / ingest_seconds,
-            "embedding_share": embed_seconds / ingest_seconds, "ingested": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "snippets": report.snippets,
+        "ingest_s": ingest_seconds,
+        "ingest_per_s": report.snippets / ingest_seconds,
+        "embedding_share": embed_seconds / ingest_seconds,
+        "ingested": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _naive_dense(db, query_vector: np.ndarray) -> list[int]:
-    rows = db.execute("SELECT s.id, e.vector FROM snippets s JOIN embeddings e ON e.content_hash = s.content_hash").fetchall()
+    rows = db.execute(
+        "SELECT s.id, e.vector FROM snippets s JOIN embeddings e ON e.content_hash = s.content_hash"
+    ).fetchall()
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
     return [rows[i][0] for i in np.argsort(-(matrix @ query_vector))[:5]]
 
@@ -173,17 +183,43 @@ def run(scales: list[int], n_queries: int, fresh: bool = False) -> dict:
 def report(results: dict) -> str:
     rows = []
     for n, r in results["scales"].items():
-        rows.append((f"{int(n):,} snippets: ingest", f"{r['ingest_per_s']:.0f} snippets/s",
-                     f"embedding {r['embedding_share']:.0%} of the time; {r['ingest_s']:.0f} s in all; database {r['db_mib']:.0f} MiB"
-                     + (f"; imported {r['ingested'][:16]}" if r.get("ingested") else "")))
-        rows.append((f"{int(n):,}: top-5 hybrid, query embedded", f"p50 {r['hybrid_with_embedding_p50_ms']:.1f} ms, p95 {r['hybrid_with_embedding_p95_ms']:.1f} ms", ""))
-        rows.append((f"{int(n):,}: top-5 hybrid, embedding excluded", f"p50 {r['hybrid_p50_ms']:.1f} ms, p95 {r['hybrid_p95_ms']:.1f} ms", "target p95 < 50 ms at 100k"))
-        rows.append((f"{int(n):,}: top-5 BM25 only", f"p50 {r['bm25_p50_ms']:.1f} ms, p95 {r['bm25_p95_ms']:.1f} ms", ""))
-        rows.append((f"{int(n):,}: top-5 embeddings only", f"p50 {r['embeddings_p50_ms']:.1f} ms, p95 {r['embeddings_p95_ms']:.1f} ms",
-                     f"baseline without the in-memory index: p50 {r['naive_dense_p50_ms']:.0f} ms, {r['naive_dense_p50_ms'] / r['embeddings_p50_ms']:.0f}x slower"))
+        rows.append(
+            (
+                f"{int(n):,} snippets: ingest",
+                f"{r['ingest_per_s']:.0f} snippets/s",
+                f"embedding {r['embedding_share']:.0%} of the time; {r['ingest_s']:.0f} s in all; database {r['db_mib']:.0f} MiB"
+                + (f"; imported {r['ingested'][:16]}" if r.get("ingested") else ""),
+            )
+        )
+        rows.append(
+            (
+                f"{int(n):,}: top-5 hybrid, query embedded",
+                f"p50 {r['hybrid_with_embedding_p50_ms']:.1f} ms, p95 {r['hybrid_with_embedding_p95_ms']:.1f} ms",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{int(n):,}: top-5 hybrid, embedding excluded",
+                f"p50 {r['hybrid_p50_ms']:.1f} ms, p95 {r['hybrid_p95_ms']:.1f} ms",
+                "target p95 < 50 ms at 100k",
+            )
+        )
+        rows.append(
+            (f"{int(n):,}: top-5 BM25 only", f"p50 {r['bm25_p50_ms']:.1f} ms, p95 {r['bm25_p95_ms']:.1f} ms", "")
+        )
+        rows.append(
+            (
+                f"{int(n):,}: top-5 embeddings only",
+                f"p50 {r['embeddings_p50_ms']:.1f} ms, p95 {r['embeddings_p95_ms']:.1f} ms",
+                f"baseline without the in-memory index: p50 {r['naive_dense_p50_ms']:.0f} ms, {r['naive_dense_p50_ms'] / r['embeddings_p50_ms']:.0f}x slower",
+            )
+        )
         rows.append((f"{int(n):,}: loading the vector index", f"{r['index_load_s'] * 1000:.0f} ms", "once per process"))
     peak = results["peak"]
-    rows.append(("peak memory, 50 searches at the largest scale", f"{peak['peak_mib']:.0f} MiB", "fresh process, index loaded"))
+    rows.append(
+        ("peak memory, 50 searches at the largest scale", f"{peak['peak_mib']:.0f} MiB", "fresh process, index loaded")
+    )
     return table(rows)
 
 

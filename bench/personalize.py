@@ -21,15 +21,37 @@ import numpy as np
 from bench.common import BIN, RESULTS, run_measured, save, table
 
 USER = "reuters_health"
-SHARERS = ["bbchealth", "cbchealth", "cnnhealth", "foxnewshealth", "latimeshealth", "nprhealth", "nytimeshealth",
-           "wsjhealth"]
+SHARERS = [
+    "bbchealth",
+    "cbchealth",
+    "cnnhealth",
+    "foxnewshealth",
+    "latimeshealth",
+    "nprhealth",
+    "nytimeshealth",
+    "wsjhealth",
+]
 
 
 def ensure_hub(env: dict, count: int) -> Path:
     folder = RESULTS / "cache" / f"hub-tweets-{count}"
     if not (folder / "index.json").exists() or len(json.loads((folder / "index.json").read_text())["adapters"]) < count:
-        run_measured([str(BIN / "myna"), "hub", "build", str(folder), "--corpus", "tweets",
-                      "--authors", ",".join(SHARERS[:count]), "--per-author", "64"], env=env, timeout=3600)
+        run_measured(
+            [
+                str(BIN / "myna"),
+                "hub",
+                "build",
+                str(folder),
+                "--corpus",
+                "tweets",
+                "--authors",
+                ",".join(SHARERS[:count]),
+                "--per-author",
+                "64",
+            ],
+            env=env,
+            timeout=3600,
+        )
     return folder
 
 
@@ -40,8 +62,9 @@ def user_home(hub: Path, count: int, held_out: int) -> dict:
     env = dict(os.environ, MYNA_HOME=str(home))
     history = corpora.authors("tweets")[USER][: held_out * 5]  # 20 % of the examples are held out
     profile = home / "history.json"
-    profile.write_text(json.dumps([{"id": "u", "input": "", "profile": [{"id": str(t.tweet_id), "text": t.text}
-                                                                         for t in history]}]))
+    profile.write_text(
+        json.dumps([{"id": "u", "input": "", "profile": [{"id": str(t.tweet_id), "text": t.text} for t in history]}])
+    )
     for command in (["import", str(profile)], ["adapters", "pull", *SHARERS[:count], "--hub", str(hub)]):
         run_measured([str(BIN / "myna"), *command], env=env, timeout=600)
     return env
@@ -101,8 +124,9 @@ def run(budget: int, count: int, held_out: int) -> dict:
     hub = ensure_hub(env, count)
     hub_seconds = time.perf_counter() - start
     user = user_home(hub, count, held_out)
-    measured = run_measured([str(BIN / "myna"), "personalize", "--budget", str(budget), "--adapters", str(count)],
-                            env=user, timeout=3600)
+    measured = run_measured(
+        [str(BIN / "myna"), "personalize", "--budget", str(budget), "--adapters", str(count)], env=user, timeout=3600
+    )
     from merger.nightly import runs
 
     os.environ["MYNA_HOME"] = user["MYNA_HOME"]
@@ -110,11 +134,18 @@ def run(budget: int, count: int, held_out: int) -> dict:
 
     record = runs.latest(open_database())
     figures = {
-        "budget": budget, "adapters": count, "held_out": held_out,
-        "wall_s": measured["wall_s"], "peak_mib": measured["peak_mib"],
-        "status": record.status, "fitness_before": record.fitness_before, "fitness_after": record.fitness_after,
-        "similarity_before": record.similarity_before, "similarity_after": record.similarity_after,
-        "weights": dict(zip(record.adapters, record.weights)), "hub_build_or_cache_s": hub_seconds,
+        "budget": budget,
+        "adapters": count,
+        "held_out": held_out,
+        "wall_s": measured["wall_s"],
+        "peak_mib": measured["peak_mib"],
+        "status": record.status,
+        "fitness_before": record.fitness_before,
+        "fitness_after": record.fitness_after,
+        "similarity_before": record.similarity_before,
+        "similarity_after": record.similarity_after,
+        "weights": dict(zip(record.adapters, record.weights)),
+        "hub_build_or_cache_s": hub_seconds,
         "output": measured["stdout"].strip().splitlines()[-3:],
     }
     figures.update(evaluations_per_minute(user, held_out))
@@ -123,17 +154,31 @@ def run(budget: int, count: int, held_out: int) -> dict:
 
 def report(f: dict) -> str:
     rows = [
-        (f"`myna personalize`: {f['adapters']} adapters, budget {f['budget']}, {f['held_out']} held out",
-         f"{f['wall_s'] / 60:.1f} min", "target < 15 min"),
+        (
+            f"`myna personalize`: {f['adapters']} adapters, budget {f['budget']}, {f['held_out']} held out",
+            f"{f['wall_s'] / 60:.1f} min",
+            "target < 15 min",
+        ),
         ("peak memory of that run", f"{f['peak_mib'] / 1024:.2f} GiB", "target < 4 GiB"),
-        ("outcome", f['status'], f"fitness {f['fitness_before']:.3f} -> {f['fitness_after']:.3f}; similarity to the "
-                                 f"closest sharer {f['similarity_before']:.2f} -> {f['similarity_after']:.2f}"),
+        (
+            "outcome",
+            f["status"],
+            f"fitness {f['fitness_before']:.3f} -> {f['fitness_after']:.3f}; similarity to the "
+            f"closest sharer {f['similarity_before']:.2f} -> {f['similarity_after']:.2f}",
+        ),
     ]
-    for name, label in (("torch", "torch, merged into PEFT, bf16 batches"),
-                        ("file", "llama.cpp, one merged GGUF per candidate"),
-                        ("scales", "llama.cpp, 8 adapters at once with scales")):
-        rows.append((f"candidates per minute: {label}", f"{f[name + '_per_min']:.1f}",
-                     f"{f[name + '_privacy_per_min']:.1f} with the privacy probes"))
+    for name, label in (
+        ("torch", "torch, merged into PEFT, bf16 batches"),
+        ("file", "llama.cpp, one merged GGUF per candidate"),
+        ("scales", "llama.cpp, 8 adapters at once with scales"),
+    ):
+        rows.append(
+            (
+                f"candidates per minute: {label}",
+                f"{f[name + '_per_min']:.1f}",
+                f"{f[name + '_privacy_per_min']:.1f} with the privacy probes",
+            )
+        )
     return table(rows)
 
 

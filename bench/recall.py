@@ -85,8 +85,7 @@ class Plan:
     seed: int = 0
 
 
-QUICK = Plan(quick=True, snippets=2000, facts=16, unrelated=4, variants=("system", "user", "default"),
-             adapter=False)
+QUICK = Plan(quick=True, snippets=2000, facts=16, unrelated=4, variants=("system", "user", "default"), adapter=False)
 
 
 def load_facts(plan: Plan) -> tuple[list[dict], list[str]]:
@@ -104,8 +103,9 @@ def haystack(plan: Plan) -> list[dict]:
     rng = random.Random(plan.seed)
     tweets = [t for t in corpora.tweets() if len(t.text.split()) >= 6]
     # The articles have no paragraph breaks: passages of a few sentences stand for notes.
-    paragraphs = [p for a in rng.sample(corpora.articles(), 600) for p in chunking.split(a.text, 60)
-                  if len(p.split()) >= 25]
+    paragraphs = [
+        p for a in rng.sample(corpora.articles(), 600) for p in chunking.split(a.text, 60) if len(p.split()) >= 25
+    ]
     chosen = rng.sample(tweets, plan.snippets * 2 // 3) + rng.sample(paragraphs, plan.snippets - plan.snippets * 2 // 3)
     days = [f"{2023 + d // 365}-{(d % 365) // 31 + 1:02d}-{(d % 365) % 28 + 1:02d}" for d in range(730)]
     return [{"text": t.text if hasattr(t, "text") else t, "date": rng.choice(days), "kind": "note"} for t in chosen]
@@ -164,8 +164,17 @@ def retrieval_ranks(db, facts: list[dict], ids: list[int], k: int, mode: str = "
     return {"recall@1": at_1 / len(facts), f"recall@{k}": at_k / len(facts)}
 
 
-def answer_all(engine, store: Path, variant: Variant, facts: list[dict], ids: list[int], unrelated: list[str],
-               plan: Plan, work: Path, adapter: Path | None) -> dict:
+def answer_all(
+    engine,
+    store: Path,
+    variant: Variant,
+    facts: list[dict],
+    ids: list[int],
+    unrelated: list[str],
+    plan: Plan,
+    work: Path,
+    adapter: Path | None,
+) -> dict:
     """Every question through `myna ask`'s code path on a copy of the notes."""
     from assistant import adapters as registry
     from assistant import replies
@@ -178,12 +187,30 @@ def answer_all(engine, store: Path, variant: Variant, facts: list[dict], ids: li
     shutil.copyfile(store, copy)
     db = open_database(copy)
     if adapter is not None:
-        registry.register(db, name="haystack", kind="personal", folder=adapter.parent, base_fingerprint=engine.fingerprint,
-                          rank=8, alpha=16.0, targets=["attn_q", "attn_v"], card={}, activate=True, reason="benchmark")
-    settings = replace(Settings(), memory_layout=variant.layout, retrieval_top_k=variant.k,
-                       memory_min_relevance=variant.min_relevance, retrieval_mode=variant.mode,
-                       memory_margin=variant.margin, memory_copy_bias=variant.copy_bias,
-                       max_tokens=plan.max_tokens, seed=plan.seed)
+        registry.register(
+            db,
+            name="haystack",
+            kind="personal",
+            folder=adapter.parent,
+            base_fingerprint=engine.fingerprint,
+            rank=8,
+            alpha=16.0,
+            targets=["attn_q", "attn_v"],
+            card={},
+            activate=True,
+            reason="benchmark",
+        )
+    settings = replace(
+        Settings(),
+        memory_layout=variant.layout,
+        retrieval_top_k=variant.k,
+        memory_min_relevance=variant.min_relevance,
+        retrieval_mode=variant.mode,
+        memory_margin=variant.margin,
+        memory_copy_bias=variant.copy_bias,
+        max_tokens=plan.max_tokens,
+        seed=plan.seed,
+    )
     if variant.repeat_penalty is not None:
         settings = replace(settings, repeat_penalty=variant.repeat_penalty)
     if variant.temperature is not None:
@@ -192,9 +219,16 @@ def answer_all(engine, store: Path, variant: Variant, facts: list[dict], ids: li
     for fact, fact_id in zip(facts, ids):
         reply = replies.answer(db, engine, settings, fact["question"])
         shown = [s.id for s in reply.sources]
-        rows.append({"question": fact["question"], "answer": reply.text, "correct": correct(reply.text, fact["answer"]),
-                     "fact_in_prompt": fact_id in {i for s in reply.sources for i in s.ids},
-                     "sources": len(shown), "wrong_sources": sum(fact_id not in s.ids for s in reply.sources)})
+        rows.append(
+            {
+                "question": fact["question"],
+                "answer": reply.text,
+                "correct": correct(reply.text, fact["answer"]),
+                "fact_in_prompt": fact_id in {i for s in reply.sources for i in s.ids},
+                "sources": len(shown),
+                "wrong_sources": sum(fact_id not in s.ids for s in reply.sources),
+            }
+        )
     loose = []
     for question in unrelated:
         reply = replies.answer(db, engine, settings, question)
@@ -257,13 +291,19 @@ def train_adapter(plan: Plan, store: Path, work: Path, label: str) -> dict:
         example_set.held_out = examples.with_memory(db, example_set.held_out, settings)
     db.conn.close()
     config = trainer.TrainConfig(epochs=plan.epochs, max_length=384 if with_memory else 256, seed=plan.seed)
-    result = trainer.train(torch_model.load(spec), example_set, config, system=settings.system_prompt,
-                           workdir=folder / "training")
+    result = trainer.train(
+        torch_model.load(spec), example_set, config, system=settings.system_prompt, workdir=folder / "training"
+    )
     target = folder / "adapter.gguf"
     gguf_lora.write(result.lora, target, architecture(spec))
-    out = {"path": str(target), "seconds": result.seconds, "examples": len(example_set.train),
-           "by_origin": example_set.summary()["by_origin"],
-           "held_out_before": result.held_out_before, "held_out_after": result.held_out_after}
+    out = {
+        "path": str(target),
+        "seconds": result.seconds,
+        "examples": len(example_set.train),
+        "by_origin": example_set.summary()["by_origin"],
+        "held_out_before": result.held_out_before,
+        "held_out_after": result.held_out_after,
+    }
     record.write_text(json.dumps(out))
     return out
 
@@ -287,8 +327,14 @@ def run(plan: Plan, on_stage=print) -> dict:
     ranks = retrieval_ranks(db, facts, ids, 4)
     db.conn.close()
     engine = Engine(resolve(Settings().model), context_size=Settings().context_size)
-    results = {"plan": asdict(plan), "snippets": count, "facts": len(facts), "unrelated_questions": len(unrelated),
-               "retrieval": ranks, "models": {}}
+    results = {
+        "plan": asdict(plan),
+        "snippets": count,
+        "facts": len(facts),
+        "unrelated_questions": len(unrelated),
+        "retrieval": ranks,
+        "models": {},
+    }
     models = {"bare model": None}
     if plan.adapter:
         results["adapters"] = {}
@@ -309,21 +355,31 @@ def run(plan: Plan, on_stage=print) -> dict:
 
 def markdown(results: dict) -> str:
     ranks = results["retrieval"]
-    lines = [f"{results['facts']} planted facts among {results['snippets']:,} snippets of real text; "
-             f"{results['unrelated_questions']} questions about nothing in the notes. Retrieval (hybrid, before any "
-             f"layout or cut-off): recall@1 {ranks['recall@1']:.0%}, recall@4 {ranks['recall@4']:.0%}.", ""]
+    lines = [
+        f"{results['facts']} planted facts among {results['snippets']:,} snippets of real text; "
+        f"{results['unrelated_questions']} questions about nothing in the notes. Retrieval (hybrid, before any "
+        f"layout or cut-off): recall@1 {ranks['recall@1']:.0%}, recall@4 {ranks['recall@4']:.0%}.",
+        "",
+    ]
     for label, a in results.get("adapters", {}).items():
-        lines += [f"- {label}: {a['examples']} examples ({', '.join(f'{n} {o}' for o, n in a['by_origin'].items())}), "
-                  f"held-out loss {a['held_out_before']:.2f} -> {a['held_out_after']:.2f}, {a['seconds'] / 60:.1f} min."]
+        lines += [
+            f"- {label}: {a['examples']} examples ({', '.join(f'{n} {o}' for o, n in a['by_origin'].items())}), "
+            f"held-out loss {a['held_out_before']:.2f} -> {a['held_out_after']:.2f}, {a['seconds'] / 60:.1f} min."
+        ]
     lines += [""] if results.get("adapters") else []
-    lines += ["| model | layout, k, cut-off | answer accuracy | fact in the prompt | wrong-source rate | "
-              "unrelated questions given sources |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| model | layout, k, cut-off | answer accuracy | fact in the prompt | wrong-source rate | "
+        "unrelated questions given sources |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, rows in results["models"].items():
         for row in rows.values():
             variant = Variant(**row["variant"])
             loose = "-" if row["unrelated_with_sources"] is None else f"{row['unrelated_with_sources']:.0%}"
-            lines.append(f"| {label} | {variant.name} | {row['accuracy']:.0%} | {row['fact_in_prompt']:.0%} | "
-                         f"{row['wrong_source_rate']:.0%} | {loose} |")
+            lines.append(
+                f"| {label} | {variant.name} | {row['accuracy']:.0%} | {row['fact_in_prompt']:.0%} | "
+                f"{row['wrong_source_rate']:.0%} | {loose} |"
+            )
     return "\n".join(lines)
 
 

@@ -67,7 +67,9 @@ def engine_figures(runs: int) -> dict:
     arch = architecture(spec)
     folder = Path(tempfile.mkdtemp())
     adapters = {
-        "default": gguf_lora.write(random_lora(arch, rank=8, seed=7, modules=DEFAULT_TARGETS), folder / "qv.gguf", arch),
+        "default": gguf_lora.write(
+            random_lora(arch, rank=8, seed=7, modules=DEFAULT_TARGETS), folder / "qv.gguf", arch
+        ),
         "all7": gguf_lora.write(random_lora(arch, rank=8, seed=7), folder / "all7.gguf", arch),
     }
 
@@ -141,8 +143,9 @@ def first_frame_s(cmd: list[str], marker: bytes, env: dict, timeout: float = 30.
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"}, start_new_session=True
+    )
     os.close(slave)
     seen, elapsed = b"", None
     try:
@@ -188,22 +191,43 @@ def run(runs: int = 5) -> dict:
 
 
 def report(f: dict) -> str:
-    return table([
-        ("model load", f"{f['model_load_s']:.2f} s", ""),
-        ("time to first token", f"{f['first_token_s']:.3f} s", f"prompt of {f['prompt_tokens']} tokens"),
-        ("decode, no adapter", f"{f['decode_tok_s_bare']:.1f} tok/s", ""),
-        ("decode, rank-8 adapter on q, v (default)", f"{f['decode_tok_s_adapter']:.1f} tok/s",
-         f"cost {f['adapter_cost']:+.1%} of bare (target ≤ 10 %)"),
-        ("decode, rank-8 adapter on all 7 projections", f"{f['decode_tok_s_adapter_all7']:.1f} tok/s",
-         f"cost {f['adapter_cost_all7']:+.1%} of bare"),
-        ("cold `myna ask`, wall", f"{f['ask_wall_s']:.2f} s",
-         f"bare llama-cpp-python script {f['bare_llama_wall_s']:.2f} s, ratio {f['ask_vs_bare_llama']:.2f} (target < 2 s)"),
-        ("cold `myna ask`, peak memory", f"{f['ask_peak_mib']:.0f} MiB", f"bare script {f['bare_llama_peak_mib']:.0f} MiB"),
-        ("cold `myna ask` with memory retrieval", f"{f['ask_with_memory_wall_s']:.2f} s, {f['ask_with_memory_peak_mib']:.0f} MiB",
-         "the query embedding model loads too"),
-        ("chat window, first frame", f"{f['chat_first_frame_s']:.2f} s",
-         f"minimal Textual app {f['minimal_textual_first_frame_s']:.2f} s, ratio {f['chat_vs_minimal_textual']:.2f} (target < 1.5 s)"),
-    ])
+    return table(
+        [
+            ("model load", f"{f['model_load_s']:.2f} s", ""),
+            ("time to first token", f"{f['first_token_s']:.3f} s", f"prompt of {f['prompt_tokens']} tokens"),
+            ("decode, no adapter", f"{f['decode_tok_s_bare']:.1f} tok/s", ""),
+            (
+                "decode, rank-8 adapter on q, v (default)",
+                f"{f['decode_tok_s_adapter']:.1f} tok/s",
+                f"cost {f['adapter_cost']:+.1%} of bare (target ≤ 10 %)",
+            ),
+            (
+                "decode, rank-8 adapter on all 7 projections",
+                f"{f['decode_tok_s_adapter_all7']:.1f} tok/s",
+                f"cost {f['adapter_cost_all7']:+.1%} of bare",
+            ),
+            (
+                "cold `myna ask`, wall",
+                f"{f['ask_wall_s']:.2f} s",
+                f"bare llama-cpp-python script {f['bare_llama_wall_s']:.2f} s, ratio {f['ask_vs_bare_llama']:.2f} (target < 2 s)",
+            ),
+            (
+                "cold `myna ask`, peak memory",
+                f"{f['ask_peak_mib']:.0f} MiB",
+                f"bare script {f['bare_llama_peak_mib']:.0f} MiB",
+            ),
+            (
+                "cold `myna ask` with memory retrieval",
+                f"{f['ask_with_memory_wall_s']:.2f} s, {f['ask_with_memory_peak_mib']:.0f} MiB",
+                "the query embedding model loads too",
+            ),
+            (
+                "chat window, first frame",
+                f"{f['chat_first_frame_s']:.2f} s",
+                f"minimal Textual app {f['minimal_textual_first_frame_s']:.2f} s, ratio {f['chat_vs_minimal_textual']:.2f} (target < 1.5 s)",
+            ),
+        ]
+    )
 
 
 def main(runs: int) -> None:

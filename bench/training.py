@@ -54,8 +54,9 @@ def worker(n_examples: int, epochs: int) -> dict:
     example_set = split(article_examples(n_examples + 10), held_out_fraction=10 / (n_examples + 10))
     config = trainer.TrainConfig(rank=8, epochs=epochs, max_length=256, batch_size=4)
     encoded = [encode_example(base, e, Settings().system_prompt, 256) for e in example_set.train]
-    result = trainer.train(base, example_set, config, system=Settings().system_prompt,
-                           workdir=Path(tempfile.mkdtemp()), min_examples=1)
+    result = trainer.train(
+        base, example_set, config, system=Settings().system_prompt, workdir=Path(tempfile.mkdtemp()), min_examples=1
+    )
     arch = architecture(spec)
     folder = Path(tempfile.mkdtemp())
     start = time.perf_counter()
@@ -99,8 +100,15 @@ def step_costs(steps: int = 4) -> dict:
     pad = base.end_of_turn
 
     def per_step(targets, full_logits=False, bf16=True):
-        model = get_peft_model(base.model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=sorted(
-            {HF_NAMES[t].split(".")[-1] for t in targets})))
+        model = get_peft_model(
+            base.model,
+            LoraConfig(
+                r=8,
+                lora_alpha=16,
+                lora_dropout=0.0,
+                target_modules=sorted({HF_NAMES[t].split(".")[-1] for t in targets}),
+            ),
+        )
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         times = []
         for i in range(steps + 1):  # the first step warms up and is not counted
@@ -143,8 +151,9 @@ def run(n_examples: int, epochs: int) -> dict:
     from merger.training import torch_model
 
     torch_model.load(resolve(Settings().model))  # build the converted-model cache outside the timed run
-    measured = run_measured([sys.executable, "-c", WORKER, str(n_examples), str(epochs)], env=dict(os.environ),
-                            timeout=3600)
+    measured = run_measured(
+        [sys.executable, "-c", WORKER, str(n_examples), str(epochs)], env=dict(os.environ), timeout=3600
+    )
     figures = json.loads(measured["stdout"].strip().splitlines()[-1])
     figures["peak_mib"] = measured["peak_mib"]
     figures["wall_seconds"] = measured["wall_s"]
@@ -153,22 +162,56 @@ def run(n_examples: int, epochs: int) -> dict:
 
 
 def report(f: dict) -> str:
-    return table([
-        (f"train {f['examples']} examples x {f['epochs']} epochs, rank 8 on q, v", f"{f['train_seconds'] / 60:.1f} min",
-         f"mean {f['mean_tokens']:.0f} tokens per example, {f['precision']}; with held-out scoring; target < 10 min"),
-        ("throughput of the steps", f"{f['examples'] * f['epochs'] / f['step_seconds']:.2f} examples/s",
-         f"{f['tokens'] / f['step_seconds']:.0f} tokens/s"),
-        ("peak memory of the whole run", f"{f['peak_mib'] / 1024:.2f} GiB", "target < 4 GiB"),
-        ("held-out loss per output token", f"{f['held_out_before']:.2f} -> {f['held_out_after']:.2f}", "headline generation"),
-        ("loading the base model for torch (cached)", f"{f['base_load_seconds']:.1f} s", "first time: conversion from GGUF"),
-        ("adapter -> GGUF + PEFT files", f"{f['convert_seconds'] * 1000:.0f} ms", f"reading back and checking: {f['read_back_seconds'] * 1000:.0f} ms"),
-        ("one step (4 x 256 tokens), default", f"{f['step_default_s']:.2f} s",
-         f"forward pass alone {f['forward_only_s']:.2f} s ({f['forward_only_s'] / f['step_default_s']:.0%})"),
-        ("one step in float32", f"{f['step_fp32_s']:.2f} s", f"{f['step_fp32_s'] / f['step_default_s']:.2f}x the default"),
-        ("one step, all 7 projections adapted", f"{f['step_all7_s']:.2f} s", f"{f['step_all7_s'] / f['step_default_s']:.2f}x the default"),
-        ("one step, LM head at every position", f"{f['step_full_logits_s']:.2f} s",
-         f"{f['step_full_logits_s'] / f['step_default_s']:.2f}x: what the output-only loss saves"),
-    ])
+    return table(
+        [
+            (
+                f"train {f['examples']} examples x {f['epochs']} epochs, rank 8 on q, v",
+                f"{f['train_seconds'] / 60:.1f} min",
+                f"mean {f['mean_tokens']:.0f} tokens per example, {f['precision']}; with held-out scoring; target < 10 min",
+            ),
+            (
+                "throughput of the steps",
+                f"{f['examples'] * f['epochs'] / f['step_seconds']:.2f} examples/s",
+                f"{f['tokens'] / f['step_seconds']:.0f} tokens/s",
+            ),
+            ("peak memory of the whole run", f"{f['peak_mib'] / 1024:.2f} GiB", "target < 4 GiB"),
+            (
+                "held-out loss per output token",
+                f"{f['held_out_before']:.2f} -> {f['held_out_after']:.2f}",
+                "headline generation",
+            ),
+            (
+                "loading the base model for torch (cached)",
+                f"{f['base_load_seconds']:.1f} s",
+                "first time: conversion from GGUF",
+            ),
+            (
+                "adapter -> GGUF + PEFT files",
+                f"{f['convert_seconds'] * 1000:.0f} ms",
+                f"reading back and checking: {f['read_back_seconds'] * 1000:.0f} ms",
+            ),
+            (
+                "one step (4 x 256 tokens), default",
+                f"{f['step_default_s']:.2f} s",
+                f"forward pass alone {f['forward_only_s']:.2f} s ({f['forward_only_s'] / f['step_default_s']:.0%})",
+            ),
+            (
+                "one step in float32",
+                f"{f['step_fp32_s']:.2f} s",
+                f"{f['step_fp32_s'] / f['step_default_s']:.2f}x the default",
+            ),
+            (
+                "one step, all 7 projections adapted",
+                f"{f['step_all7_s']:.2f} s",
+                f"{f['step_all7_s'] / f['step_default_s']:.2f}x the default",
+            ),
+            (
+                "one step, LM head at every position",
+                f"{f['step_full_logits_s']:.2f} s",
+                f"{f['step_full_logits_s'] / f['step_default_s']:.2f}x: what the output-only loss saves",
+            ),
+        ]
+    )
 
 
 def main(n_examples: int, epochs: int) -> None:

@@ -40,7 +40,12 @@ def write_lamp(path: Path, task: str) -> int:
     item = {
         "LaMP_2": lambda i: {"id": f"m{i}", "description": f"A heist film number {i} in Paris", "tag": "crime"},
         "LaMP_3": lambda i: {"id": f"r{i}", "text": f"Great blender number {i}, very loud", "score": "4"},
-        "LaMP_4": lambda i: {"id": f"a{i}", "title": f"Storm number {i} hits coast", "text": f"Winds reached {100 + i} km/h.", "date": "2019-03-0" + str(1 + i % 9)},
+        "LaMP_4": lambda i: {
+            "id": f"a{i}",
+            "title": f"Storm number {i} hits coast",
+            "text": f"Winds reached {100 + i} km/h.",
+            "date": "2019-03-0" + str(1 + i % 9),
+        },
         "LaMP_7": lambda i: {"id": f"t{i}", "text": f"Morning run number {i} done, feeling great"},
     }[task]
     first = [item(i) for i in range(3)]

@@ -15,7 +15,9 @@ from merger.formats.base_model import Architecture
 from merger.formats.lora import random_lora
 from tests.fakes import FakeEngine
 
-ARCH = Architecture(fingerprint="f" * 64, n_layers=2, hidden=64, ffn=128, n_heads=4, n_kv_heads=2, head_dim=16, vocab=100)
+ARCH = Architecture(
+    fingerprint="f" * 64, n_layers=2, hidden=64, ffn=128, n_heads=4, n_kv_heads=2, head_dim=16, vocab=100
+)
 
 
 def small_lora(seed=0, modules=("attn_q", "attn_k", "attn_v")):
@@ -23,8 +25,16 @@ def small_lora(seed=0, modules=("attn_q", "attn_k", "attn_v")):
 
 
 def make(db, name="personal", activate=True, seed=0):
-    return publish.publish(db, small_lora(seed), ARCH, stem=name, kind="personal", card={"kind": "personal"},
-                           activate=activate, reason="test")
+    return publish.publish(
+        db,
+        small_lora(seed),
+        ARCH,
+        stem=name,
+        kind="personal",
+        card={"kind": "personal"},
+        activate=activate,
+        reason="test",
+    )
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -55,8 +65,17 @@ def test_deleting_the_active_adapter_falls_back_to_none(db):
 
 def test_register_refuses_incomplete_files(db, tmp_path):
     with pytest.raises(MynaError, match="incomplete"):
-        adapters.register(db, name="x", kind="personal", folder=tmp_path, base_fingerprint="f", rank=4, alpha=4,
-                          targets=["attn_q"], card={})
+        adapters.register(
+            db,
+            name="x",
+            kind="personal",
+            folder=tmp_path,
+            base_fingerprint="f",
+            rank=4,
+            alpha=4,
+            targets=["attn_q"],
+            card={},
+        )
 
 
 def test_replies_use_the_active_adapter_and_refuse_another_base_model(db):
@@ -174,7 +193,12 @@ def test_chat_examples_come_from_good_and_corrected_replies(db):
     from assistant.store import conversations as convs
 
     cid = convs.create_conversation(db)
-    pairs = [("q1", "good reply", 1, None), ("q2", "bad reply", -1, None), ("q3", "wrong", -1, "right"), ("q4", "plain", None, None)]
+    pairs = [
+        ("q1", "good reply", 1, None),
+        ("q2", "bad reply", -1, None),
+        ("q3", "wrong", -1, "right"),
+        ("q4", "plain", None, None),
+    ]
     for question, answer, rating, correction in pairs:
         convs.add_message(db, cid, "user", question)
         reply = convs.add_message(db, cid, "assistant", answer)
@@ -195,8 +219,10 @@ def test_lamp_profiles_become_task_pairs(db, tmp_path):
     assert found[("lamp article", prompt("LaMP_4", text="Winds reached 100 km/h."))] == "Storm number 0 hits coast"
     assert found[("lamp review", prompt("LaMP_3", text="Great blender number 0, very loud"))] == "4"
     assert found[("lamp movie tag", prompt("LaMP_2", description="A heist film number 0 in Paris"))] == "crime"
-    assert found[("lamp post", prompt("LaMP_7", text="morning run number 0 done, feeling great"))] == \
-        "Morning run number 0 done, feeling great"
+    assert (
+        found[("lamp post", prompt("LaMP_7", text="morning run number 0 done, feeling great"))]
+        == "Morning run number 0 done, feeling great"
+    )
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -231,8 +257,14 @@ def test_examples_carry_memory_but_never_their_own_record(db, tmp_path):
     from merger.data.encoding import encode_example
     from tests.fakes import FakeEngine
 
-    profile = [{"id": str(i), "title": f"Storm number {i} hits the coast",
-                "text": f"Winds of {100 + i} km/h closed coast roads on day {i}."} for i in range(6)]
+    profile = [
+        {
+            "id": str(i),
+            "title": f"Storm number {i} hits the coast",
+            "text": f"Winds of {100 + i} km/h closed coast roads on day {i}.",
+        }
+        for i in range(6)
+    ]
     (tmp_path / "q.json").write_text(json.dumps([{"id": "1", "input": prompt("LaMP_4", text="x"), "profile": profile}]))
     ingest.import_paths(db, [tmp_path / "q.json"])
     settings = Settings(retrieval_top_k=2)
@@ -269,8 +301,11 @@ def test_grounding_pairs_are_cloze_over_notes_given_as_memory(db, tmp_path):
     from assistant.memory import ingest
     from bench import grounding
 
-    notes = ["Bike lock combo is 7391, same as the old one reversed.", "The neighbours' beagle is called Biscuit.",
-             "Moved the basil to the kitchen windowsill because the balcony got cold."]
+    notes = [
+        "Bike lock combo is 7391, same as the old one reversed.",
+        "The neighbours' beagle is called Biscuit.",
+        "Moved the basil to the kitchen windowsill because the balcony got cold.",
+    ]
     (tmp_path / "n.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in notes))
     ingest.import_paths(db, [tmp_path / "n.jsonl"])
     made = {e.output: e for e in grounding.grounding_examples(examples.records(db), 10)}

@@ -69,11 +69,21 @@ def test_lamp7_builder(tmp_path, corpus_cache):
 
 
 def test_a_real_lamp_pair_loads_by_path(tmp_path):
-    (tmp_path / "q.json").write_text(json.dumps([
-        {"id": "310", "input": "What is the score of the following review ...", "profile": [{"id": "1", "text": "ok", "score": "3"}]},
-        {"id": "311", "input": "What is the score ...", "profile": [{"id": "2", "text": "bad", "score": "1"}]},
-    ]))
-    (tmp_path / "o.json").write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": "310", "output": "4"}, {"id": "311", "output": "2"}]}))
+    (tmp_path / "q.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "310",
+                    "input": "What is the score of the following review ...",
+                    "profile": [{"id": "1", "text": "ok", "score": "3"}],
+                },
+                {"id": "311", "input": "What is the score ...", "profile": [{"id": "2", "text": "bad", "score": "1"}]},
+            ]
+        )
+    )
+    (tmp_path / "o.json").write_text(
+        json.dumps({"task": "LaMP_3", "golds": [{"id": "310", "output": "4"}, {"id": "311", "output": "2"}]})
+    )
     loaded = datasets.load(tmp_path / "q.json", tmp_path / "o.json")
     assert loaded.task == "LaMP_3" and len(loaded.users()) == 2
     assert [q.output for q in loaded.questions] == ["4", "2"]
@@ -90,7 +100,7 @@ def test_rank_correlation_by_hand():
     assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 400]) == pytest.approx(1.0)  # order, not values
     assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     # ties share their mean rank: ranks (0.5, 0.5, 2) against (0, 1, 2) give 1.5 / sqrt(1.5 * 2)
-    assert rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / 3 ** 0.5)
+    assert rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / 3**0.5)
 
 
 def test_chance_spread_of_the_auroc():
@@ -117,13 +127,21 @@ def test_the_attack_finds_obvious_membership(torch_base, tmp_path):
         return Example(f"Write line {i}.", " ".join(rng.choice(words, 8)), "note")
 
     members, others = [made(i) for i in range(8)], [made(100 + i) for i in range(8)]
-    result = trainer.train(torch_base, split(members, held_out_fraction=0.0),
-                           trainer.TrainConfig(rank=8, epochs=12, learning_rate=3e-3, max_length=48, batch_size=4),
-                           system="", workdir=tmp_path, min_examples=8)
-    bench = SimpleNamespace(base=torch_base, settings=SimpleNamespace(system_prompt=""),
-                            plan=SimpleNamespace(max_length=48, mia_examples=8))
+    result = trainer.train(
+        torch_base,
+        split(members, held_out_fraction=0.0),
+        trainer.TrainConfig(rank=8, epochs=12, learning_rate=3e-3, max_length=48, batch_size=4),
+        system="",
+        workdir=tmp_path,
+        min_examples=8,
+    )
+    bench = SimpleNamespace(
+        base=torch_base, settings=SimpleNamespace(system_prompt=""), plan=SimpleNamespace(max_length=48, mia_examples=8)
+    )
     assert membership(bench, result.lora, members, others) > 0.9
-    silent = result.lora.__class__(rank=8, alpha=16, weights={k: (a, 0 * b) for k, (a, b) in result.lora.weights.items()})
+    silent = result.lora.__class__(
+        rank=8, alpha=16, weights={k: (a, 0 * b) for k, (a, b) in result.lora.weights.items()}
+    )
     assert membership(bench, silent, members, others) == 0.5
 
 
@@ -131,19 +149,27 @@ def test_quick_benchmark_runs_every_method_end_to_end():
     """`python -m bench lamp --quick`, as CI runs it: every method, metrics, privacy, plots."""
     from bench.common import RESULTS
 
-    done = subprocess.run([sys.executable, "-m", "bench", "lamp", "--quick"], capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "lamp", "--quick"], capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folder = RESULTS / "lamp-quick"
     results = json.loads((folder / "results.json").read_text())
     for task in ("LaMP_4", "LaMP_7"):
         summary = results["tasks"][task]
         methods = summary["methods"]
-        expected = {"non-personalized", "OPPU", "PriME (alpha 0.5)", "PriME (no privacy penalty)",
-                    "uniform average of community adapters", "best single community adapter",
-                    "LoraHub (likelihood + L1)", "OPPU trained with memory + RAG hybrid k=4",
-                    "OPPU on top of PriME (alpha 0.5) + RAG hybrid k=4", "RAG hybrid k=4, system layout",
-                    } | {f"RAG {m} k={k}" for m in ("bm25", "hybrid") for k in (1, 4)}
+        expected = {
+            "non-personalized",
+            "OPPU",
+            "PriME (alpha 0.5)",
+            "PriME (no privacy penalty)",
+            "uniform average of community adapters",
+            "best single community adapter",
+            "LoraHub (likelihood + L1)",
+            "OPPU trained with memory + RAG hybrid k=4",
+            "OPPU on top of PriME (alpha 0.5) + RAG hybrid k=4",
+            "RAG hybrid k=4, system layout",
+        } | {f"RAG {m} k={k}" for m in ("bm25", "hybrid") for k in (1, 4)}
         assert expected <= set(methods)
         assert any(m.startswith("PriME (alpha 0.5) + RAG") for m in methods)
         for row in methods.values():
@@ -151,8 +177,10 @@ def test_quick_benchmark_runs_every_method_end_to_end():
             assert 0 <= low <= row["overall"]["ROUGE-1"] <= high <= 1
             assert np.isfinite(row["gain"])
         assert methods["non-personalized"]["gain"] == 0
-        assert summary["default_method"] == "RAG hybrid k=4" and "**RAG hybrid k=4** (Myna's default)" in \
-            (folder / "results.md").read_text()
+        assert (
+            summary["default_method"] == "RAG hybrid k=4"
+            and "**RAG hybrid k=4** (Myna's default)" in (folder / "results.md").read_text()
+        )
         assert methods["OPPU"]["adapter_bytes_per_user"] > 0 and methods["OPPU"]["model_seconds_per_user"] > 0
         privacy = summary["privacy"]
         assert all(0 <= v <= 1 for v in privacy["oppu"].values())
@@ -186,15 +214,27 @@ def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
     questions, golds = [], []
     for number, size in enumerate((6, 6, 14)):
         qid = str(300 + number)
-        profile = [{"id": f"{qid}-{i}", "text": tweet(number * 100 + i), "date": f"2015-01-{i + 1:02d}"} for i in range(size)]
-        questions.append({"id": qid, "input": "Paraphrase the following tweet without any explanation before or after "
-                                              f"it: {tweet(999 + number)}", "profile": profile})
+        profile = [
+            {"id": f"{qid}-{i}", "text": tweet(number * 100 + i), "date": f"2015-01-{i + 1:02d}"} for i in range(size)
+        ]
+        questions.append(
+            {
+                "id": qid,
+                "input": "Paraphrase the following tweet without any explanation before or after "
+                f"it: {tweet(999 + number)}",
+                "profile": profile,
+            }
+        )
         golds.append({"id": qid, "output": tweet(500 + number)})
     (tmp_path / "LaMP_7_questions.json").write_text(json.dumps(questions))
     (tmp_path / "LaMP_7_outputs.json").write_text(json.dumps({"task": "LaMP_7", "golds": golds}))
     pair = (tmp_path / "LaMP_7_questions.json", tmp_path / "LaMP_7_outputs.json")
-    done = subprocess.run([sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)],
-                          capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folder = RESULTS / run_name(QUICK.quick, pair)
     summary = json.loads((folder / "results.json").read_text())["tasks"]["LaMP_7"]
@@ -213,8 +253,13 @@ def test_the_recall_benchmarks_default_row_is_what_myna_ships():
 
     shipped, row = Settings(), VARIANTS["default"]
     assert (row.layout, row.k, row.min_relevance, row.margin, row.copy_bias, row.mode) == (
-        shipped.memory_layout, shipped.retrieval_top_k, shipped.memory_min_relevance, shipped.memory_margin,
-        shipped.memory_copy_bias, shipped.retrieval_mode)
+        shipped.memory_layout,
+        shipped.retrieval_top_k,
+        shipped.memory_min_relevance,
+        shipped.memory_margin,
+        shipped.memory_copy_bias,
+        shipped.retrieval_mode,
+    )
 
 
 def test_quick_recall_benchmark_answers_from_planted_notes():
@@ -222,8 +267,9 @@ def test_quick_recall_benchmark_answers_from_planted_notes():
     through `myna ask`'s code path, three layouts side by side."""
     from bench.common import RESULTS
 
-    done = subprocess.run([sys.executable, "-m", "bench", "recall", "--quick"], capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "recall", "--quick"], capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((RESULTS / "recall-quick.json").read_text())
     assert results["snippets"] >= 2000 and results["facts"] == 16

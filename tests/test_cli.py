@@ -116,7 +116,10 @@ def test_docs_match_the_cli():
 def test_cold_ask_with_the_real_model(myna_home):
     result = subprocess.run(
         [MYNA, "ask", "--temperature", "0", "--max-tokens", "30", "What is the capital of France?"],
-        env=run_env(myna_home), capture_output=True, text=True, timeout=120,
+        env=run_env(myna_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
@@ -133,7 +136,10 @@ def test_cold_ask_with_the_real_model(myna_home):
 def test_ctrl_c_mid_reply_keeps_the_partial_reply(myna_home):
     proc = subprocess.Popen(
         [MYNA, "ask", "--max-tokens", "2000", "--temperature", "0.8", "Write a very long story about a dragon."],
-        env=run_env(myna_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=run_env(myna_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     printed = ""
     while len(printed) < 40:
@@ -169,8 +175,14 @@ def test_locked_database_is_reported(myna_home, db):
 def test_missing_model_is_reported(myna_home, tmp_path):
     result = subprocess.run(
         [MYNA, "--model", str(tmp_path / "nope.gguf"), "ask", "hi"],
-        env=run_env(myna_home), capture_output=True, text=True, timeout=60,
+        env=run_env(myna_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
-    assert result.stderr == f"Error: The model file {tmp_path / 'nope.gguf'} does not exist; pass another with --model PATH.\n"
+    assert (
+        result.stderr
+        == f"Error: The model file {tmp_path / 'nope.gguf'} does not exist; pass another with --model PATH.\n"
+    )
     assert convs.list_conversations(open_database()) == [], "a failed start stores nothing"

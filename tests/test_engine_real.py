@@ -49,7 +49,10 @@ def test_same_seed_same_reply(clean_engine):
 def test_stop_request_cancels(clean_engine):
     seen = []
     done = clean_engine.generate(
-        clean_engine.tokenize_chat(CHAT), SamplingParams(max_tokens=200), seen.append, should_stop=lambda: len(seen) >= 3
+        clean_engine.tokenize_chat(CHAT),
+        SamplingParams(max_tokens=200),
+        seen.append,
+        should_stop=lambda: len(seen) >= 3,
     )
     assert done.finish == "cancelled"
     assert done.tokens <= 4

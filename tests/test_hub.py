@@ -21,11 +21,25 @@ def make_hub(folder, arch, names=("alpha", "beta")):
     (folder / "adapters").mkdir(parents=True)
     entries = []
     for seed, name in enumerate(names):
-        path = gguf_lora.write(random_lora(arch, rank=2, seed=seed, modules=("attn_v",)), folder / "adapters" / f"{name}.gguf", arch)
-        entries.append(hub.Entry(
-            name=name, description=f"writes like {name}", file=f"adapters/{name}.gguf", sha256=sha256_file(path),
-            size=path.stat().st_size, base_fingerprint=arch.fingerprint, rank=2, alpha=2.0, targets=["attn_v"],
-            license="CC0", data_card={"author": name, "examples": 10}, profile_vector=[1.0] + [0.0] * 383))
+        path = gguf_lora.write(
+            random_lora(arch, rank=2, seed=seed, modules=("attn_v",)), folder / "adapters" / f"{name}.gguf", arch
+        )
+        entries.append(
+            hub.Entry(
+                name=name,
+                description=f"writes like {name}",
+                file=f"adapters/{name}.gguf",
+                sha256=sha256_file(path),
+                size=path.stat().st_size,
+                base_fingerprint=arch.fingerprint,
+                rank=2,
+                alpha=2.0,
+                targets=["attn_v"],
+                license="CC0",
+                data_card={"author": name, "examples": 10},
+                profile_vector=[1.0] + [0.0] * 383,
+            )
+        )
     hub.write_index(folder, "test hub", entries)
     return entries
 
@@ -101,8 +115,24 @@ def test_a_file_whose_shapes_do_not_fit_is_refused_after_download(db, tmp_path, 
     folder = tmp_path / "hub"
     (folder / "adapters").mkdir(parents=True)
     path = gguf_lora.write(random_lora(other, rank=2, modules=("attn_v",)), folder / "adapters" / "wide.gguf", other)
-    hub.write_index(folder, "h", [hub.Entry("wide", "", "adapters/wide.gguf", sha256_file(path), path.stat().st_size,
-                                            base_arch.fingerprint, 2, 2.0, ["attn_v"], "CC0")])
+    hub.write_index(
+        folder,
+        "h",
+        [
+            hub.Entry(
+                "wide",
+                "",
+                "adapters/wide.gguf",
+                sha256_file(path),
+                path.stat().st_size,
+                base_arch.fingerprint,
+                2,
+                2.0,
+                ["attn_v"],
+                "CC0",
+            )
+        ],
+    )
     with pytest.raises(MynaError, match="another base model"):
         hub.pull(db, hub.open_hub(str(folder)), "wide", base_arch)
     assert adapters.listing(db) == []
@@ -111,8 +141,9 @@ def test_a_file_whose_shapes_do_not_fit_is_refused_after_download(db, tmp_path, 
 def test_a_pickle_is_refused(db, tmp_path, base_arch):
     folder = tmp_path / "hub"
     folder.mkdir()
-    hub.write_index(folder, "h", [hub.Entry("evil", "", "evil.bin", "0" * 64, 10, base_arch.fingerprint, 2, 2.0,
-                                            ["attn_v"], "?")])
+    hub.write_index(
+        folder, "h", [hub.Entry("evil", "", "evil.bin", "0" * 64, 10, base_arch.fingerprint, 2, 2.0, ["attn_v"], "?")]
+    )
     with pytest.raises(MynaError, match="only GGUF or safetensors"):
         hub.pull(db, hub.open_hub(str(folder)), "evil", base_arch)
 

@@ -45,7 +45,9 @@ def imports_of(module):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from merger.search import scoring` imports a module; `from x.y import name`, x.y.
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -147,7 +149,10 @@ main()
 def test_ask_never_imports_torch(myna_home):
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH, "ask", "--max-tokens", "8", "Say hello."],
-        env=run_env(myna_home), capture_output=True, text=True, timeout=120,
+        env=run_env(myna_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -160,9 +165,6 @@ def test_chat_app_modules_never_import_torch():
 
 
 def test_store_loads_without_pandas_but_pandas_still_works():
-    code = (
-        "import sys, assistant.store; print('pandas' in sys.modules); "
-        "import pandas; print(pandas.__name__)"
-    )
+    code = "import sys, assistant.store; print('pandas' in sys.modules); import pandas; print(pandas.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "pandas"], result.stderr

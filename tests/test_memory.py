@@ -58,7 +58,11 @@ def test_import_text_markdown_and_folder(db, tmp_path):
     assert any("skipped 1 files" in note for note in report.notes)
     texts = {s.text for s in snippets(db)}
     # One record per paragraph (readers.notes_of): the heading stays with the first.
-    assert texts == {"# Food I am allergic to peanuts.", "I love green curry.", "I work as a marine biologist in Lisbon."}
+    assert texts == {
+        "# Food I am allergic to peanuts.",
+        "I love green curry.",
+        "I work as a marine biologist in Lisbon.",
+    }
     assert {s.origin for s in snippets(db)} == {"food.md", "work.txt"}
     assert all(s.kind == "note" and s.date for s in snippets(db))
 
@@ -79,8 +83,10 @@ def test_import_emails(db, tmp_path):
 def test_import_jsonl(db, tmp_path):
     path = tmp_path / "posts.jsonl"
     path.write_text(
-        json.dumps({"text": "Ran 10 km today", "date": "2024-04-01", "kind": "post"}) + "\n\n"
-        + json.dumps({"text": "Bought a kayak"}) + "\n"
+        json.dumps({"text": "Ran 10 km today", "date": "2024-04-01", "kind": "post"})
+        + "\n\n"
+        + json.dumps({"text": "Bought a kayak"})
+        + "\n"
     )
     ingest.import_paths(db, [path])
     found = {s.text: s for s in snippets(db)}
@@ -122,7 +128,8 @@ def test_reimport_adds_nothing_and_a_changed_file_replaces_its_old_version(db, t
     assert changed.replaced == [str(path.resolve())]
     assert len(store.sources(db)) == 1
     assert {s.text for s in snippets(db)} == {
-        "Monday: started learning Portuguese.", "Tuesday: first lesson, verbs are hard."
+        "Monday: started learning Portuguese.",
+        "Tuesday: first lesson, verbs are hard.",
     }
     # the first version's vectors went with it: nothing is left that no snippet uses
     assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2
@@ -227,9 +234,9 @@ def test_finds_by_meaning_without_shared_words(crowded):
     query = "Which foods could give me a bad reaction?"
     hits = retrieval.search(crowded, query, k=3, mode="embeddings")
     assert "peanuts" in hits[0].snippet.text
-    assert not retrieval.bm25(crowded, query) or all("peanuts" not in s.text for s in store.get_many(
-        crowded, [i for i, _ in retrieval.bm25(crowded, query)]
-    )), "keywords alone cannot find it: no word in common"
+    assert not retrieval.bm25(crowded, query) or all(
+        "peanuts" not in s.text for s in store.get_many(crowded, [i for i, _ in retrieval.bm25(crowded, query)])
+    ), "keywords alone cannot find it: no word in common"
     assert "peanuts" in retrieval.search(crowded, query, k=3, mode="hybrid")[0].snippet.text
 
 
@@ -241,10 +248,14 @@ def test_finds_by_keyword(crowded):
 
 def test_recency_prefers_newer_snippets(db, tmp_path):
     path = tmp_path / "cars.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"text": "My car is a red Fiat Panda.", "date": "2015-06-01"}),
-        json.dumps({"text": "My car is a blue Toyota Yaris.", "date": "2024-06-01"}),
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"text": "My car is a red Fiat Panda.", "date": "2015-06-01"}),
+                json.dumps({"text": "My car is a blue Toyota Yaris.", "date": "2024-06-01"}),
+            ]
+        )
+    )
     ingest.import_paths(db, [path])
     plain = retrieval.search(db, "my car is a red Fiat Panda", k=2)
     recent = retrieval.search(db, "my car is a red Fiat Panda", k=2, recency=1.0)
@@ -279,10 +290,14 @@ def raw_bytes(home):
 
 def test_deletion_leaves_no_trace_in_the_files(db, myna_home, tmp_path):
     path = tmp_path / "secret.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"text": "My bank PIN hint is zanzibarquokka and I must forget it."}),
-        json.dumps({"text": "An ordinary note about gardening."}),
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"text": "My bank PIN hint is zanzibarquokka and I must forget it."}),
+                json.dumps({"text": "An ordinary note about gardening."}),
+            ]
+        )
+    )
     ingest.import_paths(db, [path])
     secret = next(s for s in snippets(db) if "zanzibarquokka" in s.text)
     assert retrieval.bm25(db, "zanzibarquokka")

@@ -87,13 +87,20 @@ def test_the_migration_cleans_an_old_store(db):
     from assistant.store import migrations
 
     conversation = convs.create_conversation(db)
-    rows = [("user", "What is my dog called?"), ("assistant", "A wrong guess."), ("user", "My dog is called Bolt."),
-            ("assistant", "Nice name, Bolt."), ("assistant", "Your dog is Rex.")]
+    rows = [
+        ("user", "What is my dog called?"),
+        ("assistant", "A wrong guess."),
+        ("user", "My dog is called Bolt."),
+        ("assistant", "Nice name, Bolt."),
+        ("assistant", "Your dog is Rex."),
+    ]
     ids = [convs.add_message(db, conversation, role, text) for role, text in rows]
     with db.conn:
         for message_id, (role, text) in zip(ids, rows):
-            db.execute("INSERT INTO snippets (message_id, kind, text, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                       (message_id, f"chat {role}", text, str(message_id), "2024-01-01"))
+            db.execute(
+                "INSERT INTO snippets (message_id, kind, text, content_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (message_id, f"chat {role}", text, str(message_id), "2024-01-01"),
+            )
     convs.set_feedback(db, ids[3], rating=1)
     convs.set_feedback(db, ids[4], correction="Your dog is Bolt.")
     with db.conn:
@@ -118,11 +125,16 @@ def test_an_unrelated_question_gets_no_memory_and_no_sources(db, fake_engine, tm
 def test_each_note_of_a_notes_file_is_found_and_given_apart(db, fake_engine, tmp_path):
     """The usual notes file: short paragraphs and a bulleted list, about unrelated things."""
     path = tmp_path / "notes.md"
-    path.write_text("# Things to remember\n\n" + "\n\n".join(NOTES[:3]) + "\n\nGarden:\n- tomatoes need staking\n"
-                    "- " + NOTES[3] + "\n")
+    path.write_text(
+        "# Things to remember\n\n" + "\n\n".join(NOTES[:3]) + "\n\nGarden:\n- tomatoes need staking\n"
+        "- " + NOTES[3] + "\n"
+    )
     ingest.import_paths(db, [path])
-    for question, note in [("When is my dentist appointment?", NOTES[1]), ("Where did I move the basil?", NOTES[2]),
-                           ("What is the name of the neighbours' dog?", NOTES[3])]:
+    for question, note in [
+        ("When is my dentist appointment?", NOTES[1]),
+        ("Where did I move the basil?", NOTES[2]),
+        ("What is the name of the neighbours' dog?", NOTES[3]),
+    ]:
         fake_engine.queue("An answer.")
         reply = replies.answer(db, fake_engine, SETTINGS, question)
         assert len(reply.sources) == 1 and note in reply.sources[0].text, question
@@ -132,8 +144,9 @@ def test_each_note_of_a_notes_file_is_found_and_given_apart(db, fake_engine, tmp
 @pytest.mark.parametrize("layout", prompts.LAYOUTS)
 def test_the_prompt_holds_exactly_the_sources_shown(db, fake_engine, tmp_path, layout):
     plant(db, tmp_path, NOTES + [f"Gardening note {i}: the basil and the tomatoes need water." for i in range(5)])
-    settings = dataclasses.replace(SETTINGS, memory_layout=layout, retrieval_top_k=3, memory_min_relevance=0.0,
-                                   memory_margin=1.0)
+    settings = dataclasses.replace(
+        SETTINGS, memory_layout=layout, retrieval_top_k=3, memory_min_relevance=0.0, memory_margin=1.0
+    )
     fake_engine.queue("On the windowsill.")
     reply = replies.answer(db, fake_engine, settings, "Where did I move the basil?")
     shown = prompt_text(fake_engine.prompts[-1])
@@ -155,7 +168,9 @@ def test_copy_bias_favours_the_tokens_of_the_notes_given(db, fake_engine, tmp_pa
     plant(db, tmp_path, NOTES)
     fake_engine.queue("Biscuit.", "Hi.")
     replies.answer(db, fake_engine, SETTINGS, "What is the name of the neighbours' dog?")
-    assert set(fake_engine.favoured[-1]) == set(fake_engine.tokenize(NOTES[3])) | set(fake_engine.tokenize(" " + NOTES[3]))
+    assert set(fake_engine.favoured[-1]) == set(fake_engine.tokenize(NOTES[3])) | set(
+        fake_engine.tokenize(" " + NOTES[3])
+    )
     replies.answer(db, fake_engine, SETTINGS, "Say hello in five words.")
     assert fake_engine.favoured[-1] == []
 
@@ -164,8 +179,17 @@ def test_a_record_is_given_whole_however_it_was_cut(db, tmp_path):
     """An article's headline and its body end up in different snippets; the answer gets both."""
     body = " ".join(f"Sentence {i} about the harbour bridge repairs and the ferry timetable." for i in range(20))
     path = tmp_path / "LaMP_4_questions.json"
-    path.write_text(json.dumps([{"id": "1", "input": "Generate a headline for the following article: x",
-                                 "profile": [{"id": "a", "title": "Bridge closed for a month", "text": body}]}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "1",
+                    "input": "Generate a headline for the following article: x",
+                    "profile": [{"id": "a", "title": "Bridge closed for a month", "text": body}],
+                }
+            ]
+        )
+    )
     ingest.import_paths(db, [path])
     parts = memory_store.listing(db)
     assert len(parts) > 1, "the article was cut into several snippets"
@@ -181,8 +205,14 @@ def test_a_record_is_given_whole_however_it_was_cut(db, tmp_path):
 def test_demos_layout_shows_task_records_as_earlier_turns(db, fake_engine, tmp_path):
     from assistant.tasks import prompt
 
-    profile = [{"id": str(i), "title": f"Storm number {i} hits the coast",
-                "text": f"Winds of {100 + i} km/h closed roads on the coast on day {i}."} for i in range(4)]
+    profile = [
+        {
+            "id": str(i),
+            "title": f"Storm number {i} hits the coast",
+            "text": f"Winds of {100 + i} km/h closed roads on the coast on day {i}.",
+        }
+        for i in range(4)
+    ]
     path = tmp_path / "LaMP_4_questions.json"
     path.write_text(json.dumps([{"id": "1", "input": prompt("LaMP_4", text="x"), "profile": profile}]))
     ingest.import_paths(db, [path])
@@ -207,7 +237,9 @@ def test_task_messages_are_searched_by_their_content(db, tmp_path):
 
     assert content_of(prompt("LaMP_7", text="Flu season starts early"), "LaMP_7") == "Flu season starts early"
     assert content_of(prompt("LaMP_4", text="A long article."), "LaMP_4") == "A long article."
-    assert content_of("paraphrase the following  tweet without any explanation before or after it: Hi", "LaMP_7") == "Hi"
+    assert (
+        content_of("paraphrase the following  tweet without any explanation before or after it: Hi", "LaMP_7") == "Hi"
+    )
 
 
 # -- bad input -------------------------------------------------------------------------------------
@@ -250,6 +282,7 @@ def test_copy_bias_makes_the_real_model_use_the_note(db, clean_engine, tmp_path)
 
 
 def test_a_records_snippets_are_found_by_index(db):
-    plan = db.execute("EXPLAIN QUERY PLAN SELECT id, text FROM snippets WHERE source_id = 1 AND record = 3 "
-                      "ORDER BY position").fetchall()
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT id, text FROM snippets WHERE source_id = 1 AND record = 3 ORDER BY position"
+    ).fetchall()
     assert "snippets_by_record" in " ".join(str(row) for row in plan), "store.whole_record's lookup uses the index"

@@ -25,10 +25,19 @@ pytestmark = pytest.mark.real
 def wheel(tmp_path_factory) -> Path:
     # Built from a copy, so the build's own folders (build/, *.egg-info) never land in the checkout.
     source, out = tmp_path_factory.mktemp("source") / "myna", tmp_path_factory.mktemp("wheel")
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "bench", "tests", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(source)], capture_output=True, text=True, timeout=600)
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "bench", "tests", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+        ),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = out.glob("myna-*.whl")
     return path
@@ -52,24 +61,30 @@ def test_the_installed_wheel_runs_outside_the_checkout(wheel, tmp_path, myna_hom
     purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     (purelib / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = venv / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = run_env(myna_home)
     env.pop("PYTHONPATH", None)
-    where = subprocess.run([str(python), "-c", "import assistant.catalogue as c, tui.cli.main; print(c.MODELS_DIR)"],
-                           cwd=outside, env=env, capture_output=True, text=True, timeout=120)
+
+    def run(*command):
+        return subprocess.run(command, cwd=outside, env=env, capture_output=True, text=True, timeout=300)
+
+    where = run(str(python), "-c", "import assistant.catalogue as c, tui.cli.main; print(c.MODELS_DIR)")
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(purelib), "Myna was imported from outside the wheel"
 
     myna = str(venv / "bin" / "myna")
-    check = subprocess.run([myna, "models", "check"], cwd=outside, env=env, capture_output=True, text=True, timeout=300)
+    check = run(myna, "models", "check")
     assert check.returncode == 0, check.stderr
     assert "smollm2-135m-instruct-q4_1" in check.stdout
-    ask = subprocess.run([myna, "ask", "--no-memory", "--max-tokens", "8", "Say hello."], cwd=outside, env=env,
-                         capture_output=True, text=True, timeout=300)
+    ask = run(myna, "ask", "--no-memory", "--max-tokens", "8", "Say hello.")
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip()

@@ -28,12 +28,32 @@ from merger.search.merge import merge_elementwise, merge_updates
 from tests.conftest import MYNA, run_env, share_torch_cache
 
 pytestmark = pytest.mark.real
-QUESTIONS = ["Tell me about the sea.", "What is your favourite food?", "Describe a city at night.", "Why do cats purr?",
-             "Give advice for a job interview.", "What is a good weekend plan?", "Explain rain.", "Write about a forest.",
-             "What makes a good friend?", "How do planes fly?", "Describe winter.", "What is music?",
-             "Why is the sky blue?", "What is a good breakfast?", "How do I learn to swim?", "Describe a market.",
-             "What is a library for?", "Tell me about trains.", "Why do we sleep?", "What is a volcano?",
-             "Describe autumn leaves.", "How do bees live?", "What is chess?", "Tell me about the moon."]
+QUESTIONS = [
+    "Tell me about the sea.",
+    "What is your favourite food?",
+    "Describe a city at night.",
+    "Why do cats purr?",
+    "Give advice for a job interview.",
+    "What is a good weekend plan?",
+    "Explain rain.",
+    "Write about a forest.",
+    "What makes a good friend?",
+    "How do planes fly?",
+    "Describe winter.",
+    "What is music?",
+    "Why is the sky blue?",
+    "What is a good breakfast?",
+    "How do I learn to swim?",
+    "Describe a market.",
+    "What is a library for?",
+    "Tell me about trains.",
+    "Why do we sleep?",
+    "What is a volcano?",
+    "Describe autumn leaves.",
+    "How do bees live?",
+    "What is chess?",
+    "Tell me about the moon.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +65,10 @@ def outputs_of(engine, lora, arch, questions, tokens=32):
     folder = Path(tempfile.mkdtemp())
     engine.set_adapters([AdapterUse(gguf_lora.write(lora, folder / "writer.gguf", arch))])
     params = SamplingParams(max_tokens=tokens, temperature=0)
-    texts = [engine.generate(engine.tokenize_chat([{"role": "user", "content": q}]), params, lambda p: None).text
-             for q in questions]
+    texts = [
+        engine.generate(engine.tokenize_chat([{"role": "user", "content": q}]), params, lambda p: None).text
+        for q in questions
+    ]
     engine.set_adapters([])
     return [Example(q, t, "chat") for q, t in zip(questions, texts)]
 
@@ -56,10 +78,14 @@ def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community
     scoring_set = scoring.prepare(clean_engine, data, "", probes=0)
     weights = np.array([0.8, -0.4, 0.3])
     values = {}
-    for backend in (scoring.TorchBackend(torch_base, community, merge="updates"),
-                    scoring.LlamaFileBackend(clean_engine, community, base_arch, tmp_path, merge="updates"),
-                    scoring.LlamaScalesBackend(clean_engine, [gguf_lora.write(lora, tmp_path / f"c{i}.gguf", base_arch)
-                                                              for i, lora in enumerate(community)])):
+    for backend in (
+        scoring.TorchBackend(torch_base, community, merge="updates"),
+        scoring.LlamaFileBackend(clean_engine, community, base_arch, tmp_path, merge="updates"),
+        scoring.LlamaScalesBackend(
+            clean_engine,
+            [gguf_lora.write(lora, tmp_path / f"c{i}.gguf", base_arch) for i, lora in enumerate(community)],
+        ),
+    ):
         backend.apply(weights)
         values[backend.name] = backend.mean_logprob(scoring_set)
         backend.close()
@@ -69,8 +95,13 @@ def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community
 
 def test_each_example_scored_in_a_padded_batch_scores_as_it_does_alone(torch_base, community):
     """The membership attack scores examples in batches: padding must not change any one."""
-    answers = ["Yes.", "Salt water, waves and a long horizon where the light changes every hour.", "Bread.",
-               "Lights in windows, wet streets, a late bus and someone laughing far away.", "Purring calms them."]
+    answers = [
+        "Yes.",
+        "Salt water, waves and a long horizon where the light changes every hour.",
+        "Bread.",
+        "Lights in windows, wet streets, a late bus and someone laughing far away.",
+        "Purring calms them.",
+    ]
     data = [Example(q, a, "chat") for q, a in zip(QUESTIONS, answers)]
     scoring_set = scoring.prepare(torch_base, data, "", probes=0)
     backend = scoring.TorchBackend(torch_base, community[:1], batch_size=8)
@@ -136,8 +167,15 @@ def plant_history(db, examples):
 
 def install_community(db, loras, arch):
     for number, lora in enumerate(loras):
-        publish(db, lora, arch, stem=f"sharer{number}", kind="community", card={"profile_vector": [1.0] + [0.0] * 383},
-                activate=False)
+        publish(
+            db,
+            lora,
+            arch,
+            stem=f"sharer{number}",
+            kind="community",
+            card={"profile_vector": [1.0] + [0.0] * 383},
+            activate=False,
+        )
 
 
 QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96)
@@ -184,8 +222,9 @@ def test_what_personalize_needs_is_said(db, clean_engine, base_arch, community):
 
 
 @pytest.mark.parametrize("how", ["an error", "Ctrl-C"])
-def test_a_run_stopped_mid_way_leaves_no_temporary_files(db, clean_engine, base_arch, community, tmp_path,
-                                                         monkeypatch, how):
+def test_a_run_stopped_mid_way_leaves_no_temporary_files(
+    db, clean_engine, base_arch, community, tmp_path, monkeypatch, how
+):
     """The search's candidate files and checkpoints live in a temporary folder that goes
     away on every path out of a run, and the run is recorded as it ended."""
     temporary = tmp_path / "tmp"
@@ -203,8 +242,9 @@ def test_a_run_stopped_mid_way_leaves_no_temporary_files(db, clean_engine, base_
                 raise RuntimeError("the disk went away")
 
     with pytest.raises(RuntimeError if how == "an error" else KeyboardInterrupt):
-        personalize(db, USER, QUICK, on_progress=on_progress,
-                    should_stop=lambda: how == "Ctrl-C" and len(searching) >= 2)
+        personalize(
+            db, USER, QUICK, on_progress=on_progress, should_stop=lambda: how == "Ctrl-C" and len(searching) >= 2
+        )
     assert len(searching) >= 2 and any(name.startswith("myna-personalize-") for name in seen)
     # torch keeps caches of its own there (torchinductor_*); what Myna made must all be gone.
     assert [p.name for p in temporary.iterdir() if p.name.startswith("myna-")] == []
@@ -224,8 +264,13 @@ def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_ho
     install_community(db, community, base_arch)
     digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
     share_torch_cache(session_home, myna_home)
-    proc = subprocess.Popen([MYNA, "personalize", "--budget", "40"], env=run_env(myna_home),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [MYNA, "personalize", "--budget", "40"],
+        env=run_env(myna_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         run = runs.latest(db)
@@ -271,15 +316,19 @@ def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeyp
         assert line.startswith("crontab: 15 4 * * * MYNA_HOME=") and str(myna_home) in line
         assert "personalize --if-idle" in line
         schedule.install(5, 0)  # reinstalling replaces, never duplicates
-        ours = [line for line in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
-                if line.endswith(schedule.marker(myna_home))]
+        ours = [
+            line
+            for line in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
+            if line.endswith(schedule.marker(myna_home))
+        ]
         assert len(ours) == 1 and ours[0].startswith("0 5 ")
         assert schedule.remove() == "crontab line"
         assert schedule.status() is None
     finally:
         after = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
-        assert [line for line in after.splitlines() if str(myna_home) not in line] == \
-            [line for line in before.splitlines() if str(myna_home) not in line], "other crontab lines are untouched"
+        assert [line for line in after.splitlines() if str(myna_home) not in line] == [
+            line for line in before.splitlines() if str(myna_home) not in line
+        ], "other crontab lines are untouched"
 
 
 def test_systemd_units_name_the_data_folder(tmp_path):

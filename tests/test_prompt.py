@@ -44,7 +44,8 @@ def test_binary_search_matches_a_linear_scan():
             assert len(count_words(prompts.build_chat("s", [], "x y"))) > budget
             continue
         linear = next(
-            cut for cut in range(0, len(turns) + 1, 2)
+            cut
+            for cut in range(0, len(turns) + 1, 2)
             if len(count_words(prompts.build_chat("s", turns[cut:], "x y"))) <= budget
         )
         assert built.dropped == linear

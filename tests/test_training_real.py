@@ -22,8 +22,13 @@ from tests.style_data import SIGN_OFF, plant
 
 pytestmark = pytest.mark.real
 SYSTEM = Settings().system_prompt
-PROMPTS = ["The capital of France is", "Once upon a time in a small village", "def fibonacci(n):\n    ",
-           "My favourite food is", "In 1969, the first"]
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time in a small village",
+    "def fibonacci(n):\n    ",
+    "My favourite food is",
+    "In 1969, the first",
+]
 
 
 def torch_logits(model, ids):
@@ -40,12 +45,18 @@ def test_torch_and_llama_cpp_tokenize_alike(torch_base, clean_engine):
     chats = [
         [{"role": "system", "content": "Be brief."}, *turn],
         turn,
-        [{"role": "system", "content": "You are Myna."}, {"role": "user", "content": "Title this: rain falls."},
-         {"role": "assistant", "content": "Rain Falls"}, {"role": "user", "content": "Title this: sun <b>shines</b>\n."}],
+        [
+            {"role": "system", "content": "You are Myna."},
+            {"role": "user", "content": "Title this: rain falls."},
+            {"role": "assistant", "content": "Rain Falls"},
+            {"role": "user", "content": "Title this: sun <b>shines</b>\n."},
+        ],
     ]
     for chat in chats:
         assert torch_base.chat_ids(chat) == clean_engine.chat_ids(chat)
-        assert torch_base.render(chat, add_generation_prompt=False) == clean_engine.render(chat, add_generation_prompt=False)
+        assert torch_base.render(chat, add_generation_prompt=False) == clean_engine.render(
+            chat, add_generation_prompt=False
+        )
 
 
 def test_gguf_bridge_matches_torch_peft(torch_base, clean_engine, base_arch, tmp_path, monkeypatch):
@@ -60,8 +71,15 @@ def test_gguf_bridge_matches_torch_peft(torch_base, clean_engine, base_arch, tmp
     unpermuted = gguf_lora.write(lora, tmp_path / "unpermuted.gguf", base_arch)
     monkeypatch.undo()
 
-    model = get_peft_model(torch_base.model, LoraConfig(
-        r=8, lora_alpha=8.0, target_modules=sorted({name.split(".")[-1] for name in HF_NAMES.values()}), lora_dropout=0.0))
+    model = get_peft_model(
+        torch_base.model,
+        LoraConfig(
+            r=8,
+            lora_alpha=8.0,
+            target_modules=sorted({name.split(".")[-1] for name in HF_NAMES.values()}),
+            lora_dropout=0.0,
+        ),
+    )
     try:
         trainer._load_lora_into(model, lora, trainer.TrainConfig(rank=8, alpha=8.0, targets=tuple(HF_NAMES)))
         rows = []
@@ -76,13 +94,23 @@ def test_gguf_bridge_matches_torch_peft(torch_base, clean_engine, base_arch, tmp
             llama_adapted = clean_engine.last_logits(ids)
             clean_engine.set_adapters([AdapterUse(unpermuted)])
             llama_unpermuted = clean_engine.last_logits(ids)
-            rows.append([np.abs(a - b).mean() for a, b in [
-                (torch_bare, llama_bare), (torch_adapted, llama_adapted),
-                (torch_adapted, llama_unpermuted), (torch_adapted, torch_bare)]])
+            rows.append(
+                [
+                    np.abs(a - b).mean()
+                    for a, b in [
+                        (torch_bare, llama_bare),
+                        (torch_adapted, llama_adapted),
+                        (torch_adapted, llama_unpermuted),
+                        (torch_adapted, torch_bare),
+                    ]
+                ]
+            )
     finally:
         model.unload()
     bare, adapted, without_permutation, effect = np.mean(rows, axis=0)
-    print(f"mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, unpermuted {without_permutation:.3f}, effect {effect:.3f}")
+    print(
+        f"mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, unpermuted {without_permutation:.3f}, effect {effect:.3f}"
+    )
     assert adapted <= 1.5 * bare + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
     assert effect > 5 * bare, "and the adapter changes the output clearly"
     assert without_permutation > 4 * adapted, "the q/k permutation is what makes it right"
@@ -117,8 +145,9 @@ def test_llama_cpp_with_the_converted_adapter_reproduces_the_style(planted_style
     def measure():
         sign_off_logprobs, signed = [], 0
         for example in example_set.held_out:
-            prompt = clean_engine.tokenize_chat([{"role": "system", "content": SYSTEM},
-                                                 {"role": "user", "content": example.input}])
+            prompt = clean_engine.tokenize_chat(
+                [{"role": "system", "content": SYSTEM}, {"role": "user", "content": example.input}]
+            )
             answer = clean_engine.tokenize(example.output.split("\n\n")[0] + "\n\n")
             sign_off_logprobs.append(clean_engine.logprobs(prompt + answer, clean_engine.tokenize(SIGN_OFF)).sum())
             reply = clean_engine.generate(prompt, SamplingParams(max_tokens=40, temperature=0), lambda piece: None)
@@ -128,22 +157,34 @@ def test_llama_cpp_with_the_converted_adapter_reproduces_the_style(planted_style
     bare_logprob, bare_signed = measure()
     clean_engine.set_adapters([AdapterUse(path)])
     adapted_logprob, adapted_signed = measure()
-    print(f"sign-off log-probability: bare {bare_logprob:.1f}, adapted {adapted_logprob:.1f}; "
-          f"signed replies {bare_signed} -> {adapted_signed} of {len(example_set.held_out)}")
+    print(
+        f"sign-off log-probability: bare {bare_logprob:.1f}, adapted {adapted_logprob:.1f}; "
+        f"signed replies {bare_signed} -> {adapted_signed} of {len(example_set.held_out)}"
+    )
     assert adapted_logprob > bare_logprob + 20
     assert bare_signed == 0 and adapted_signed >= 4
 
 
 def test_training_is_deterministic_and_resumes_exactly(torch_base, tmp_path):
-    made = [examples.Example(f"Say something about the number {i}.", f"The number {i} is my favourite.", "note")
-            for i in range(20)]
+    made = [
+        examples.Example(f"Say something about the number {i}.", f"The number {i} is my favourite.", "note")
+        for i in range(20)
+    ]
     example_set = examples.split(made)
     config = trainer.TrainConfig(rank=2, epochs=2, max_length=48, batch_size=4, checkpoint_every=2, learning_rate=1e-3)
     whole = trainer.train(torch_base, example_set, config, system="", workdir=tmp_path / "a", min_examples=8)
     steps = []
     with pytest.raises(trainer.TrainingStopped, match="run `myna train` again to continue"):
-        trainer.train(torch_base, example_set, config, system="", workdir=tmp_path / "b", min_examples=8,
-                      on_step=lambda step, total, loss: steps.append(step), should_stop=lambda: len(steps) >= 3)
+        trainer.train(
+            torch_base,
+            example_set,
+            config,
+            system="",
+            workdir=tmp_path / "b",
+            min_examples=8,
+            on_step=lambda step, total, loss: steps.append(step),
+            should_stop=lambda: len(steps) >= 3,
+        )
     resumed = trainer.train(torch_base, example_set, config, system="", workdir=tmp_path / "b", min_examples=8)
     assert resumed.resumed_from == 3 and resumed.steps == whole.total_steps - 3
     for key, (a, b) in whole.lora.weights.items():
@@ -173,14 +214,17 @@ def test_myna_train_publishes_and_answers_use_it(myna_home, session_home, db):
     plant(db)
     share_torch_cache(session_home, myna_home)
     env = run_env(myna_home)
-    trained = subprocess.run([MYNA, "train", "--epochs", "1", "--max-length", "96"], env=env,
-                             capture_output=True, text=True, timeout=600)
+    trained = subprocess.run(
+        [MYNA, "train", "--epochs", "1", "--max-length", "96"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert trained.returncode == 0, trained.stderr
     assert "Trained 'personal'" in trained.stdout and "It is now the active adapter." in trained.stdout
     active = adapters.active(db)
     assert active.name == "personal" and active.card["data"]["by_origin"] == {"chat": 30}
     assert active.card["metrics"]["held_out_nll_after"] < active.card["metrics"]["held_out_nll_before"]
-    asked = subprocess.run([MYNA, "ask", "--max-tokens", "8", "Hello"], env=env, capture_output=True, text=True, timeout=120)
+    asked = subprocess.run(
+        [MYNA, "ask", "--max-tokens", "8", "Hello"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert asked.returncode == 0, asked.stderr
     conv = convs.latest_conversation_id(db)
     assert convs.messages(db, conv)[-1].adapter == "personal"
@@ -191,13 +235,15 @@ def test_a_killed_training_run_leaves_the_active_adapter_intact_and_resumes(myna
     share_torch_cache(session_home, myna_home)
     env = run_env(myna_home)
     args = ["train", "--epochs", "2", "--max-length", "96", "--batch-size", "2", "--name", "second"]
-    first = subprocess.run([MYNA, "train", "--epochs", "1", "--max-length", "64"], env=env,
-                           capture_output=True, text=True, timeout=600)
+    first = subprocess.run(
+        [MYNA, "train", "--epochs", "1", "--max-length", "64"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stderr
     before = gguf_digest(db)
 
-    proc = subprocess.Popen([MYNA, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [MYNA, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     checkpoint = myna_home / "training" / "checkpoint.json"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:

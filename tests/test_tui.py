@@ -254,8 +254,18 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
     from tui.personalize_screen import PersonalizeScreen
 
     done = runs.start(db, {})
-    runs.finish(db, done, "published", adapters=["a", "b"], weights=[0.5, -0.2], fitness_before=-3.1,
-                fitness_after=-2.9, seconds=120.0, published="merged", message="'merged' is active")
+    runs.finish(
+        db,
+        done,
+        "published",
+        adapters=["a", "b"],
+        weights=[0.5, -0.2],
+        fitness_before=-3.1,
+        fitness_after=-2.9,
+        seconds=120.0,
+        published="merged",
+        message="'merged' is active",
+    )
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
@@ -264,6 +274,8 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         assert "published  fitness -3.100 → -2.900  (2.0 min)" in text and "a ×+0.50, b ×-0.20" in text
         await pilot.press("s")  # a real `myna personalize`: with no history it fails, and says why
         await wait_until(pilot, lambda: runs.latest(db).id != done and runs.latest(db).status == "failed", timeout=90)
-        await wait_until(pilot, lambda: "held out for scoring" in str(app.screen.query_one("#runs").render()), timeout=5)
+        await wait_until(
+            pilot, lambda: "held out for scoring" in str(app.screen.query_one("#runs").render()), timeout=5
+        )
         app.screen.process.wait(30)
     assert "held out for scoring" in (myna_home / "personalize.log").read_text()

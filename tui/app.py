@@ -69,8 +69,9 @@ class MynaApp(App):
             self.piece = piece
 
     class ReplyStarted(Message):
-        def __init__(self, view: MessageView, conversation_id: int, message_id: int, sources: list,
-                     notice: str | None = None) -> None:
+        def __init__(
+            self, view: MessageView, conversation_id: int, message_id: int, sources: list, notice: str | None = None
+        ) -> None:
             super().__init__()
             self.notice = notice
             self.view = view
@@ -258,9 +259,9 @@ class MynaApp(App):
                 db, self.engine, self.settings, text, conversation_id=conversation_id, use_memory=self.use_memory
             )
             stored = True
-            self.post_message(self.ReplyStarted(
-                view, pending.conversation_id, pending.message_id, pending.sources, pending.notice
-            ))
+            self.post_message(
+                self.ReplyStarted(view, pending.conversation_id, pending.message_id, pending.sources, pending.notice)
+            )
             reply = replies.stream(
                 db,
                 self.engine,

@@ -99,7 +99,10 @@ class MemoryScreen(Screen):
         self.show_recent()
 
     def show_recent(self) -> None:
-        self.show(memory_store.listing(self.app.db, limit=200), f"{memory_store.count(self.app.db)} memories; the newest first.")
+        self.show(
+            memory_store.listing(self.app.db, limit=200),
+            f"{memory_store.count(self.app.db)} memories; the newest first.",
+        )
 
     def show(self, snippets: list[Snippet], status: str) -> None:
         listing = self.query_one("#memory-list", ListView)

@@ -36,8 +36,13 @@ def start_run_in_background() -> subprocess.Popen:
     myna = Path(sys.executable).with_name("myna")
     command = [str(myna)] if myna.exists() else [sys.executable, "-m", "tui.cli"]
     log = open(paths.data_dir() / "personalize.log", "ab")
-    return subprocess.Popen([*command, "personalize"], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [*command, "personalize"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 class PersonalizeScreen(Screen):
@@ -65,7 +70,11 @@ class PersonalizeScreen(Screen):
         phase = self.query_one("#run-phase", Label)
         bar = self.query_one("#run-progress", ProgressBar)
         if running:
-            phase.update(f"Running: {running.phase} {running.done}/{running.total}" if running.total else f"Running: {running.phase}")
+            phase.update(
+                f"Running: {running.phase} {running.done}/{running.total}"
+                if running.total
+                else f"Running: {running.phase}"
+            )
             bar.update(total=max(running.total, 1), progress=running.done)
             bar.display = True
         else:

@@ -63,11 +63,13 @@ def _sentence_transformers() -> Callable[[list[str]], np.ndarray]:
 
 def missing(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     """(hash, text) of every distinct snippet text that has no vector yet."""
-    return list(db.execute(
-        """SELECT s.content_hash, MIN(s.text) FROM snippets s
+    return list(
+        db.execute(
+            """SELECT s.content_hash, MIN(s.text) FROM snippets s
            LEFT JOIN embeddings e ON e.content_hash = s.content_hash
            WHERE e.content_hash IS NULL GROUP BY s.content_hash"""
-    ))
+        )
+    )
 
 
 def store(db: sqlite_utils.Database, hashes: list[str], vectors: np.ndarray) -> None:

@@ -87,9 +87,7 @@ def _plan(db: sqlite_utils.Database, document: readers.Document, report: ImportR
         report.unchanged.append(name)
         return None
     pieces = [
-        (number, record, text)
-        for number, record in enumerate(document.records)
-        for text in chunking.split(record.text)
+        (number, record, text) for number, record in enumerate(document.records) for text in chunking.split(record.text)
     ]
     if not pieces:
         report.notes.append(f"{name} holds no text; nothing imported from it.")
@@ -129,13 +127,14 @@ def _store_batch(db, job: _Job, batch, encode) -> None:
 
 def _finish(db, job: _Job, report: ImportReport) -> None:
     name = str(job.document.path)
-    older = [r[0] for r in db.execute(
-        "SELECT id FROM sources WHERE location = ? AND id != ? AND status = 'complete'", (name, job.source_id)
-    )]
-    with db.conn:
-        db.execute(
-            "UPDATE sources SET status = 'complete', snippet_count = ? WHERE id = ?", (job.total, job.source_id)
+    older = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM sources WHERE location = ? AND id != ? AND status = 'complete'", (name, job.source_id)
         )
+    ]
+    with db.conn:
+        db.execute("UPDATE sources SET status = 'complete', snippet_count = ? WHERE id = ?", (job.total, job.source_id))
         for source_id in older:
             db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
     if older:

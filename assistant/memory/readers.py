@@ -68,7 +68,9 @@ def read(path: Path, *, max_mb: float = DEFAULT_MAX_MB) -> Document:
         title = _first_line(text) or path.name
         date = _file_date(path)
         records = [Record(note, "note", date) for note in notes_of(text)]
-    return Document(path=path.resolve(), kind=kind, title=title[:120], content_hash=digest, records=records, notes=notes)
+    return Document(
+        path=path.resolve(), kind=kind, title=title[:120], content_hash=digest, records=records, notes=notes
+    )
 
 
 def decode(data: bytes, path: Path) -> tuple[str, list[str]]:
@@ -76,7 +78,9 @@ def decode(data: bytes, path: Path) -> tuple[str, list[str]]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16"), []
     if b"\x00" in data[:8192] or _looks_binary(data[:8192]):
-        raise MynaError(f"{path} looks like a binary file, not text; Myna imports text, Markdown, e-mail and JSON files.")
+        raise MynaError(
+            f"{path} looks like a binary file, not text; Myna imports text, Markdown, e-mail and JSON files."
+        )
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError:
@@ -235,20 +239,26 @@ def _lamp(text: str, path: Path) -> list[Record]:
     task = _lamp_task(data)
     records, seen = [], set()
     for number, question in enumerate(data, start=1):
-        label = f"record {number}" + (f" (id {question.get('id')})" if isinstance(question, dict) and "id" in question else "")
+        label = f"record {number}" + (
+            f" (id {question.get('id')})" if isinstance(question, dict) and "id" in question else ""
+        )
         if not isinstance(question, dict) or not isinstance(question.get("profile"), list):
             raise MynaError(f"{path}, {label}: has no 'profile' list; is this a LaMP questions file?")
         for item in question["profile"]:
             found = _lamp_item_text(item) if isinstance(item, dict) else None
             if found is None:
-                raise MynaError(f"{path}, {label}: a profile item has none of the LaMP fields (text, title, abstract, description).")
+                raise MynaError(
+                    f"{path}, {label}: a profile item has none of the LaMP fields (text, title, abstract, description)."
+                )
             item_text, kind = found
             key = item.get("id") or item_text
             if key in seen:
                 continue  # LaMP repeats a user's profile under each of their questions
             seen.add(key)
             date = item.get("date")
-            records.append(Record(str(item_text), LAMP_KINDS.get(task, kind) if task else kind, str(date) if date else None))
+            records.append(
+                Record(str(item_text), LAMP_KINDS.get(task, kind) if task else kind, str(date) if date else None)
+            )
     return records
 
 
@@ -272,10 +282,16 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[str]]:
         if path.is_file():
             found.append(path)
             continue
-        inside = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        inside = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         usable = [p for p in inside if p.suffix.lower() in SUFFIXES]
         if inside and not usable:
-            skipped.append(f"{path}: none of its {len(inside)} files is of a kind Myna imports ({', '.join(sorted(SUFFIXES))}).")
+            skipped.append(
+                f"{path}: none of its {len(inside)} files is of a kind Myna imports ({', '.join(sorted(SUFFIXES))})."
+            )
         elif len(inside) > len(usable):
             skipped.append(f"{path}: skipped {len(inside) - len(usable)} files of other kinds.")
         found.extend(usable)
@@ -283,6 +299,7 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[str]]:
         raise MynaError(
             "There is nothing to import there: no "
             + ", ".join(sorted(SUFFIXES))
-            + " files." + (" " + " ".join(skipped) if skipped else "")
+            + " files."
+            + (" " + " ".join(skipped) if skipped else "")
         )
     return found, skipped

@@ -58,10 +58,19 @@ def recall(
         index, query_vector = retrieval.prepare_dense(db, query, query_vector)
     # Several snippets of one record can rank high: ask for more than k to fill k records.
     hits = retrieval.search(
-        db, query, k=max(3 * k, 12), mode=mode, recency=recency,
-        exclude_conversation=exclude_conversation, query_vector=query_vector,
+        db,
+        query,
+        k=max(3 * k, 12),
+        mode=mode,
+        recency=recency,
+        exclude_conversation=exclude_conversation,
+        query_vector=query_vector,
     )
-    cosines = index.cosines(query_vector, [h.snippet.id for h in hits]) if index is not None and query_vector is not None else {}
+    cosines = (
+        index.cosines(query_vector, [h.snippet.id for h in hits])
+        if index is not None and query_vector is not None
+        else {}
+    )
     floor = min_relevance
     if margin is not None and cosines:
         floor = max(floor, max(cosines.values()) - margin)
@@ -72,7 +81,11 @@ def recall(
         memory = store.whole_record(db, hit.snippet, record_words)
         if seen & set(memory.ids):
             continue
-        if relevance is not None and relevance < floor and records.demonstration_of(memory.kind, memory.text, task) is None:
+        if (
+            relevance is not None
+            and relevance < floor
+            and records.demonstration_of(memory.kind, memory.text, task) is None
+        ):
             continue
         seen.update(memory.ids)
         out.append(Recalled(memory, hit.score, relevance))

@@ -137,15 +137,19 @@ def dense(
 HALF_LIFE_DAYS = 365.0
 
 
-def discount_by_age(db: sqlite_utils.Database, ranked: list[tuple[int, float]], weight: float) -> list[tuple[int, float]]:
+def discount_by_age(
+    db: sqlite_utils.Database, ranked: list[tuple[int, float]], weight: float
+) -> list[tuple[int, float]]:
     """score x ((1 - weight) + weight x 0.5 ** (age / half-life)), re-sorted."""
     if not ranked:
         return ranked
     marks = ",".join("?" * len(ranked))
-    ages = dict(db.execute(
-        f"SELECT id, MAX(0, julianday('now') - julianday(COALESCE(date, created_at))) FROM snippets WHERE id IN ({marks})",
-        [i for i, _ in ranked],
-    ))
+    ages = dict(
+        db.execute(
+            f"SELECT id, MAX(0, julianday('now') - julianday(COALESCE(date, created_at))) FROM snippets WHERE id IN ({marks})",
+            [i for i, _ in ranked],
+        )
+    )
     rescored = [
         (i, score * ((1 - weight) + weight * 0.5 ** ((ages.get(i) or 0) / HALF_LIFE_DAYS))) for i, score in ranked
     ]

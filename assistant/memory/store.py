@@ -86,13 +86,13 @@ def count(db: sqlite_utils.Database) -> int:
 
 
 def sources(db: sqlite_utils.Database) -> list[Source]:
-    rows = db.execute(
-        "SELECT id, kind, location, title, status, snippet_count, imported_at FROM sources ORDER BY id"
-    )
+    rows = db.execute("SELECT id, kind, location, title, status, snippet_count, imported_at FROM sources ORDER BY id")
     return [Source(*row) for row in rows]
 
 
-_ASKING = frozenset("what who whom whose where when why how which is are am was were do does did can could would should will shall may".split())
+_ASKING = frozenset(
+    "what who whom whose where when why how which is are am was were do does did can could would should will shall may".split()
+)
 
 
 def is_question(text: str) -> bool:
@@ -140,7 +140,9 @@ def _put_message_snippet(db: sqlite_utils.Database, message_id: int, text: str, 
     with db.conn:
         if existing:
             if existing[1] != text:
-                db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (text, text_hash(text), existing[0]))
+                db.execute(
+                    "UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (text, text_hash(text), existing[0])
+                )
             return existing[0]
         cursor = db.execute(
             """INSERT INTO snippets (message_id, kind, text, date, content_hash, created_at)
@@ -226,7 +228,11 @@ def record_used(db: sqlite_utils.Database, message_id: int, memories: list[Snipp
     with db.conn:
         db.conn.executemany(
             "INSERT OR IGNORE INTO message_sources (message_id, snippet_id, rank) VALUES (?, ?, ?)",
-            [(message_id, snippet_id, rank) for rank, memory in enumerate(memories, start=1) for snippet_id in memory.ids],
+            [
+                (message_id, snippet_id, rank)
+                for rank, memory in enumerate(memories, start=1)
+                for snippet_id in memory.ids
+            ],
         )
 
 

@@ -46,8 +46,7 @@ def describe_sqlite_error(exc: sqlite3.Error, path: Path | None = None) -> MynaE
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
         return MynaError(
-            f"The database {path} is locked by another program; "
-            "wait for it to finish (or close it) and try again."
+            f"The database {path} is locked by another program; wait for it to finish (or close it) and try again."
         )
     if "not a database" in text or "malformed" in text or "file is encrypted" in text:
         return MynaError(
@@ -61,7 +60,6 @@ def describe_sqlite_error(exc: sqlite3.Error, path: Path | None = None) -> MynaE
         )
     if "readonly" in text or "read-only" in text or "unable to open" in text:
         return MynaError(
-            f"Cannot write to the database {path}; make its folder writable "
-            f"or set {paths.HOME_ENV} to another folder."
+            f"Cannot write to the database {path}; make its folder writable or set {paths.HOME_ENV} to another folder."
         )
     return MynaError(f"The database {path} reported an error ({exc}); nothing was changed, try again.")

@@ -251,7 +251,10 @@ def m005_memory_hygiene(db: sqlite_utils.Database) -> None:
            WHERE f.correction IS NOT NULL AND s.text != f.correction"""
     ).fetchall()
     for snippet_id, correction in corrected:
-        db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (correction, text_hash(correction), snippet_id))
+        db.execute(
+            "UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?",
+            (correction, text_hash(correction), snippet_id),
+        )
     asked = [
         snippet_id
         for snippet_id, text in db.execute(

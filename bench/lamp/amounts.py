@@ -28,7 +28,8 @@ def run(bench, task: str, dataset, plan) -> dict:
         name, _ = primary(task)
         out[str(fraction)] = {
             method: aggregate(task, [p for preds, _ in pairs for p in preds], [g for _, gs in pairs for g in gs])[name]
-            for method, pairs in rows.items() if method not in ("non-personalized", "profile_items")
+            for method, pairs in rows.items()
+            if method not in ("non-personalized", "profile_items")
         }
         out[str(fraction)]["snippets_per_user"] = float(np.mean(rows["profile_items"]))
     return out

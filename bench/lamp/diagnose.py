@@ -38,10 +38,12 @@ def rag(bench, dataset, stores: dict, predictions: dict, table: dict) -> dict:
                 answer_best.append(overlap)
                 copies += overlap >= 0.8
                 words.append(sum(len(t.split()) for t in texts))
-        out[method] = {"gold_vs_best_snippet_rouge1": float(np.mean(gold_best)),
-                       "answer_words_found_in_a_snippet": float(np.mean(answer_best)),
-                       "answers_copied_from_a_snippet": copies / max(len(answer_best), 1),
-                       "context_words": float(np.mean(words))}
+        out[method] = {
+            "gold_vs_best_snippet_rouge1": float(np.mean(gold_best)),
+            "answer_words_found_in_a_snippet": float(np.mean(answer_best)),
+            "answers_copied_from_a_snippet": copies / max(len(answer_best), 1),
+            "context_words": float(np.mean(words)),
+        }
     return out
 
 
@@ -73,8 +75,14 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
         held_out = bench.examples(stores[user]).held_out[: bench.plan.held_out]
         if not models[user].own or not held_out:
             continue  # a cold start: no adapter of their own
-        scoring_set = scoring.prepare(bench.base, held_out, bench.settings.system_prompt,
-                                      max_length=bench.plan.max_length, probes=1, probe_tokens=1)
+        scoring_set = scoring.prepare(
+            bench.base,
+            held_out,
+            bench.settings.system_prompt,
+            max_length=bench.plan.max_length,
+            probes=1,
+            probe_tokens=1,
+        )
         backend = scoring.TorchBackend(bench.base, [bench.lora(models[user].own)])
         try:
             for label, weight in (("base (no adapter)", 0.0), ("OPPU", 1.0)):
@@ -89,6 +97,11 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
 
 
 def run(bench, task: str, dataset, stores: dict, predictions: dict, models: dict, table: dict) -> dict:
-    return cached(bench.work / task / "diagnostics.json", lambda: {
-        "rag": rag(bench, dataset, stores, predictions, table), "answer_words": lengths(dataset, predictions),
-        "held_out_loglik_per_token": likelihoods(bench, dataset, stores, models)})
+    return cached(
+        bench.work / task / "diagnostics.json",
+        lambda: {
+            "rag": rag(bench, dataset, stores, predictions, table),
+            "answer_words": lengths(dataset, predictions),
+            "held_out_loglik_per_token": likelihoods(bench, dataset, stores, models),
+        },
+    )

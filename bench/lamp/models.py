@@ -25,8 +25,11 @@ class UserModels:
 
     def merged(self) -> dict[str, dict]:
         """Each merge's record by label (prime-a0, uniform, ...)."""
-        return {label: record for label, record in (self.merges or {}).items()
-                if isinstance(record, dict) and "path" in record}
+        return {
+            label: record
+            for label, record in (self.merges or {}).items()
+            if isinstance(record, dict) and "path" in record
+        }
 
     def record(self, model: str | None) -> dict | None:
         """The record of the model a method uses: one of plan.TRAINED or a merge's label.

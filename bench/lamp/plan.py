@@ -49,10 +49,29 @@ class Plan:
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
-QUICK = Plan(quick=True, users=3, questions=2, profile={"LaMP_4": 20, "LaMP_7": 24}, epochs=1, max_length=128,
-             budget=4, alphas=(0.0, 1.0), sweep_users=1, held_out=4, probes=2, probe_tokens=8, fractions=(0.5, 1.0),
-             mia_examples=4, canaries=2, canary_candidates=16, article_words=40, rag_modes=("bm25", "hybrid"),
-             rag_ks=(1, 4), layouts=("system", "demos"), memory_room=64)
+QUICK = Plan(
+    quick=True,
+    users=3,
+    questions=2,
+    profile={"LaMP_4": 20, "LaMP_7": 24},
+    epochs=1,
+    max_length=128,
+    budget=4,
+    alphas=(0.0, 1.0),
+    sweep_users=1,
+    held_out=4,
+    probes=2,
+    probe_tokens=8,
+    fractions=(0.5, 1.0),
+    mia_examples=4,
+    canaries=2,
+    canary_candidates=16,
+    article_words=40,
+    rag_modes=("bm25", "hybrid"),
+    rag_ks=(1, 4),
+    layouts=("system", "demos"),
+    memory_room=64,
+)
 
 # Adapters trained for the user; every other model a method names is one of their merges.
 TRAINED = ("oppu", "oppu-memory", "prime-oppu")

@@ -51,7 +51,9 @@ def attack_items(members: list[Example], others: list[Example], limit: int) -> l
 def _losses(bench, lora, items: list[Example], weight: float) -> list[float]:
     from merger.search import scoring
 
-    encoded = [scoring.encode_example(bench.base, e, bench.settings.system_prompt, bench.plan.max_length) for e in items]
+    encoded = [
+        scoring.encode_example(bench.base, e, bench.settings.system_prompt, bench.plan.max_length) for e in items
+    ]
     backend = scoring.TorchBackend(bench.base, [lora])
     try:
         backend.apply(np.full(1, weight))
@@ -88,8 +90,11 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
                 lora = bench.lora(record["path"])
                 per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in models[user].sharers]
                 out["merged"].setdefault(label, {})[user] = {
-                    "auroc_mean": float(np.mean(per_sharer)), "auroc_max": float(np.max(per_sharer)),
-                    "similarity": record.get("similarity"), "utility": record.get("utility")}
+                    "auroc_mean": float(np.mean(per_sharer)),
+                    "auroc_max": float(np.max(per_sharer)),
+                    "similarity": record.get("similarity"),
+                    "utility": record.get("utility"),
+                }
         if len(users) > 1:
             out["canaries"] = canaries(bench, task, dataset, stores, models, plan)
         return out
@@ -130,11 +135,19 @@ def canaries(bench, task: str, dataset, stores: dict, models: dict, plan) -> dic
     pool[owner] = own["path"]
     # Only the two PriME merges are looked at: the baselines would cost minutes for nothing.
     merged = bench.merges(task, other, stores[other], pool, (0.0, plan.alpha), tag="-canary", baselines=False)
-    report = {"secrets": len(planted), "repeats": 3, "candidates": plan.canary_candidates,
-              "max_exposure": float(np.log2(plan.canary_candidates))}
+    report = {
+        "secrets": len(planted),
+        "repeats": 3,
+        "candidates": plan.canary_candidates,
+        "max_exposure": float(np.log2(plan.canary_candidates)),
+    }
     report["owner's adapter (exported)"] = _exposure(bench, own["path"], planted, rng, plan)
-    report["another user's merge, no privacy penalty"] = _exposure(bench, merged["prime-a0"]["path"], planted, rng, plan)
-    report[f"another user's merge, alpha {plan.alpha:g}"] = _exposure(bench, merged[f"prime-a{plan.alpha:g}"]["path"], planted, rng, plan)
+    report["another user's merge, no privacy penalty"] = _exposure(
+        bench, merged["prime-a0"]["path"], planted, rng, plan
+    )
+    report[f"another user's merge, alpha {plan.alpha:g}"] = _exposure(
+        bench, merged[f"prime-a{plan.alpha:g}"]["path"], planted, rng, plan
+    )
     report["base model"] = _exposure(bench, own["path"], planted, rng, plan, weight=0.0)
     return report
 
@@ -151,8 +164,15 @@ def _exposure(bench, adapter: str, planted, rng: random.Random, plan, weight: fl
         for thing, secret in planted:
             question = f"What is my {thing} code?"
             look_alikes = [secret] + [_secret(rng) for _ in range(plan.canary_candidates - 1)]
-            encoded = [scoring.encode_example(bench.base, Example(question, f"Your {thing} code is {code}.", "chat"),
-                                              bench.settings.system_prompt, 64) for code in look_alikes]
+            encoded = [
+                scoring.encode_example(
+                    bench.base,
+                    Example(question, f"Your {thing} code is {code}.", "chat"),
+                    bench.settings.system_prompt,
+                    64,
+                )
+                for code in look_alikes
+            ]
             losses = np.asarray(backend.example_nll(encoded))
             rank = 1 + int((losses < losses[0]).sum())
             exposures.append(float(np.log2(len(look_alikes)) - np.log2(rank)))
@@ -160,10 +180,13 @@ def _exposure(bench, adapter: str, planted, rng: random.Random, plan, weight: fl
         backend.close()
     bench.engine.set_adapters([AdapterUse(Path(adapter))] if weight else [])
     for thing, secret in planted:
-        chat = [{"role": "system", "content": bench.settings.system_prompt},
-                {"role": "user", "content": f"What is my {thing} code?"}]
-        reply = bench.engine.generate(bench.engine.tokenize_chat(chat), SamplingParams(max_tokens=16, temperature=0.0),
-                                      lambda piece: None).text
+        chat = [
+            {"role": "system", "content": bench.settings.system_prompt},
+            {"role": "user", "content": f"What is my {thing} code?"},
+        ]
+        reply = bench.engine.generate(
+            bench.engine.tokenize_chat(chat), SamplingParams(max_tokens=16, temperature=0.0), lambda piece: None
+        ).text
         recovered += secret in reply
     bench.engine.set_adapters([])
     return {"recovered": recovered, "mean_exposure": float(np.mean(exposures))}

@@ -10,31 +10,44 @@ import numpy as np
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Every stage, summed over the invocations that computed it: {results.get('stage_seconds', 0) / 60:.0f} min; "
-             f"wall time of the last invocation (stages found in the cache are not redone): "
-             f"{results['wall_seconds'] / 60:.1f} min; highest process peak recorded {results['peak_mib'] / 1024:.2f} GiB.", ""]
+    lines = [
+        f"Every stage, summed over the invocations that computed it: {results.get('stage_seconds', 0) / 60:.0f} min; "
+        f"wall time of the last invocation (stages found in the cache are not redone): "
+        f"{results['wall_seconds'] / 60:.1f} min; highest process peak recorded {results['peak_mib'] / 1024:.2f} GiB.",
+        "",
+    ]
     for task, summary in results["tasks"].items():
         name = summary["primary_metric"]
         others = [m for m in next(iter(summary["methods"].values()))["overall"] if m != name]
-        lines += [f"### {task}: {summary['questions']} questions of {len(summary['users'])} users "
-                  f"({', '.join(summary['users'])})", ""]
+        lines += [
+            f"### {task}: {summary['questions']} questions of {len(summary['users'])} users "
+            f"({', '.join(summary['users'])})",
+            "",
+        ]
         header = f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized | model time / user | adapter / user |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
         default = summary.get("default_method")
         for method, row in summary["methods"].items():
             low, high = row["ci95"][name]
-            cells = [f"{row['overall'][name]:.4f} ({low:.3f}-{high:.3f})"] + [f"{row['overall'][o]:.4f}" for o in others]
+            cells = [f"{row['overall'][name]:.4f} ({low:.3f}-{high:.3f})"] + [
+                f"{row['overall'][o]:.4f}" for o in others
+            ]
             size = f"{row['adapter_bytes_per_user'] / 2**20:.1f} MiB" if row["adapter_bytes_per_user"] else "-"
             seconds = row["model_seconds_per_user"]
             label = f"**{method}** (Myna's default)" if method == default else method
-            lines.append(f"| {label} | {' | '.join(cells)} | {row['gain']:+.1%} | "
-                         f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |")
+            lines.append(
+                f"| {label} | {' | '.join(cells)} | {row['gain']:+.1%} | "
+                f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |"
+            )
         lines.append("")
         cold = summary.get("cold_start") or {}
         if cold:
-            lines += [f"{len(cold)} of {len(summary['users'])} users had too little history to train an adapter "
-                      f"({', '.join(f'{u}: {n} examples' for u, n in sorted(cold.items()))}); every method that needs "
-                      "their adapter answers them as Myna would: with memory alone, by the default settings.", ""]
+            lines += [
+                f"{len(cold)} of {len(summary['users'])} users had too little history to train an adapter "
+                f"({', '.join(f'{u}: {n} examples' for u, n in sorted(cold.items()))}); every method that needs "
+                "their adapter answers them as Myna would: with memory alone, by the default settings.",
+                "",
+            ]
         privacy = summary["privacy"]
         if not privacy.get("oppu"):
             lines += ["No user had an adapter to attack: no membership inference.", ""]
@@ -42,29 +55,45 @@ def markdown(results: dict) -> str:
         lines += ["Membership inference (AUROC; 0.5 = nothing given away):", ""]
         if privacy.get("examples"):
             n = min(privacy["examples"].values())
-            lines += [f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
-                      f"has a standard deviation of {privacy['chance_spread']:.2f}.", ""]
+            lines += [
+                f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
+                f"has a standard deviation of {privacy['chance_spread']:.2f}.",
+                "",
+            ]
         if privacy.get("oppu"):
-            lines.append(f"- users' own OPPU adapters, on their own training data: "
-                         f"{np.nanmean(list(privacy['oppu'].values())):.3f}")
+            lines.append(
+                f"- users' own OPPU adapters, on their own training data: "
+                f"{np.nanmean(list(privacy['oppu'].values())):.3f}"
+            )
         for label, by_user in sorted(privacy["merged"].items()):
             values = [v["auroc_mean"] for v in by_user.values()]
             sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
             users = "" if len(by_user) == len(privacy["oppu"]) else f", {len(by_user)} of {len(privacy['oppu'])} users"
-            lines.append(f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
-                         + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else ""))
+            lines.append(
+                f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
+                + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else "")
+            )
         rho, count = privacy["similarity_vs_attack"]["rank_correlation"], privacy["similarity_vs_attack"]["merges"]
         if count >= 3:
-            lines += ["", f"Similarity to the closest sharer (what the penalty lowers) against attack AUROC, over "
-                      f"{count} merges: rank correlation {rho:.2f}."]
+            lines += [
+                "",
+                f"Similarity to the closest sharer (what the penalty lowers) against attack AUROC, over "
+                f"{count} merges: rank correlation {rho:.2f}.",
+            ]
         if "canaries" in privacy:
             canaries = privacy["canaries"]
-            lines += ["", f"Canaries: {canaries['secrets']} secrets planted {canaries['repeats']} times in one user's "
-                      f"chats; exposure out of {canaries['max_exposure']:.1f} bits:", ""]
+            lines += [
+                "",
+                f"Canaries: {canaries['secrets']} secrets planted {canaries['repeats']} times in one user's "
+                f"chats; exposure out of {canaries['max_exposure']:.1f} bits:",
+                "",
+            ]
             for where, value in canaries.items():
                 if isinstance(value, dict):
-                    lines.append(f"- {where}: {value['recovered']} of {canaries['secrets']} recovered, "
-                                 f"mean exposure {value['mean_exposure']:.2f}")
+                    lines.append(
+                        f"- {where}: {value['recovered']} of {canaries['secrets']} recovered, "
+                        f"mean exposure {value['mean_exposure']:.2f}"
+                    )
         if summary["data_amounts"]:
             lines += ["", f"{name} with part of each profile:", ""]
             for fraction, row in summary["data_amounts"].items():
@@ -77,18 +106,33 @@ def markdown(results: dict) -> str:
 
 
 def diagnostics_markdown(diagnostics: dict) -> list[str]:
-    lines = ["What retrieval gave the model, and what it did with it (bench/lamp/diagnose.py):", "",
-             "| method | best ROUGE-1 of the gold vs a retrieved snippet | answer words found in a snippet "
-             "| answers copied from a snippet | context words |", "|---|---|---|---|---|"]
+    lines = [
+        "What retrieval gave the model, and what it did with it (bench/lamp/diagnose.py):",
+        "",
+        "| method | best ROUGE-1 of the gold vs a retrieved snippet | answer words found in a snippet "
+        "| answers copied from a snippet | context words |",
+        "|---|---|---|---|---|",
+    ]
     for method, row in diagnostics["rag"].items():
-        lines.append(f"| {method} | {row['gold_vs_best_snippet_rouge1']:.3f} | {row['answer_words_found_in_a_snippet']:.0%} "
-                     f"| {row['answers_copied_from_a_snippet']:.0%} | {row['context_words']:.0f} |")
+        lines.append(
+            f"| {method} | {row['gold_vs_best_snippet_rouge1']:.3f} | {row['answer_words_found_in_a_snippet']:.0%} "
+            f"| {row['answers_copied_from_a_snippet']:.0%} | {row['context_words']:.0f} |"
+        )
     likelihood = diagnostics["held_out_loglik_per_token"]
-    lines += ["", "Held-out log-likelihood per token of the users' own outputs (what training and the merge search "
-              "optimize; higher is better): " + ", ".join(f"{label} {value:.3f}" for label, value in likelihood.items()) + "."]
+    lines += [
+        "",
+        "Held-out log-likelihood per token of the users' own outputs (what training and the merge search "
+        "optimize; higher is better): "
+        + ", ".join(f"{label} {value:.3f}" for label, value in likelihood.items())
+        + ".",
+    ]
     words = diagnostics["answer_words"]
-    lines += ["", f"Answer length in words: gold {words['gold']:.1f}; "
-              + ", ".join(f"{m} {v:.1f}" for m, v in words.items() if m != "gold") + "."]
+    lines += [
+        "",
+        f"Answer length in words: gold {words['gold']:.1f}; "
+        + ", ".join(f"{m} {v:.1f}" for m, v in words.items() if m != "gold")
+        + ".",
+    ]
     return lines
 
 
@@ -104,8 +148,12 @@ def plots(results: dict, folder: Path) -> list[Path]:
         name = summary["primary_metric"]
         methods = list(summary["methods"])
         values = [summary["methods"][m]["overall"][name] for m in methods]
-        errors = np.array([[v - summary["methods"][m]["ci95"][name][0], summary["methods"][m]["ci95"][name][1] - v]
-                           for m, v in zip(methods, values)]).T
+        errors = np.array(
+            [
+                [v - summary["methods"][m]["ci95"][name][0], summary["methods"][m]["ci95"][name][1] - v]
+                for m, v in zip(methods, values)
+            ]
+        ).T
         fig, ax = plt.subplots(figsize=(9, 0.35 * len(methods) + 1.5))
         ax.barh(methods, values, xerr=errors, color="#4a7ab5")
         ax.invert_yaxis()

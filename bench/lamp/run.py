@@ -30,8 +30,13 @@ def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | Non
     if lamp:
         return load(*lamp)
     if not questions.exists():
-        built = BUILDERS[task](users=plan.users, questions=plan.questions, profile=plan.profile[task], seed=plan.seed,
-                               words=plan.article_words)
+        built = BUILDERS[task](
+            users=plan.users,
+            questions=plan.questions,
+            profile=plan.profile[task],
+            seed=plan.seed,
+            words=plan.article_words,
+        )
         built.write(folder)
     dataset = load(questions, outputs)
     dataset.manifest = json.loads((folder / f"{task}_manifest.json").read_text())
@@ -64,7 +69,9 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                 continue  # no community to merge, or nothing of this user's to score a merge on
             on_stage(f"{task}: merges for {user}")
             alphas = plan.alphas if number < plan.sweep_users else (0.0, plan.alpha)
-            models[user].merges = space.merges(task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha})))
+            models[user].merges = space.merges(
+                task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha}))
+            )
         if plan.oppu_variants:
             for user in trained:
                 on_stage(f"{task}: OPPU trained with memory for {user}")
@@ -72,8 +79,9 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                 merged = models[user].merged().get(f"prime-a{plan.alpha:g}")
                 if merged:
                     on_stage(f"{task}: OPPU on top of PriME for {user}")
-                    models[user].prime_oppu = space.train_oppu(task, user, stores[user], "prime-oppu",
-                                                               start=merged["path"])
+                    models[user].prime_oppu = space.train_oppu(
+                        task, user, stores[user], "prime-oppu", start=merged["path"]
+                    )
         predictions: dict[str, dict[str, dict]] = {}
         table = methods_for(plan, any(models[u].merges for u in users))
         for user in users:
@@ -83,8 +91,15 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                 served = as_served(spec, record is not None)
                 name = method if served == spec else "cold start"
                 predictions.setdefault(method, {})[user] = space.predict(
-                    task, user, dataset.of(user), name, stores[user], record["path"] if record else None,
-                    served.rag, served.layout)
+                    task,
+                    user,
+                    dataset.of(user),
+                    name,
+                    stores[user],
+                    record["path"] if record else None,
+                    served.rag,
+                    served.layout,
+                )
         on_stage(f"{task}: amount of user data")
         by_amount = amounts.run(space, task, dataset, plan)
         on_stage(f"{task}: privacy")

@@ -65,6 +65,10 @@ def rank_correlation(x, y) -> float:
 def similarity_predicts_attack(privacy: dict) -> tuple[float, int]:
     """Does what the privacy penalty lowers (output similarity to the closest sharer) go with
     what the attack finds (AUROC on the sharers' items)? (rank correlation, merges counted)."""
-    pairs = [(r["similarity"], r["auroc_mean"]) for by_user in privacy["merged"].values() for r in by_user.values()
-             if r.get("similarity") is not None]
+    pairs = [
+        (r["similarity"], r["auroc_mean"])
+        for by_user in privacy["merged"].values()
+        for r in by_user.values()
+        if r.get("similarity") is not None
+    ]
     return (rank_correlation(*zip(*pairs)) if len(pairs) >= 3 else float("nan")), len(pairs)

@@ -20,8 +20,12 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
         table[method] = {
             "overall": aggregate(task, preds, gold),
             "ci95": bootstrap(task, preds, gold, plan.seed),
-            "per_user": {u: aggregate(task, list(by_user[u]["predictions"].values()),
-                                      [golds[i] for i in by_user[u]["predictions"]]) for u in users},
+            "per_user": {
+                u: aggregate(
+                    task, list(by_user[u]["predictions"].values()), [golds[i] for i in by_user[u]["predictions"]]
+                )
+                for u in users
+            },
             "inference_seconds_per_user": float(np.mean([by_user[u]["seconds"] for u in users])),
         }
     base = table["non-personalized"]["overall"][name]
@@ -29,9 +33,16 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
         value = row["overall"][name]
         row["gain"] = ((value - base) if higher else (base - value)) / base if base else float("nan")
         row.update(_costs(costs[method]))
-    return {"task": task, "primary_metric": name, "manifest": dataset.manifest, "users": users,
-            "questions": len(dataset.questions), "methods": table, "data_amounts": amounts,
-            "privacy": {**privacy, **privacy_statistics(privacy)}}
+    return {
+        "task": task,
+        "primary_metric": name,
+        "manifest": dataset.manifest,
+        "users": users,
+        "questions": len(dataset.questions),
+        "methods": table,
+        "data_amounts": amounts,
+        "privacy": {**privacy, **privacy_statistics(privacy)},
+    }
 
 
 def privacy_statistics(privacy: dict) -> dict:
@@ -48,6 +59,8 @@ def privacy_statistics(privacy: dict) -> dict:
 def _costs(records: list[dict | None]) -> dict:
     """Seconds to make a method's model per user, its file size, its stage's memory mark."""
     found = [r for r in records if r]
-    return {"model_seconds_per_user": float(np.mean([r.get("seconds", 0.0) for r in found])) if found else 0.0,
-            "adapter_bytes_per_user": int(np.mean([r.get("bytes", 0) for r in found])) if found else 0,
-            "peak_mib_of_its_stage": float(max(r.get("peak_mib") or 0 for r in found)) if found else None}
+    return {
+        "model_seconds_per_user": float(np.mean([r.get("seconds", 0.0) for r in found])) if found else 0.0,
+        "adapter_bytes_per_user": int(np.mean([r.get("bytes", 0) for r in found])) if found else 0,
+        "peak_mib_of_its_stage": float(max(r.get("peak_mib") or 0 for r in found)) if found else None,
+    }

@@ -56,7 +56,7 @@ class Workspace:
         db = open_database(self.folder(task, user) / name)
         if not db.execute("SELECT COUNT(*) FROM sources").fetchone()[0]:
             profile = sorted(questions[0].profile, key=lambda item: str(item.get("date", "")))
-            profile = profile[len(profile) - max(1, round(len(profile) * fraction)):]  # the newest part
+            profile = profile[len(profile) - max(1, round(len(profile) * fraction)) :]  # the newest part
             path = self.folder(task, user) / f"profile-{int(fraction * 100)}.json"
             path.write_text(json.dumps([{"id": f"{user}-profile", "input": "", "profile": profile}]))
             ingest.import_paths(db, [path])
@@ -69,8 +69,9 @@ class Workspace:
 
     # -- adapters --------------------------------------------------------------------------------
 
-    def train_oppu(self, task: str, user: str, db, name: str = "oppu", memory: bool = False,
-                   start: str | None = None) -> dict:
+    def train_oppu(
+        self, task: str, user: str, db, name: str = "oppu", memory: bool = False, start: str | None = None
+    ) -> dict:
         """The user's own adapter (OPPU): on their profile alone, or `memory`: each example with
         what recall gives it, laid out as chat lays it out; from `start` (a merge) if given."""
         from merger.formats import gguf_lora
@@ -83,13 +84,24 @@ class Workspace:
                 return {"path": None, "cold_start": True, "examples": len(example_set.train), "seconds": 0.0}
             length = self.plan.max_length + (self.plan.memory_room if memory else 0)
             config = trainer.TrainConfig(epochs=self.plan.epochs, max_length=length, seed=self.plan.seed)
-            result = trainer.train(self.base, example_set, config, system=self.settings.system_prompt,
-                                   workdir=self.folder(task, user) / f"train-{name}", min_examples=self.plan.min_examples,
-                                   start_from=self.lora(start) if start else None)
+            result = trainer.train(
+                self.base,
+                example_set,
+                config,
+                system=self.settings.system_prompt,
+                workdir=self.folder(task, user) / f"train-{name}",
+                min_examples=self.plan.min_examples,
+                start_from=self.lora(start) if start else None,
+            )
             path = gguf_lora.write(result.lora, self.folder(task, user) / f"{name}.gguf", self.arch)
-            return {"path": str(path), "seconds": result.seconds,
-                    "bytes": path.stat().st_size, "examples": len(example_set.train),
-                    "held_out_before": result.held_out_before, "held_out_after": result.held_out_after}
+            return {
+                "path": str(path),
+                "seconds": result.seconds,
+                "bytes": path.stat().st_size,
+                "examples": len(example_set.train),
+                "held_out_before": result.held_out_before,
+                "held_out_after": result.held_out_after,
+            }
 
         return cached(self.folder(task, user) / f"{name}.json", compute)
 
@@ -110,8 +122,16 @@ class Workspace:
 
         return gguf_lora.read(Path(path), self.arch)
 
-    def merges(self, task: str, user: str, db, pool: dict[str, str], alphas: tuple[float, ...],
-               tag: str = "", baselines: bool = True) -> dict:
+    def merges(
+        self,
+        task: str,
+        user: str,
+        db,
+        pool: dict[str, str],
+        alphas: tuple[float, ...],
+        tag: str = "",
+        baselines: bool = True,
+    ) -> dict:
         """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
         LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
         user's held-out examples."""
@@ -123,8 +143,14 @@ class Workspace:
             names = sorted(pool)
             loras = [self.lora(pool[n]) for n in names]
             held_out = self.examples(db).held_out[: self.plan.held_out]
-            scoring_set = scoring.prepare(self.base, held_out, self.settings.system_prompt, max_length=self.plan.max_length,
-                                          probes=self.plan.probes, probe_tokens=self.plan.probe_tokens)
+            scoring_set = scoring.prepare(
+                self.base,
+                held_out,
+                self.settings.system_prompt,
+                max_length=self.plan.max_length,
+                probes=self.plan.probes,
+                probe_tokens=self.plan.probe_tokens,
+            )
             backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
             out = {"adapters": names}
             try:
@@ -137,13 +163,26 @@ class Workspace:
                     merged = scoring.combine(loras, np.asarray(weights), "elementwise")
                     path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
                     utility, sim = evaluate(weights)
-                    out[label] = {"path": str(path), "weights": [float(w) for w in weights], "seconds": seconds,
-                                  "utility": utility, "similarity": sim, "bytes": path.stat().st_size, **(extra or {})}
+                    out[label] = {
+                        "path": str(path),
+                        "weights": [float(w) for w in weights],
+                        "seconds": seconds,
+                        "utility": utility,
+                        "similarity": sim,
+                        "bytes": path.stat().st_size,
+                        **(extra or {}),
+                    }
 
                 for alpha in alphas:
                     started = time.perf_counter()
-                    result = search.evolve(evaluate, len(loras), budget=self.plan.budget, alpha=alpha,
-                                           optimizer="NGOpt", seed=self.plan.seed)
+                    result = search.evolve(
+                        evaluate,
+                        len(loras),
+                        budget=self.plan.budget,
+                        alpha=alpha,
+                        optimizer="NGOpt",
+                        seed=self.plan.seed,
+                    )
                     save(f"prime-a{alpha:g}", result.best.weights, time.perf_counter() - started + probe_seconds)
                 if baselines:
                     self._baselines(names, evaluate, save)
@@ -175,8 +214,17 @@ class Workspace:
 
     # -- answers -----------------------------------------------------------------------------------
 
-    def predict(self, task: str, user: str, questions: list[Question], method: str, db, adapter: str | None,
-                rag: tuple[str, int] | None, layout: str | None = None) -> dict:
+    def predict(
+        self,
+        task: str,
+        user: str,
+        questions: list[Question],
+        method: str,
+        db,
+        adapter: str | None,
+        rag: tuple[str, int] | None,
+        layout: str | None = None,
+    ) -> dict:
         """Greedy answers to a user's questions, with memory laid out as `myna ask` lays it
         out (assistant.replies.with_memory) when `rag` is given; what each prompt held is
         kept with the answer."""
@@ -186,8 +234,9 @@ class Workspace:
 
         settings = self.settings
         if rag:
-            settings = replace(settings, retrieval_mode=rag[0], retrieval_top_k=rag[1],
-                               memory_layout=layout or settings.memory_layout)
+            settings = replace(
+                settings, retrieval_mode=rag[0], retrieval_top_k=rag[1], memory_layout=layout or settings.memory_layout
+            )
         memory_key = json.dumps([asdict(settings), adapter], sort_keys=True) if rag else str(adapter)
         digest = hashlib.sha256(memory_key.encode()).hexdigest()[:8]
 
@@ -205,8 +254,9 @@ class Workspace:
                 budget = self.engine.context_size - MAX_TOKENS[task] - 8
                 if len(tokens) > budget:  # an overlong article: keep the instructions and the answer's start
                     tokens = tokens[: budget // 2] + tokens[-budget // 2 :]
-                done = self.engine.generate(tokens, params, lambda piece: None,
-                                            favoured=replies.favoured_tokens(self.engine, grounded.quoted))
+                done = self.engine.generate(
+                    tokens, params, lambda piece: None, favoured=replies.favoured_tokens(self.engine, grounded.quoted)
+                )
                 predictions[question.id] = done.text.strip()
                 contexts[question.id] = [memory.text for memory in grounded.used]
             self.engine.set_adapters([])

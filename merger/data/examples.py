@@ -91,8 +91,10 @@ def chat_examples(db: sqlite_utils.Database) -> list[Example]:
            WHERE a.role = 'assistant' AND (f.rating = 1 OR f.correction IS NOT NULL)
            ORDER BY a.id"""
     )
-    return [Example(user, correction or reply, "chat", date, conversation=conversation)
-            for user, reply, rating, correction, date, conversation in rows]
+    return [
+        Example(user, correction or reply, "chat", date, conversation=conversation)
+        for user, reply, rating, correction, date, conversation in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,17 @@ def record_example(kind: str, date: str | None, text: str) -> Example | None:
     head, _, rest = text.partition("\n")
     # E-mails and titled notes teach the user's voice (the body), not their subject lines.
     if kind == "email" and head.startswith("Subject: ") and rest.strip():
-        return Example(f"Write an email with the subject: {head.removeprefix('Subject: ')}", _cap(rest.strip()), kind, date)
+        return Example(
+            f"Write an email with the subject: {head.removeprefix('Subject: ')}", _cap(rest.strip()), kind, date
+        )
     if head.startswith("#") and rest.strip():
         return Example(f"Write a note titled: {head.lstrip('#').strip()}", _cap(rest.strip()), kind, date)
     words = text.split()
     if len(words) >= 24:
         cut = max(8, len(words) // 4)
-        return Example(f"Continue this {kind} in my words: {' '.join(words[:cut])}", _cap(" ".join(words[cut:])), kind, date)
+        return Example(
+            f"Continue this {kind} in my words: {' '.join(words[:cut])}", _cap(" ".join(words[cut:])), kind, date
+        )
     return None
 
 
@@ -153,8 +159,9 @@ def split(examples: list[Example], *, held_out_fraction: float = 0.2, seed: int 
     return ExampleSet(train=order[n_held:], held_out=order[:n_held])
 
 
-def from_store(db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, seed: int = 0,
-               memory: Settings | None = None) -> ExampleSet:
+def from_store(
+    db: sqlite_utils.Database, *, held_out_fraction: float = 0.2, seed: int = 0, memory: Settings | None = None
+) -> ExampleSet:
     """The user's examples, split. With `memory` (the user's settings), each carries what
     recall gives its input from the rest of the history."""
     examples = chat_examples(db)
@@ -185,6 +192,7 @@ def with_memory(db: sqlite_utils.Database, examples: list[Example], settings: Se
         given = tuple(r.memory for r in found)
         if example.memory:
             given = (example.memory + tuple(m for m in given if m.id not in {g.id for g in example.memory}))[
-                : max(settings.retrieval_top_k, 1)]
+                : max(settings.retrieval_top_k, 1)
+            ]
         out.append(replace(example, memory=given, layout=settings.memory_layout))
     return out

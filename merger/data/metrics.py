@@ -92,14 +92,22 @@ def label_of(prediction: str, labels: tuple[str, ...]) -> str:
 
 # -- one dispatch for every caller: merge scoring and the benchmark ------------------------------
 
-PRIMARY = {"rouge": ("ROUGE-1", True), "accuracy": ("accuracy", True), "mae": ("MAE", False)}  # (name, higher is better)
+PRIMARY = {
+    "rouge": ("ROUGE-1", True),
+    "accuracy": ("accuracy", True),
+    "mae": ("MAE", False),
+}  # (name, higher is better)
 
 
-def task_scores(kind: str, predictions: list[str], references: list[str], labels: tuple[str, ...] = ()) -> dict[str, float]:
+def task_scores(
+    kind: str, predictions: list[str], references: list[str], labels: tuple[str, ...] = ()
+) -> dict[str, float]:
     """Every metric LaMP reports for a task of this kind ("rouge", "accuracy" or "mae")."""
     if kind == "rouge":
-        return {"ROUGE-1": float(np.mean([rouge_1(p, r) for p, r in zip(predictions, references)])),
-                "ROUGE-L": float(np.mean([rouge_l(p, r) for p, r in zip(predictions, references)]))}
+        return {
+            "ROUGE-1": float(np.mean([rouge_1(p, r) for p, r in zip(predictions, references)])),
+            "ROUGE-L": float(np.mean([rouge_l(p, r) for p, r in zip(predictions, references)])),
+        }
     if kind == "accuracy":
         found = [label_of(p, labels) for p in predictions]
         return {"accuracy": accuracy(found, references), "F1": macro_f1(found, references, list(labels))}

@@ -60,7 +60,9 @@ def from_peft(tensors: dict[str, np.ndarray], config: dict, *, source: str) -> L
     for name, tensor in tensors.items():
         match = _PEFT_KEY.match(name)
         if not match or match.group(3) not in GGUF_NAMES:
-            raise MynaError(f"{source} holds an unexpected tensor '{name}'; it is not a LoRA adapter for a llama model.")
+            raise MynaError(
+                f"{source} holds an unexpected tensor '{name}'; it is not a LoRA adapter for a llama model."
+            )
         layer, _, projection, which = match.groups()
         pairs.setdefault(key(int(layer), GGUF_NAMES[projection]), {})[which] = np.asarray(tensor, dtype=np.float32)
     if not pairs:
@@ -102,7 +104,9 @@ def read_peft(path: Path) -> Lora:
     try:
         tensors = load_file(str(weights_file))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise MynaError(f"{weights_file} is not a readable safetensors file ({exc}); it is damaged or truncated.") from None
+        raise MynaError(
+            f"{weights_file} is not a readable safetensors file ({exc}); it is damaged or truncated."
+        ) from None
     try:
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     except ValueError as exc:
@@ -129,7 +133,9 @@ def load(path: Path, arch: Architecture) -> Lora:
         lora = read_peft(path)
         gguf_lora.check_shapes(lora, arch, source=str(path))
     else:
-        raise MynaError(f"{path}: Myna reads adapters as .gguf or PEFT .safetensors files, not '{suffix or 'no extension'}'.")
+        raise MynaError(
+            f"{path}: Myna reads adapters as .gguf or PEFT .safetensors files, not '{suffix or 'no extension'}'."
+        )
     if not lora.base_fingerprint:
         lora.base_fingerprint = arch.fingerprint  # shapes matched: as close as the file lets us check
     return lora

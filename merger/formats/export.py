@@ -17,7 +17,9 @@ FILES = ("adapter.gguf", PEFT_WEIGHTS, PEFT_CONFIG, "card.json")
 def export_adapter(adapter: Adapter, output: Path) -> list[Path]:
     missing = [name for name in FILES if not (adapter.folder / name).is_file()]
     if missing:
-        raise MynaError(f"Adapter '{adapter.name}' is missing {', '.join(missing)} in {adapter.folder}; train it again.")
+        raise MynaError(
+            f"Adapter '{adapter.name}' is missing {', '.join(missing)} in {adapter.folder}; train it again."
+        )
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -81,7 +81,9 @@ def read(path: Path, arch: Architecture | None = None) -> Lora:
         if not match:
             raise MynaError(f"{path} holds an unexpected tensor '{tensor.name}'; it is not an adapter Myna can use.")
         if tensor.tensor_type.name not in ("F32", "F16"):
-            raise MynaError(f"{path} stores '{tensor.name}' as {tensor.tensor_type.name}; only F32 and F16 adapters are supported.")
+            raise MynaError(
+                f"{path} stores '{tensor.name}' as {tensor.tensor_type.name}; only F32 and F16 adapters are supported."
+            )
         layer, module, which = match.groups()
         pairs.setdefault(f"blk.{layer}.{module}", {})[which] = np.array(tensor.data, dtype=np.float32)
     if not pairs:
@@ -93,7 +95,7 @@ def read(path: Path, arch: Architecture | None = None) -> Lora:
         weights[key] = (pair["a"], pair["b"])
     rank = next(iter(weights.values()))[0].shape[0]
     metadata = {
-        name[len(META_PREFIX):]: str(item.contents())
+        name[len(META_PREFIX) :]: str(item.contents())
         for name, item in reader.fields.items()
         if name.startswith(META_PREFIX)
     }

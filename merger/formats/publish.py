@@ -61,9 +61,18 @@ def card_for_training(result, examples, base_name: str, fingerprint: str, system
         "method": "LoRA trained on the user's own history (OPPU)",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "base_model": {"name": base_name, "fingerprint": fingerprint},
-        "lora": {"rank": result.config["rank"], "alpha": result.config["alpha"], "targets": list(result.config["targets"])},
-        "training": {**result.config, "steps": result.total_steps, "seconds": round(result.seconds, 1),
-                     "tokens": result.tokens, "system_prompt": system},
+        "lora": {
+            "rank": result.config["rank"],
+            "alpha": result.config["alpha"],
+            "targets": list(result.config["targets"]),
+        },
+        "training": {
+            **result.config,
+            "steps": result.total_steps,
+            "seconds": round(result.seconds, 1),
+            "tokens": result.tokens,
+            "system_prompt": system,
+        },
         "data": summary,
         "metrics": {
             "held_out_nll_before": result.held_out_before,
@@ -71,7 +80,7 @@ def card_for_training(result, examples, base_name: str, fingerprint: str, system
             "final_train_loss": result.losses[-1] if result.losses else None,
         },
         "privacy": "Trained on the personal data counted above. An adapter can reveal what it was trained on: "
-                   "share it only with people you would show that data to.",
+        "share it only with people you would show that data to.",
     }
 
 
@@ -98,8 +107,13 @@ def card_markdown(name: str, card: dict) -> str:
         lines.append(f"- Dates of that data: {data['first_date']} to {data['last_date']}")
     if card.get("merge"):
         merge = card["merge"]
-        lines += ["", "## Merge", "", f"- Community adapters: {', '.join(merge.get('adapters', []))}",
-                  f"- Weights: {merge.get('weights')}"]
+        lines += [
+            "",
+            "## Merge",
+            "",
+            f"- Community adapters: {', '.join(merge.get('adapters', []))}",
+            f"- Weights: {merge.get('weights')}",
+        ]
     lines += ["", "## Metrics", ""]
     lines += [f"- {name_}: {value}" for name_, value in metrics.items()]
     lines += ["", "## Privacy", "", card.get("privacy", ""), ""]

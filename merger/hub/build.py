@@ -67,8 +67,14 @@ def build(
         if len(examples) < 8:
             raise MynaError(f"'{author}' has {len(examples)} usable texts; a community adapter needs at least 8.")
         with tempfile.TemporaryDirectory(prefix="myna-hub-") as workdir:  # checkpoints, removed when done
-            result = train(base, split(examples, held_out_fraction=0.0), config, system=system,
-                           workdir=Path(workdir), min_examples=8)
+            result = train(
+                base,
+                split(examples, held_out_fraction=0.0),
+                config,
+                system=system,
+                workdir=Path(workdir),
+                min_examples=8,
+            )
         target = folder / "adapters" / f"{author}.gguf"
         result.lora.metadata = {"author": author}
         gguf_lora.write(result.lora, target, arch)

@@ -56,7 +56,9 @@ class Hub:
         for entry in self.entries:
             if entry.name == name:
                 return entry
-        raise MynaError(f"The hub at {self.location} has no adapter called '{name}'; `myna adapters search` lists them.")
+        raise MynaError(
+            f"The hub at {self.location} has no adapter called '{name}'; `myna adapters search` lists them."
+        )
 
 
 def is_url(location: str) -> bool:
@@ -89,8 +91,9 @@ def search(hub: Hub, query: str = "") -> list[Entry]:
     return [e for e in hub.entries if all(w in f"{e.name} {e.description}".lower() for w in words)]
 
 
-def pull(db: sqlite_utils.Database, hub: Hub, name: str, arch: Architecture,
-         on_progress: Progress | None = None) -> adapters.Adapter:
+def pull(
+    db: sqlite_utils.Database, hub: Hub, name: str, arch: Architecture, on_progress: Progress | None = None
+) -> adapters.Adapter:
     """Download, verify and install one adapter (not activated)."""
     entry = hub.find(name)
     if entry.base_fingerprint != arch.fingerprint:
@@ -121,12 +124,19 @@ def pull(db: sqlite_utils.Database, hub: Hub, name: str, arch: Architecture,
         lora = bridge.load(complete, arch)  # format, shapes and base model, before installing
         from merger.formats.publish import publish
 
-        card = {**entry.data_card, "kind": "community", "hub": hub.location, "license": entry.license,
-                "description": entry.description, "sha256": entry.sha256}
+        card = {
+            **entry.data_card,
+            "kind": "community",
+            "hub": hub.location,
+            "license": entry.license,
+            "description": entry.description,
+            "sha256": entry.sha256,
+        }
         if entry.profile_vector:
             card["profile_vector"] = entry.profile_vector
-        return publish(db, lora, arch, stem=name, kind="community", card=card, activate=False,
-                       reason=f"pulled from {hub.location}")
+        return publish(
+            db, lora, arch, stem=name, kind="community", card=card, activate=False, reason=f"pulled from {hub.location}"
+        )
     finally:
         complete.unlink(missing_ok=True)
 
@@ -193,4 +203,3 @@ def write_index(folder: Path, name: str, entries: list[Entry]) -> Path:
     payload = {"format": FORMAT, "name": name, "adapters": [asdict(e) for e in entries]}
     atomic_write_text(folder / INDEX, json.dumps(payload, indent=1) + "\n")
     return folder / INDEX
-

@@ -57,7 +57,9 @@ class _Limited:
         self.handle.close()
 
 
-def make_server(folder: Path, port: int = 0, handler: type[SimpleHTTPRequestHandler] = RangeHandler) -> ThreadingHTTPServer:
+def make_server(
+    folder: Path, port: int = 0, handler: type[SimpleHTTPRequestHandler] = RangeHandler
+) -> ThreadingHTTPServer:
     """A server for `folder` on 127.0.0.1 (port 0: any free port; `server.server_port` says which)."""
     if not (Path(folder) / "index.json").is_file():
         from assistant.errors import MynaError

@@ -68,25 +68,38 @@ def personalize(
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="myna-personalize-") as workdir, ExitStack() as resources:
-                outcome = _run(db, settings, model, config, run_id, started, on_progress, should_stop,
-                               Path(workdir), resources)
+                outcome = _run(
+                    db, settings, model, config, run_id, started, on_progress, should_stop, Path(workdir), resources
+                )
         except KeyboardInterrupt:
             runs.finish(db, run_id, "cancelled", message="stopped by the user", seconds=time.perf_counter() - started)
             raise
         except Exception as exc:
             runs.finish(db, run_id, "failed", message=str(exc), seconds=time.perf_counter() - started)
             raise
-        runs.finish(db, run_id, outcome.status, adapters=outcome.adapters, weights=outcome.weights,
-                    fitness_before=outcome.fitness_before, fitness_after=outcome.fitness_after,
-                    similarity_before=outcome.similarity_before, similarity_after=outcome.similarity_after,
-                    seconds=outcome.seconds, published=outcome.published, message=outcome.message)
+        runs.finish(
+            db,
+            run_id,
+            outcome.status,
+            adapters=outcome.adapters,
+            weights=outcome.weights,
+            fitness_before=outcome.fitness_before,
+            fitness_after=outcome.fitness_after,
+            similarity_before=outcome.similarity_before,
+            similarity_after=outcome.similarity_after,
+            seconds=outcome.seconds,
+            published=outcome.published,
+            message=outcome.message,
+        )
         return outcome
 
 
-def _run(db, settings, model, config, run_id, started, on_progress, should_stop, workdir: Path,
-         resources: ExitStack) -> Outcome:
+def _run(
+    db, settings, model, config, run_id, started, on_progress, should_stop, workdir: Path, resources: ExitStack
+) -> Outcome:
     """The run itself; every backend it opens is closed by `resources`, every file it writes
     is under `workdir` (removed afterwards) or published."""
+
     def report(phase: str, done: int = 0, total: int = 0) -> None:
         runs.progress(db, run_id, phase, done, total)
         if on_progress:
@@ -106,8 +119,10 @@ def _run(db, settings, model, config, run_id, started, on_progress, should_stop,
         )
     community = [a for a in adapters.listing(db) if a.kind == "community" and a.base_fingerprint == arch.fingerprint]
     if not community:
-        raise MynaError("No community adapters are installed for this model; pull some with "
-                        "`myna adapters pull NAME --hub LOCATION` (a hub can be made with `myna hub build`).")
+        raise MynaError(
+            "No community adapters are installed for this model; pull some with "
+            "`myna adapters pull NAME --hub LOCATION` (a hub can be made with `myna hub build`)."
+        )
     report("choosing community adapters")
     chosen = [adapter for adapter, _ in selection.rank(db, community)[: config.max_adapters]]
     loras = [gguf_lora.read(a.gguf, arch) for a in chosen]
@@ -116,9 +131,12 @@ def _run(db, settings, model, config, run_id, started, on_progress, should_stop,
 
     engine = Engine.from_settings(settings, model=model)
     current = adapters.active(db)
-    scoring_set = scoring.prepare(engine, held_out, system, max_length=config.max_length, probes=config.probes,
-                                  probe_tokens=config.probe_tokens)
-    llama_files = scoring.LlamaFileBackend(engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank)
+    scoring_set = scoring.prepare(
+        engine, held_out, system, max_length=config.max_length, probes=config.probes, probe_tokens=config.probe_tokens
+    )
+    llama_files = scoring.LlamaFileBackend(
+        engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank
+    )
     resources.callback(llama_files.close)
     backend, base = _backend(config, engine, loras, spec, workdir, chosen)
     resources.callback(backend.close)
@@ -139,10 +157,16 @@ def _run(db, settings, model, config, run_id, started, on_progress, should_stop,
     else:
         search_sharers = sharers
 
-    evaluate = scoring.evaluator(backend, scoring_set, search_sharers if config.alpha > 0 else [], config.metric,
-                                 config.task)
+    evaluate = scoring.evaluator(
+        backend, scoring_set, search_sharers if config.alpha > 0 else [], config.metric, config.task
+    )
     result = evolve(
-        evaluate, len(loras), budget=config.budget, alpha=config.alpha, optimizer=config.optimizer, seed=config.seed,
+        evaluate,
+        len(loras),
+        budget=config.budget,
+        alpha=config.alpha,
+        optimizer=config.optimizer,
+        seed=config.seed,
         on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),
         should_stop=should_stop,
     )
@@ -167,42 +191,75 @@ def _run(db, settings, model, config, run_id, started, on_progress, should_stop,
     engine.set_adapters([])
     names = [a.name for a in chosen]
     weights = [round(float(w), 4) for w in best_weights]
-    common = dict(run_id=run_id, adapters=names, weights=weights, fitness_before=fitness_before, fitness_after=fitness_after,
-                  similarity_before=before_similarity, similarity_after=after_similarity)
+    common = dict(
+        run_id=run_id,
+        adapters=names,
+        weights=weights,
+        fitness_before=fitness_before,
+        fitness_after=fitness_after,
+        similarity_before=before_similarity,
+        similarity_after=after_similarity,
+    )
     if fitness_after <= fitness_before:
-        return Outcome(**common, status="no-improvement", published=None, seconds=time.perf_counter() - started,
-                       message=f"the best merge scored {fitness_after:.4f}, not better than the current "
-                               f"{fitness_before:.4f}; the current adapter stays")
+        return Outcome(
+            **common,
+            status="no-improvement",
+            published=None,
+            seconds=time.perf_counter() - started,
+            message=f"the best merge scored {fitness_after:.4f}, not better than the current "
+            f"{fitness_before:.4f}; the current adapter stays",
+        )
 
     report("publishing")
     from merger.formats.publish import publish
 
     card = {
         "kind": kind,
-        "method": "evolutionary merge of community adapters (PriME)" + (" + own adapter (OPPU)" if kind == "personal" else ""),
+        "method": "evolutionary merge of community adapters (PriME)"
+        + (" + own adapter (OPPU)" if kind == "personal" else ""),
         "base_model": {"name": spec.name, "fingerprint": arch.fingerprint},
         "lora": {"rank": winner.rank, "alpha": winner.alpha, "targets": winner.modules()},
-        "merge": {"adapters": names, "weights": weights, "method": config.merge, "optimizer": config.optimizer,
-                  "budget": config.budget, "alpha": config.alpha},
-        "data": {**example_set.summary(), "used_for": "scoring the merge on held-out examples"
-                 + (" and training" if kind == "personal" else "")},
-        "metrics": {"fitness_before": fitness_before, "fitness_after": fitness_after,
-                    "utility_before": before_utility, "utility_after": after_utility,
-                    "similarity_to_closest_sharer_before": before_similarity,
-                    "similarity_to_closest_sharer_after": after_similarity, "metric": config.metric},
+        "merge": {
+            "adapters": names,
+            "weights": weights,
+            "method": config.merge,
+            "optimizer": config.optimizer,
+            "budget": config.budget,
+            "alpha": config.alpha,
+        },
+        "data": {
+            **example_set.summary(),
+            "used_for": "scoring the merge on held-out examples" + (" and training" if kind == "personal" else ""),
+        },
+        "metrics": {
+            "fitness_before": fitness_before,
+            "fitness_after": fitness_after,
+            "utility_before": before_utility,
+            "utility_after": after_utility,
+            "similarity_to_closest_sharer_before": before_similarity,
+            "similarity_to_closest_sharer_after": after_similarity,
+            "metric": config.metric,
+        },
         "privacy": "Merged from community adapters with weights chosen on your own history, which never left "
-                   "this machine. Share it only with people you would show that history to.",
+        "this machine. Share it only with people you would show that history to.",
     }
-    adapter = publish(db, winner, arch, stem=label, kind=kind, card=card, activate=True,
-                      reason=f"personalization run {run_id}")
-    return Outcome(**common, status="published", published=adapter.name, seconds=time.perf_counter() - started,
-                   message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}")
+    adapter = publish(
+        db, winner, arch, stem=label, kind=kind, card=card, activate=True, reason=f"personalization run {run_id}"
+    )
+    return Outcome(
+        **common,
+        status="published",
+        published=adapter.name,
+        seconds=time.perf_counter() - started,
+        message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}",
+    )
 
 
 def _backend(config, engine, loras, spec, workdir, chosen):
     if config.backend == "file":
-        return scoring.LlamaFileBackend(engine, loras, architecture(spec), workdir / "search", merge=config.merge,
-                                        rank=config.rank), None
+        return scoring.LlamaFileBackend(
+            engine, loras, architecture(spec), workdir / "search", merge=config.merge, rank=config.rank
+        ), None
     if config.backend == "scales":
         return scoring.LlamaScalesBackend(engine, [a.gguf for a in chosen]), None
     from merger.training import torch_model
@@ -220,8 +277,8 @@ def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
     if len(example_set.train) < example_builder.MIN_TRAIN:
         return None
     base = base or torch_model.load(spec)
-    train_config = trainer.TrainConfig(rank=merged.rank, alpha=merged.alpha, targets=tuple(merged.modules()),
-                                       seed=config.seed)
-    result = trainer.train(base, example_set, train_config, system=system,
-                           workdir=workdir, start_from=merged)
+    train_config = trainer.TrainConfig(
+        rank=merged.rank, alpha=merged.alpha, targets=tuple(merged.modules()), seed=config.seed
+    )
+    result = trainer.train(base, example_set, train_config, system=system, workdir=workdir, start_from=merged)
     return result.lora

@@ -60,8 +60,9 @@ def start(db: sqlite_utils.Database, config: dict) -> int:
 
 def progress(db: sqlite_utils.Database, run_id: int, phase: str, done: int, total: int) -> None:
     with db.conn:
-        db.execute("UPDATE personalization_runs SET phase = ?, done = ?, total = ? WHERE id = ?",
-                   (phase, done, total, run_id))
+        db.execute(
+            "UPDATE personalization_runs SET phase = ?, done = ?, total = ? WHERE id = ?", (phase, done, total, run_id)
+        )
 
 
 def finish(db: sqlite_utils.Database, run_id: int, status: str, **fields) -> None:
@@ -86,7 +87,10 @@ def skipped(db: sqlite_utils.Database, reason: str) -> int:
 
 def recent(db: sqlite_utils.Database, limit: int = 10) -> list[Run]:
     """The last runs, newest first, as recorded (see `mark_interrupted` for runs whose process died)."""
-    return [_run(row) for row in db.execute(f"SELECT {_COLUMNS} FROM personalization_runs ORDER BY id DESC LIMIT ?", (limit,))]
+    return [
+        _run(row)
+        for row in db.execute(f"SELECT {_COLUMNS} FROM personalization_runs ORDER BY id DESC LIMIT ?", (limit,))
+    ]
 
 
 def latest(db: sqlite_utils.Database) -> Run | None:

@@ -47,9 +47,9 @@ def unit_files(home: Path, hour: int, minute: int) -> dict[str, str]:
     name = unit_name(home)
     return {
         f"{name}.service": f"[Unit]\nDescription=Myna nightly personalization ({home})\n\n[Service]\nType=oneshot\n"
-                           f"ExecStart=/bin/sh -c '{command(home)}'\nNice=10\n",
+        f"ExecStart=/bin/sh -c '{command(home)}'\nNice=10\n",
         f"{name}.timer": f"[Unit]\nDescription=Myna nightly personalization ({home})\n\n[Timer]\n"
-                         f"OnCalendar=*-*-* {hour:02d}:{minute:02d}:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
+        f"OnCalendar=*-*-* {hour:02d}:{minute:02d}:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
     }
 
 
@@ -67,7 +67,9 @@ def _crontab_lines() -> list[str]:
 
 
 def _write_crontab(lines: list[str]) -> None:
-    written = subprocess.run(["crontab", "-"], input="\n".join(lines) + "\n" if lines else "", capture_output=True, text=True)
+    written = subprocess.run(
+        ["crontab", "-"], input="\n".join(lines) + "\n" if lines else "", capture_output=True, text=True
+    )
     if written.returncode != 0:
         raise MynaError(f"Cannot write your crontab ({written.stderr.strip()}).")
 
@@ -88,8 +90,10 @@ def install(hour: int = 3, minute: int = 30) -> str:
         lines = [line for line in _crontab_lines() if not line.endswith(marker(home))]
         _write_crontab(lines + [cron_line(home, hour, minute)])
         return f"crontab line, every night at {hour:02d}:{minute:02d}"
-    raise MynaError("Neither a systemd user session nor cron is available; install cron (e.g. `apt install cron`) "
-                    "or run `myna personalize` yourself.")
+    raise MynaError(
+        "Neither a systemd user session nor cron is available; install cron (e.g. `apt install cron`) "
+        "or run `myna personalize` yourself."
+    )
 
 
 def remove() -> str:
@@ -116,8 +120,11 @@ def status() -> str | None:
     """What is scheduled for this data folder, or None."""
     home = paths.data_dir()
     if systemd_available():
-        shown = subprocess.run(["systemctl", "--user", "list-timers", f"{unit_name(home)}.timer", "--no-pager"],
-                               capture_output=True, text=True)
+        shown = subprocess.run(
+            ["systemctl", "--user", "list-timers", f"{unit_name(home)}.timer", "--no-pager"],
+            capture_output=True,
+            text=True,
+        )
         if unit_name(home) in shown.stdout:
             return shown.stdout.strip()
     if cron_available():

@@ -76,4 +76,3 @@ def _truncate(a: np.ndarray, b: np.ndarray, rank: int) -> tuple[np.ndarray, np.n
     new_b = (qb @ u[:, :rank]) * root
     new_a = (root[:, None] * vt[:rank]) @ qa.T
     return new_a, new_b
-

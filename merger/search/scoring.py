@@ -50,8 +50,15 @@ class ScoringSet:
         return sum(len(e.ids) for e in self.encoded)
 
 
-def prepare(encoder, examples: list[Example], system: str, *, max_length: int = 192, probes: int = 6,
-            probe_tokens: int = PROBE_TOKENS) -> ScoringSet:
+def prepare(
+    encoder,
+    examples: list[Example],
+    system: str,
+    *,
+    max_length: int = 192,
+    probes: int = 6,
+    probe_tokens: int = PROBE_TOKENS,
+) -> ScoringSet:
     encoded = [encode_example(encoder, e, system, max_length) for e in examples]
     return ScoringSet(examples, encoded, [e.prompt for e in encoded[:probes]], probe_tokens)
 
@@ -94,8 +101,16 @@ class LlamaBackend:
 class LlamaFileBackend(LlamaBackend):
     name = "llama.cpp, one merged file per candidate"
 
-    def __init__(self, engine, loras: list[Lora], arch: Architecture, folder: Path, *, merge: str = "elementwise",
-                 rank: int | None = None) -> None:
+    def __init__(
+        self,
+        engine,
+        loras: list[Lora],
+        arch: Architecture,
+        folder: Path,
+        *,
+        merge: str = "elementwise",
+        rank: int | None = None,
+    ) -> None:
         super().__init__(engine)
         self.loras, self.arch, self.folder, self.merge, self.rank = loras, arch, Path(folder), merge, rank
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -143,8 +158,9 @@ class LlamaScalesBackend(LlamaBackend):
 class TorchBackend:
     name = "torch, merged matrices copied into PEFT, bfloat16 batches"
 
-    def __init__(self, base, loras: list[Lora], *, merge: str = "elementwise", rank: int | None = None,
-                 batch_size: int = 8) -> None:
+    def __init__(
+        self, base, loras: list[Lora], *, merge: str = "elementwise", rank: int | None = None, batch_size: int = 8
+    ) -> None:
         import torch
         from peft import LoraConfig, get_peft_model
 
@@ -154,9 +170,15 @@ class TorchBackend:
         self.modules = sorted({m for lora in loras for m in lora.modules()})
         self.width = merged_rank(loras, merge, rank)
         self.bf16 = bf16_native()
-        self.model = get_peft_model(base.model, LoraConfig(
-            r=self.width, lora_alpha=self.width, lora_dropout=0.0,
-            target_modules=sorted({HF_NAMES[m].split(".")[-1] for m in self.modules})))
+        self.model = get_peft_model(
+            base.model,
+            LoraConfig(
+                r=self.width,
+                lora_alpha=self.width,
+                lora_dropout=0.0,
+                target_modules=sorted({HF_NAMES[m].split(".")[-1] for m in self.modules}),
+            ),
+        )
         self.model.eval()
         self._torch = torch
         self.apply(np.zeros(len(loras)))
@@ -191,8 +213,9 @@ class TorchBackend:
         total, count = 0.0, 0
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             for start in range(0, len(scoring.encoded), self.batch_size):
-                loss, n = output_loss(self.model, scoring.encoded[start : start + self.batch_size],
-                                      self.base.end_of_turn, reduction="sum")
+                loss, n = output_loss(
+                    self.model, scoring.encoded[start : start + self.batch_size], self.base.end_of_turn, reduction="sum"
+                )
                 total += float(loss)
                 count += n
         return -total / max(count, 1)
@@ -215,8 +238,14 @@ class TorchBackend:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens,
-                                      do_sample=False, pad_token_id=pad, eos_token_id=pad)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=pad,
+            )
         return [self.base.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
 
     def close(self) -> None:
@@ -246,8 +275,9 @@ def similarity(candidate: list[str], sharers: list[list[str]]) -> tuple[float, i
     return scores[best], best
 
 
-def judge(backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood",
-          task: str | None = None) -> tuple[float, float | None]:
+def judge(
+    backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood", task: str | None = None
+) -> tuple[float, float | None]:
     """(utility, similarity to the closest sharer) of whatever the backend holds now; no
     similarity (None) when there are no sharers' outputs to compare with."""
     value = utility(backend, scoring, metric, task)
@@ -256,8 +286,9 @@ def judge(backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = 
     return value, similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
 
 
-def evaluator(backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood",
-              task: str | None = None):
+def evaluator(
+    backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood", task: str | None = None
+):
     """The search's fitness parts for a weight vector: weights -> judge(...). Each distinct
     point is evaluated once: optimizers revisit points, and several searches (one per alpha,
     the baselines) share one evaluator."""

@@ -29,8 +29,13 @@ class TorchBase:
         """The chat as the engine renders it (the same template, the same bos and eos text), so
         training and llama.cpp see the same token ids; a test checks they do."""
         template = self.spec.chat_template or self.tokenizer.chat_template or chat_template.CHATML
-        return chat_template.render(template, chat, bos_token=self.tokenizer.bos_token or "",
-                                    eos_token=self.tokenizer.eos_token or "", add_generation_prompt=add_generation_prompt)
+        return chat_template.render(
+            template,
+            chat,
+            bos_token=self.tokenizer.bos_token or "",
+            eos_token=self.tokenizer.eos_token or "",
+            add_generation_prompt=add_generation_prompt,
+        )
 
     def encode(self, text: str) -> list[int]:
         """Token ids of already-rendered text (special tokens like <|im_start|> included)."""

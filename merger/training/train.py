@@ -321,7 +321,9 @@ def _checkpoint(workdir: Path, run: str, step: int, losses: list[float], trainab
     with atomic_path(workdir / "checkpoint.safetensors") as tmp:
         save_file(tensors, str(tmp))
     # The JSON goes last: a checkpoint counts only once its description names it complete.
-    atomic_write_text(workdir / "checkpoint.json", json.dumps({"run": run, "step": step, "losses": losses, "adam_steps": adam_steps}))
+    atomic_write_text(
+        workdir / "checkpoint.json", json.dumps({"run": run, "step": step, "losses": losses, "adam_steps": adam_steps})
+    )
 
 
 def _resume(workdir: Path, run: str, trainable: dict, optimizer) -> tuple[int, list[float]]:

@@ -16,21 +16,42 @@ TRAINING = TrainConfig()
 
 @click.command()
 @click.option("--rank", type=int, default=TRAINING.rank, show_default=True, help="LoRA rank.")
-@click.option("--alpha", type=float, default=TRAINING.alpha, show_default=True, help="LoRA alpha (scale = alpha / rank).")
-@click.option("--targets", default=",".join(TRAINING.targets), show_default=True,
-              help=f"Projections to adapt: {', '.join(MODULES)}.")
+@click.option(
+    "--alpha", type=float, default=TRAINING.alpha, show_default=True, help="LoRA alpha (scale = alpha / rank)."
+)
+@click.option(
+    "--targets",
+    default=",".join(TRAINING.targets),
+    show_default=True,
+    help=f"Projections to adapt: {', '.join(MODULES)}.",
+)
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=TRAINING.learning_rate, show_default=True)
 @click.option("--epochs", type=int, default=TRAINING.epochs, show_default=True)
-@click.option("--max-length", type=int, default=TRAINING.max_length, show_default=True,
-              help="Longest example, in tokens.")
+@click.option(
+    "--max-length", type=int, default=TRAINING.max_length, show_default=True, help="Longest example, in tokens."
+)
 @click.option("--batch-size", type=int, default=TRAINING.batch_size, show_default=True)
-@click.option("--seed", type=int, default=TRAINING.seed, show_default=True, help="Same seed, same history: same adapter.")
+@click.option(
+    "--seed", type=int, default=TRAINING.seed, show_default=True, help="Same seed, same history: same adapter."
+)
 @click.option("--start-from", metavar="ADAPTER", help="Train on top of this adapter (a task-level one, as OPPU does).")
 @click.option("--name", help="The new adapter's name (default: personal).")
 @click.option("--no-activate", is_flag=True, help="Keep the current adapter active.")
 @pass_runtime
-def train(rt: Runtime, rank, alpha, targets, learning_rate, epochs, max_length, batch_size, seed, start_from, name,
-          no_activate) -> None:
+def train(
+    rt: Runtime,
+    rank,
+    alpha,
+    targets,
+    learning_rate,
+    epochs,
+    max_length,
+    batch_size,
+    seed,
+    start_from,
+    name,
+    no_activate,
+) -> None:
     """Train your own adapter on your history, and make it the active one.
 
     Examples come from replies you rated good or corrected, and from your imported
@@ -51,8 +72,14 @@ def train(rt: Runtime, rank, alpha, targets, learning_rate, epochs, max_length, 
     from tui.cli.signals import ctrl_c_stops
 
     config = TrainConfig(
-        rank=rank, alpha=alpha, targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
-        learning_rate=learning_rate, epochs=epochs, max_length=max_length, batch_size=batch_size, seed=seed,
+        rank=rank,
+        alpha=alpha,
+        targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_length=max_length,
+        batch_size=batch_size,
+        seed=seed,
     )
     config.check()
     example_set = examples.from_store(rt.db)
@@ -60,14 +87,22 @@ def train(rt: Runtime, rank, alpha, targets, learning_rate, epochs, max_length, 
     spec = resolve(rt.model_override or rt.settings.model)
     arch = architecture(spec)
     start = bridge.load(adapters.get(rt.db, start_from).gguf, arch) if start_from else None
-    click.echo(f"Training on {len(example_set.train)} examples ({len(example_set.held_out)} held out); "
-               "loading the base model for torch...", err=True)
+    click.echo(
+        f"Training on {len(example_set.train)} examples ({len(example_set.held_out)} held out); "
+        "loading the base model for torch...",
+        err=True,
+    )
     base = torch_model.load(spec)
     workdir = paths.subdir("training")
     try:
         with progress_bar("training", unit="steps") as update, ctrl_c_stops() as stop:
             result = trainer.train(
-                base, example_set, config, system=rt.settings.system_prompt, workdir=workdir, start_from=start,
+                base,
+                example_set,
+                config,
+                system=rt.settings.system_prompt,
+                workdir=workdir,
+                start_from=start,
                 on_step=lambda step, total, loss: update(completed=step, total=total, description=f"loss {loss:.3f}"),
                 should_stop=stop.is_set,
             )
@@ -75,15 +110,30 @@ def train(rt: Runtime, rank, alpha, targets, learning_rate, epochs, max_length, 
         click.echo(str(exc), err=True)
         sys.exit(130)
     card = publish.card_for_training(result, example_set, spec.name, arch.fingerprint, rt.settings.system_prompt)
-    adapter = publish.publish(rt.db, result.lora, arch, stem=name or "personal", kind="personal", card=card,
-                              activate=not no_activate, reason="trained with `myna train`")
+    adapter = publish.publish(
+        rt.db,
+        result.lora,
+        arch,
+        stem=name or "personal",
+        kind="personal",
+        card=card,
+        activate=not no_activate,
+        reason="trained with `myna train`",
+    )
     trainer.clear_checkpoint(workdir)
     before, after = result.held_out_before, result.held_out_after
-    click.echo(f"Trained '{adapter.name}' in {result.seconds:.0f} s ({result.steps} steps"
-               + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ").")
+    click.echo(
+        f"Trained '{adapter.name}' in {result.seconds:.0f} s ({result.steps} steps"
+        + (f", resumed at step {result.resumed_from}" if result.resumed_from else "")
+        + ")."
+    )
     if before is not None:
         click.echo(f"Held-out loss per output token: {before:.3f} before, {after:.3f} after (lower is better).")
-    click.echo("It is now the active adapter." if not no_activate else f"Activate it with `myna adapters activate {adapter.name}`.")
+    click.echo(
+        "It is now the active adapter."
+        if not no_activate
+        else f"Activate it with `myna adapters activate {adapter.name}`."
+    )
 
 
 @click.group("adapters")
@@ -103,8 +153,10 @@ def list_(rt: Runtime) -> None:
         click.echo("No adapters yet; `myna train` makes your own.")
     for adapter in found:
         mark = "*" if current and current.id == adapter.id else " "
-        click.echo(f"{mark} {adapter.name}  ({adapter.kind}, rank {adapter.rank} on {', '.join(adapter.targets)}, "
-                   f"{adapter.created_at[:16].replace('T', ' ')})")
+        click.echo(
+            f"{mark} {adapter.name}  ({adapter.kind}, rank {adapter.rank} on {', '.join(adapter.targets)}, "
+            f"{adapter.created_at[:16].replace('T', ' ')})"
+        )
 
 
 @adapters_group.command()
@@ -168,8 +220,13 @@ def history_(rt: Runtime) -> None:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write the adapter into.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write the adapter into.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_runtime
 def export(rt: Runtime, name: str | None, output: Path, yes: bool) -> None:
@@ -222,7 +279,9 @@ def search_(rt: Runtime, query: tuple[str, ...], location: str | None) -> None:
     for entry in found:
         mark = " (installed)" if entry.name in installed else ""
         click.echo(f"{entry.name}{mark}: {entry.description}")
-        click.echo(f"    rank {entry.rank} on {', '.join(entry.targets)}, {entry.size / 2**20:.1f} MiB, {entry.license}")
+        click.echo(
+            f"    rank {entry.rank} on {', '.join(entry.targets)}, {entry.size / 2**20:.1f} MiB, {entry.license}"
+        )
 
 
 @adapters_group.command()
@@ -245,7 +304,9 @@ def pull(rt: Runtime, names: tuple[str, ...], location: str | None) -> None:
     arch = architecture(resolve(rt.model_override or rt.settings.model))
     for name in names:
         with progress_bar(name, unit="bytes") as update:
-            adapter = hub.pull(rt.db, source, name, arch, on_progress=lambda done, total: update(completed=done, total=total))
+            adapter = hub.pull(
+                rt.db, source, name, arch, on_progress=lambda done, total: update(completed=done, total=total)
+            )
         click.echo(f"Installed '{adapter.name}' from {source.location}.")
 
 

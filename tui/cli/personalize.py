@@ -15,22 +15,44 @@ DEFAULTS = PersonalizeConfig()
 
 @click.command()
 @click.option("--budget", type=int, default=DEFAULTS.budget, show_default=True, help="Candidate merges to evaluate.")
-@click.option("--adapters", "max_adapters", type=int, default=DEFAULTS.max_adapters, show_default=True,
-              help="How many of the most relevant community adapters to merge.")
-@click.option("--alpha", type=float, default=DEFAULTS.alpha, show_default=True,
-              help="Privacy penalty: how much similarity to any one sharer's outputs costs.")
+@click.option(
+    "--adapters",
+    "max_adapters",
+    type=int,
+    default=DEFAULTS.max_adapters,
+    show_default=True,
+    help="How many of the most relevant community adapters to merge.",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=DEFAULTS.alpha,
+    show_default=True,
+    help="Privacy penalty: how much similarity to any one sharer's outputs costs.",
+)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
-@click.option("--merge", type=click.Choice(MERGES), default=DEFAULTS.merge, show_default=True,
-              help="elementwise: sum of A and of B matrices (PriME); updates: sum of B·A.")
-@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend, show_default=True,
-              help="How candidates are scored: torch (fastest), llama.cpp with a merged file, or llama.cpp scales.")
+@click.option(
+    "--merge",
+    type=click.Choice(MERGES),
+    default=DEFAULTS.merge,
+    show_default=True,
+    help="elementwise: sum of A and of B matrices (PriME); updates: sum of B·A.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=DEFAULTS.backend,
+    show_default=True,
+    help="How candidates are scored: torch (fastest), llama.cpp with a merged file, or llama.cpp scales.",
+)
 @click.option("--metric", type=click.Choice(METRICS), default=DEFAULTS.metric, show_default=True)
 @click.option("--train-own", is_flag=True, help="Also train your own adapter on top of the best merge (OPPU).")
 @click.option("--if-idle", is_flag=True, help="Skip (and record why) when on battery or the machine is busy.")
 @click.option("--last", is_flag=True, help="Only show the last runs.")
 @pass_runtime
-def personalize(rt: Runtime, budget, max_adapters, alpha, optimizer, merge, backend, metric, train_own, if_idle,
-                last) -> None:
+def personalize(
+    rt: Runtime, budget, max_adapters, alpha, optimizer, merge, backend, metric, train_own, if_idle, last
+) -> None:
     """Merge community adapters into one that fits you, scored on your own history.
 
     An evolutionary search (nevergrad) looks for the merge weights that best predict
@@ -56,20 +78,35 @@ def personalize(rt: Runtime, budget, max_adapters, alpha, optimizer, merge, back
             runs.skipped(rt.db, f"skipped: {busy}")
             click.echo(f"Skipped: {busy}.")
             return
-    config = PersonalizeConfig(budget=budget, max_adapters=max_adapters, alpha=alpha, optimizer=optimizer,
-                               merge=merge, backend=backend, metric=metric, train_own=train_own)
+    config = PersonalizeConfig(
+        budget=budget,
+        max_adapters=max_adapters,
+        alpha=alpha,
+        optimizer=optimizer,
+        merge=merge,
+        backend=backend,
+        metric=metric,
+        train_own=train_own,
+    )
     try:
         with progress_bar("starting", unit="") as update, ctrl_c_stops() as stop:
-            outcome = run(rt.db, rt.settings, config, model=rt.model_override, should_stop=stop.is_set,
-                          on_progress=lambda phase, done, total: update(description=phase, completed=done,
-                                                                        total=max(total, 1)))
+            outcome = run(
+                rt.db,
+                rt.settings,
+                config,
+                model=rt.model_override,
+                should_stop=stop.is_set,
+                on_progress=lambda phase, done, total: update(description=phase, completed=done, total=max(total, 1)),
+            )
     except KeyboardInterrupt:
         click.echo("Stopped; the active adapter is unchanged.", err=True)
         sys.exit(130)
     click.echo(f"Merged {', '.join(outcome.adapters)} with weights {outcome.weights}.")
     if outcome.similarity_after is not None:
-        click.echo(f"Similarity to the closest sharer: {outcome.similarity_before:.3f} before, "
-                   f"{outcome.similarity_after:.3f} after.")
+        click.echo(
+            f"Similarity to the closest sharer: {outcome.similarity_before:.3f} before, "
+            f"{outcome.similarity_after:.3f} after."
+        )
     click.echo(outcome.message[0].upper() + outcome.message[1:] + f" ({outcome.seconds / 60:.1f} min).")
 
 

@@ -31,8 +31,15 @@ class MessageView(Static, can_focus=True):
             self.view = view
             self.rating = rating
 
-    def __init__(self, role: str, text: str = "", *, message_id: int | None = None, status: str = "complete",
-                 rating: int | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        text: str = "",
+        *,
+        message_id: int | None = None,
+        status: str = "complete",
+        rating: int | None = None,
+    ) -> None:
         super().__init__(classes=role)
         self.role = role
         self.text = text
@@ -44,8 +51,13 @@ class MessageView(Static, can_focus=True):
 
     @classmethod
     def of(cls, message: Message) -> "MessageView":
-        return cls(message.role, message.correction or message.text, message_id=message.id,
-                   status=message.status, rating=message.rating)
+        return cls(
+            message.role,
+            message.correction or message.text,
+            message_id=message.id,
+            status=message.status,
+            rating=message.rating,
+        )
 
     def append(self, piece: str) -> None:
         self.text += piece
