@@ -207,18 +207,13 @@ class TorchBackend:
                     b_weight[:, : b.shape[1]] = torch.from_numpy(b)
 
     def mean_logprob(self, scoring: ScoringSet) -> float:
-        from merger.training.train import output_loss
+        """Training's own held-out measure (train.mean_nll), negated: higher is better."""
+        from merger.training.train import mean_nll
 
         torch = self._torch
-        total, count = 0.0, 0
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for start in range(0, len(scoring.encoded), self.batch_size):
-                loss, n = output_loss(
-                    self.model, scoring.encoded[start : start + self.batch_size], self.base.end_of_turn, reduction="sum"
-                )
-                total += float(loss)
-                count += n
-        return -total / max(count, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            nll = mean_nll(self.model, scoring.encoded, self.base.end_of_turn, self.batch_size)
+        return -nll if nll is not None else 0.0
 
     def example_nll(self, encoded: list[Encoded]) -> list[float]:
         """Mean negative log-likelihood per output token of each example (membership tests)."""
