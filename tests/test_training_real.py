@@ -191,6 +191,12 @@ def test_training_is_deterministic_and_resumes_exactly(torch_base, tmp_path):
         np.testing.assert_allclose(resumed.lora.weights[key][0], a, atol=1e-6)
         np.testing.assert_allclose(resumed.lora.weights[key][1], b, atol=1e-6)
     assert whole.losses == pytest.approx(resumed.losses, abs=1e-6)
+    # On top of an adapter (OPPU on a merge): training starts where that adapter is.
+    on_top = trainer.train(
+        torch_base, example_set, config, system="", workdir=tmp_path / "c", min_examples=8, start_from=whole.lora
+    )
+    assert on_top.held_out_before == pytest.approx(whole.held_out_after, rel=1e-2)
+    assert on_top.held_out_before < whole.held_out_before
 
 
 def test_memory_guard_shrinks_the_batch_or_refuses():

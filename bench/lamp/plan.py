@@ -71,6 +71,9 @@ QUICK = Plan(
     rag_ks=(1, 4),
     layouts=("system", "demos"),
     memory_room=64,
+    # The two extra OPPU trainings per user cost a fifth of the quick run; the full run has
+    # them, and training on top of an adapter is tested on its own (test_training_real.py).
+    oppu_variants=False,
 )
 
 # Adapters trained for the user; every other model a method names is one of their merges.
