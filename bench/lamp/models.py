@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Adapters trained for the user, by the name methods give them (also their stage's file name),
+# and where UserModels keeps each; every other model a method names is one of their merges.
+TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu"}
+
 
 @dataclass
 class UserModels:
@@ -32,13 +36,12 @@ class UserModels:
         }
 
     def record(self, model: str | None) -> dict | None:
-        """The record of the model a method uses: one of plan.TRAINED or a merge's label.
+        """The record of the model a method uses: one of TRAINED or a merge's label.
         None when the method needs no model or this user has none (a cold start)."""
         if model is None:
             return None
-        trained = {"oppu": self.oppu, "oppu-memory": self.oppu_memory, "prime-oppu": self.prime_oppu}
-        if model in trained:
-            record = trained[model]
+        if model in TRAINED:
+            record = getattr(self, TRAINED[model])
             return record if record and record.get("path") else None
         merged = self.merged()
         if model not in merged:

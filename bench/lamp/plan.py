@@ -76,13 +76,10 @@ QUICK = Plan(
     oppu_variants=False,
 )
 
-# Adapters trained for the user; every other model a method names is one of their merges.
-TRAINED = ("oppu", "oppu-memory", "prime-oppu")
-
 
 @dataclass(frozen=True)
 class Method:
-    model: str | None  # one of TRAINED, or a merge's label ("prime-a0.5", "uniform", ...); None: no adapter
+    model: str | None  # one of models.TRAINED, or a merge's label ("prime-a0.5", "uniform", ...); None: no adapter
     rag: tuple[str, int] | None  # (retrieval mode, k)
     layout: str | None = None  # the memory layout; None: the shipped default
 
