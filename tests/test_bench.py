@@ -281,3 +281,43 @@ def test_quick_recall_benchmark_answers_from_planted_notes():
     assert rows["default"]["accuracy"] >= 0.7 and rows["default"]["accuracy"] > rows["system"]["accuracy"]
     assert rows["default"]["unrelated_with_sources"] < rows["system"]["unrelated_with_sources"] == 1
     assert "| bare model | demos, k=4, cut-off 0.45" in (RESULTS / "recall-quick.md").read_text()
+
+
+def test_stage_records_read_the_files_a_stopped_run_left(tmp_path):
+    """A stage's record is saved as JSON and read back typed; a file written before a field
+    existed, or with fields no longer kept, still resumes the run."""
+    from bench.lamp.cache import cached
+    from bench.lamp.records import Adapter, Answers, Merge, Merges
+
+    old = {
+        "adapters": ["a", "b"],
+        "uniform": {"path": "u.gguf", "weights": [0.5, 0.5], "seconds": 0.0, "utility": -2.5, "similarity": 0.7},
+        "best-single": {
+            "path": "b.gguf",
+            "weights": [0, 1],
+            "seconds": 3.0,
+            "utility": -2.4,
+            "similarity": 1.0,
+            "chosen": "b",
+            "bytes": 9,
+        },
+        "seconds": 60.0,
+        "peak_mib": 2048.0,
+    }
+    (tmp_path / "merges.json").write_text(json.dumps(old))
+    merges = cached(tmp_path / "merges.json", lambda: pytest.fail("a saved stage is not computed again"), Merges)
+    assert merges.adapters == ["a", "b"] and set(merges.by_label) == {"uniform", "best-single"}
+    assert merges.by_label["best-single"].chosen == "b" and merges.by_label["uniform"].chosen is None
+    assert merges.by_label["uniform"].peak_mib == 2048.0  # a merge's memory is its stage's
+    again = Merges.from_json(merges.to_json())
+    assert again == merges
+
+    cold = cached(tmp_path / "oppu.json", lambda: Adapter(path=None, examples=5, cold_start=True), Adapter)
+    assert cold.path is None and cold.examples == 5 and cold.seconds is not None and cold.peak_mib > 0
+    saved = json.loads((tmp_path / "oppu.json").read_text())
+    assert saved["path"] is None and saved["cold_start"] is True
+    assert Adapter.from_json({**saved, "retired_field": 1}) == cold
+
+    answers = Answers.from_json({"predictions": {"q1": "hi"}, "seconds": 1.0})  # before contexts were kept
+    assert answers.contexts == {} and answers.predictions == {"q1": "hi"}
+    assert isinstance(merges.by_label["uniform"], Merge)

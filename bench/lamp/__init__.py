@@ -7,6 +7,7 @@ Its modules, in the order data flows through them (each imports only those befor
 
 - `plan`: what a run does (users, questions, budgets), and which methods it compares;
 - `cache`: every stage's result saved as it is computed, so a run resumes where it stopped;
+- `records`: what the stages make, typed (an adapter, a user's merges, a method's answers);
 - `workspace`: one run's shared state (engine, torch base, users' stores) and its stages:
   stores, adapters, merges, answers; `models` holds what each user's stages made;
 - `scores`: task metrics, bootstrap intervals, AUROC and rank statistics;

@@ -20,10 +20,10 @@ def run(bench, task: str, dataset, plan) -> dict:
             pct = int(fraction * 100)
             trained = bench.train_oppu(task, user, db, name=f"oppu-{pct}")
             golds = [q.output for q in questions]
-            oppu = (trained["path"], None) if trained["path"] else (None, rag)  # a cold start: memory alone
+            oppu = (trained.path, None) if trained.path else (None, rag)  # a cold start: memory alone
             for method, adapter, use in (("OPPU", *oppu), (f"RAG {rag[0]} k={rag[1]}", None, rag)):
                 result = bench.predict(task, user, questions, f"{method} ({pct}% of the profile)", db, adapter, use)
-                rows[method].append((list(result["predictions"].values()), golds))
+                rows[method].append((list(result.predictions.values()), golds))
             rows["profile_items"].append(db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0])
         name, _ = primary(task)
         out[str(fraction)] = {

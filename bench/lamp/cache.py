@@ -10,19 +10,25 @@ import time
 from pathlib import Path
 
 
-def cached(path: Path, compute) -> dict:
-    """A stage's result: read if it was computed before, else computed now and saved."""
+def cached(path: Path, compute, kind=None):
+    """A stage's result: read if it was computed before, else computed now and saved. With a
+    `kind` (a record class of bench.lamp.records) compute returns that record, and the saved
+    JSON is read back as one; without, the result is a plain dict."""
     if path.exists():
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        return kind.from_json(data) if kind else data
     started = time.perf_counter()
     value = compute()
-    value.setdefault("seconds", time.perf_counter() - started)
-    value.setdefault("peak_mib", peak_mib())  # the process's peak so far: an upper bound for the stage
+    data = value.to_json() if kind else value
+    if data.get("seconds") is None:
+        data["seconds"] = time.perf_counter() - started
+    if data.get("peak_mib") is None:
+        data["peak_mib"] = peak_mib()  # the process's peak so far: an upper bound for the stage
     from assistant.atomic import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(value))
-    return value
+    atomic_write_text(path, json.dumps(data))
+    return kind.from_json(data) if kind else data
 
 
 def peak_mib() -> float:

@@ -27,8 +27,8 @@ def rag(bench, dataset, stores: dict, predictions: dict, table: dict) -> dict:
             continue
         gold_best, answer_best, copies, words = [], [], 0, []
         for user in dataset.users():
-            answers = predictions[method][user]["predictions"]
-            contexts = predictions[method][user].get("contexts", {})
+            answers = predictions[method][user].predictions
+            contexts = predictions[method][user].contexts
             for question in dataset.of(user):
                 texts = contexts.get(question.id, [])
                 answer = answers[question.id]
@@ -60,7 +60,7 @@ def lengths(dataset, predictions: dict) -> dict:
     gold = float(np.mean([len(q.output.split()) for q in dataset.questions]))
     out = {"gold": gold}
     for method, by_user in predictions.items():
-        answers = [a for user in by_user.values() for a in user["predictions"].values()]
+        answers = [a for user in by_user.values() for a in user.predictions.values()]
         out[method] = float(np.mean([len(a.split()) for a in answers]))
     return out
 
@@ -92,7 +92,7 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
             backend.close()
         for label, record in models[user].merged().items():
             if "utility" in record:
-                rows.setdefault(label, []).append(record["utility"])
+                rows.setdefault(label, []).append(record.utility)
     return {label: float(np.mean(values)) for label, values in rows.items()}
 
 

@@ -87,13 +87,13 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
         for user in users:
             out["oppu"][user] = membership(bench, own[user], train[user], unseen[user], base[user])
             for label, record in models[user].merged().items():
-                lora = bench.lora(record["path"])
+                lora = bench.lora(record.path)
                 per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in models[user].sharers]
                 out["merged"].setdefault(label, {})[user] = {
                     "auroc_mean": float(np.mean(per_sharer)),
                     "auroc_max": float(np.max(per_sharer)),
-                    "similarity": record.get("similarity"),
-                    "utility": record.get("utility"),
+                    "similarity": record.similarity,
+                    "utility": record.utility,
                 }
         if len(users) > 1:
             out["canaries"] = canaries(bench, task, dataset, stores, models, plan)
@@ -132,7 +132,7 @@ def canaries(bench, task: str, dataset, stores: dict, models: dict, plan) -> dic
                 convs.set_feedback(db, reply, rating=1)
     own = bench.train_oppu(task, owner, db, name="oppu-canary")
     pool = {u: models[u].own for u in users if u != other}
-    pool[owner] = own["path"]
+    pool[owner] = own.path
     # Only the two PriME merges are looked at: the baselines would cost minutes for nothing.
     merged = bench.merges(task, other, stores[other], pool, (0.0, plan.alpha), tag="-canary", baselines=False)
     report = {
@@ -141,14 +141,14 @@ def canaries(bench, task: str, dataset, stores: dict, models: dict, plan) -> dic
         "candidates": plan.canary_candidates,
         "max_exposure": float(np.log2(plan.canary_candidates)),
     }
-    report["owner's adapter (exported)"] = _exposure(bench, own["path"], planted, rng, plan)
+    report["owner's adapter (exported)"] = _exposure(bench, own.path, planted, rng, plan)
     report["another user's merge, no privacy penalty"] = _exposure(
-        bench, merged["prime-a0"]["path"], planted, rng, plan
+        bench, merged.by_label["prime-a0"].path, planted, rng, plan
     )
     report[f"another user's merge, alpha {plan.alpha:g}"] = _exposure(
-        bench, merged[f"prime-a{plan.alpha:g}"]["path"], planted, rng, plan
+        bench, merged.by_label[f"prime-a{plan.alpha:g}"].path, planted, rng, plan
     )
-    report["base model"] = _exposure(bench, own["path"], planted, rng, plan, weight=0.0)
+    report["base model"] = _exposure(bench, own.path, planted, rng, plan, weight=0.0)
     return report
 
 

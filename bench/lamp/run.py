@@ -21,6 +21,7 @@ from bench.lamp import amounts, diagnose, privacy, report, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
 from bench.lamp.models import UserModels
 from bench.lamp.plan import QUICK, Plan, as_served, default_method, methods_for
+from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
 
@@ -62,7 +63,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
             on_stage(f"{task}: OPPU adapter for {user}")
             models[user].oppu = space.train_oppu(task, user, stores[user])
         trained = [u for u in users if models[u].own]
-        cold = {u: models[u].oppu["examples"] for u in users if not models[u].own}
+        cold = {u: models[u].oppu.examples for u in users if not models[u].own}
         for number, user in enumerate(users):
             pool = space.pool(task, user, stores, {v: models[v].own for v in trained if v != user})
             if not pool or not space.examples(stores[user]).held_out:
@@ -80,9 +81,9 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                 if merged:
                     on_stage(f"{task}: OPPU on top of PriME for {user}")
                     models[user].prime_oppu = space.train_oppu(
-                        task, user, stores[user], "prime-oppu", start=merged["path"]
+                        task, user, stores[user], "prime-oppu", start=merged.path
                     )
-        predictions: dict[str, dict[str, dict]] = {}
+        predictions: dict[str, dict[str, Answers]] = {}
         table = methods_for(plan, any(models[u].merges for u in users))
         for user in users:
             for method, spec in table.items():
@@ -96,7 +97,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                     dataset.of(user),
                     name,
                     stores[user],
-                    record["path"] if record else None,
+                    record.path if record else None,
                     served.rag,
                     served.layout,
                 )

@@ -15,18 +15,16 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
     table = {}
     for method, by_user in predictions.items():
         ids = [q.id for u in users for q in dataset.of(u)]
-        preds = [by_user[q.user]["predictions"][q.id] for q in dataset.questions if q.id in ids]
+        preds = [by_user[q.user].predictions[q.id] for q in dataset.questions if q.id in ids]
         gold = [golds[q.id] for q in dataset.questions if q.id in ids]
         table[method] = {
             "overall": aggregate(task, preds, gold),
             "ci95": bootstrap(task, preds, gold, plan.seed),
             "per_user": {
-                u: aggregate(
-                    task, list(by_user[u]["predictions"].values()), [golds[i] for i in by_user[u]["predictions"]]
-                )
+                u: aggregate(task, list(by_user[u].predictions.values()), [golds[i] for i in by_user[u].predictions])
                 for u in users
             },
-            "inference_seconds_per_user": float(np.mean([by_user[u]["seconds"] for u in users])),
+            "inference_seconds_per_user": float(np.mean([by_user[u].seconds for u in users])),
         }
     base = table["non-personalized"]["overall"][name]
     for method, row in table.items():
@@ -56,11 +54,11 @@ def privacy_statistics(privacy: dict) -> dict:
     return out
 
 
-def _costs(records: list[dict | None]) -> dict:
+def _costs(records: list) -> dict:
     """Seconds to make a method's model per user, its file size, its stage's memory mark."""
     found = [r for r in records if r]
     return {
-        "model_seconds_per_user": float(np.mean([r.get("seconds", 0.0) for r in found])) if found else 0.0,
-        "adapter_bytes_per_user": int(np.mean([r.get("bytes", 0) for r in found])) if found else 0,
-        "peak_mib_of_its_stage": float(max(r.get("peak_mib") or 0 for r in found)) if found else None,
+        "model_seconds_per_user": float(np.mean([r.seconds or 0.0 for r in found])) if found else 0.0,
+        "adapter_bytes_per_user": int(np.mean([r.bytes for r in found])) if found else 0,
+        "peak_mib_of_its_stage": float(max(r.peak_mib or 0 for r in found)) if found else None,
     }

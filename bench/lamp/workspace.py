@@ -14,6 +14,7 @@ import numpy as np
 from bench.datasets import Question
 from bench.lamp.cache import cached
 from bench.lamp.plan import MAX_TOKENS, Plan
+from bench.lamp.records import Adapter, Answers, Merge, Merges
 
 
 class Workspace:
@@ -71,7 +72,7 @@ class Workspace:
 
     def train_oppu(
         self, task: str, user: str, db, name: str = "oppu", memory: bool = False, start: str | None = None
-    ) -> dict:
+    ) -> Adapter:
         """The user's own adapter (OPPU): on their profile alone, or `memory`: each example with
         what recall gives it, laid out as chat lays it out; from `start` (a merge) if given."""
         from merger.formats import gguf_lora
@@ -81,7 +82,7 @@ class Workspace:
             example_set = self.examples(db, memory)
             if len(example_set.train) < self.plan.min_examples:
                 # Too little history for an adapter: this user is answered with memory alone.
-                return {"path": None, "cold_start": True, "examples": len(example_set.train), "seconds": 0.0}
+                return Adapter(path=None, cold_start=True, examples=len(example_set.train), seconds=0.0)
             length = self.plan.max_length + (self.plan.memory_room if memory else 0)
             config = trainer.TrainConfig(epochs=self.plan.epochs, max_length=length, seed=self.plan.seed)
             result = trainer.train(
@@ -94,16 +95,16 @@ class Workspace:
                 start_from=self.lora(start) if start else None,
             )
             path = gguf_lora.write(result.lora, self.folder(task, user) / f"{name}.gguf", self.arch)
-            return {
-                "path": str(path),
-                "seconds": result.seconds,
-                "bytes": path.stat().st_size,
-                "examples": len(example_set.train),
-                "held_out_before": result.held_out_before,
-                "held_out_after": result.held_out_after,
-            }
+            return Adapter(
+                path=str(path),
+                seconds=result.seconds,
+                bytes=path.stat().st_size,
+                examples=len(example_set.train),
+                held_out_before=result.held_out_before,
+                held_out_after=result.held_out_after,
+            )
 
-        return cached(self.folder(task, user) / f"{name}.json", compute)
+        return cached(self.folder(task, user) / f"{name}.json", compute, Adapter)
 
     def pool(self, task: str, user: str, stores: dict, adapters: dict[str, str]) -> dict[str, str]:
         """The community a user's merge draws on: the other users' adapters, the `plan.pool`
@@ -131,7 +132,7 @@ class Workspace:
         alphas: tuple[float, ...],
         tag: str = "",
         baselines: bool = True,
-    ) -> dict:
+    ) -> Merges:
         """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
         LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
         user's held-out examples."""
@@ -152,26 +153,26 @@ class Workspace:
                 probe_tokens=self.plan.probe_tokens,
             )
             backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
-            out = {"adapters": names}
+            out = Merges(adapters=names)
             try:
                 started = time.perf_counter()
                 sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
                 probe_seconds = time.perf_counter() - started
                 evaluate = scoring.evaluator(backend, scoring_set, sharers)
 
-                def save(label, weights, seconds, extra=None):
+                def save(label, weights, seconds, chosen=None):
                     merged = scoring.combine(loras, np.asarray(weights), "elementwise")
                     path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
                     utility, sim = evaluate(weights)
-                    out[label] = {
-                        "path": str(path),
-                        "weights": [float(w) for w in weights],
-                        "seconds": seconds,
-                        "utility": utility,
-                        "similarity": sim,
-                        "bytes": path.stat().st_size,
-                        **(extra or {}),
-                    }
+                    out.by_label[label] = Merge(
+                        path=str(path),
+                        weights=[float(w) for w in weights],
+                        seconds=seconds,
+                        utility=utility,
+                        similarity=sim,
+                        bytes=path.stat().st_size,
+                        chosen=chosen,
+                    )
 
                 for alpha in alphas:
                     started = time.perf_counter()
@@ -190,7 +191,7 @@ class Workspace:
                 backend.close()
             return out
 
-        return cached(self.folder(task, user) / f"merges{tag}.json", compute)
+        return cached(self.folder(task, user) / f"merges{tag}.json", compute, Merges)
 
     def _baselines(self, names: list[str], evaluate, save) -> None:
         """Uniform average, best single adapter, LoraHub (likelihood with an L1 penalty)."""
@@ -201,7 +202,7 @@ class Workspace:
         started = time.perf_counter()
         singles = [evaluate(np.eye(count)[i])[0] for i in range(count)]
         best = int(np.argmax(singles))
-        save("best-single", np.eye(count)[best], time.perf_counter() - started, {"chosen": names[best]})
+        save("best-single", np.eye(count)[best], time.perf_counter() - started, names[best])
         started = time.perf_counter()
         l1 = self.plan.lorahub_l1
 
@@ -224,7 +225,7 @@ class Workspace:
         adapter: str | None,
         rag: tuple[str, int] | None,
         layout: str | None = None,
-    ) -> dict:
+    ) -> Answers:
         """Greedy answers to a user's questions, with memory laid out as `myna ask` lays it
         out (assistant.replies.with_memory) when `rag` is given; what each prompt held is
         kept with the answer."""
@@ -260,6 +261,6 @@ class Workspace:
                 predictions[question.id] = done.text.strip()
                 contexts[question.id] = [memory.text for memory in grounded.used]
             self.engine.set_adapters([])
-            return {"predictions": predictions, "contexts": contexts, "seconds": time.perf_counter() - started}
+            return Answers(predictions=predictions, contexts=contexts, seconds=time.perf_counter() - started)
 
-        return cached(self.folder(task, user) / "predictions" / f"{method}-{digest}.json", compute)
+        return cached(self.folder(task, user) / "predictions" / f"{method}-{digest}.json", compute, Answers)
