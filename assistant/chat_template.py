@@ -12,6 +12,12 @@ CHATML = (
 )
 
 
+def choose(catalogue: str | None, embedded: str | None) -> str:
+    """The template a model's chats are rendered with, by llama.cpp and by torch alike: the
+    model catalogue's when it names one, else the one the model file carries, else ChatML."""
+    return catalogue or embedded or CHATML
+
+
 def render(
     template: str,
     messages: list[dict[str, str]],

@@ -115,7 +115,7 @@ class Engine:
         _quiet_logs()  # Llama() installs its own logger; keep ours
         self.spec = spec
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        self.template = spec.chat_template or self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML
+        self.template = chat_template.choose(spec.chat_template, self.llm.metadata.get("tokenizer.chat_template"))
         self._bos = self.llm.token_bos()
         self._bos_text = self._piece(self._bos) if self._bos >= 0 else ""
         eos = self.llm.token_eos()

@@ -55,3 +55,13 @@ def test_hash_is_cached_until_the_file_changes(tmp_path):
     assert cached_sha256(path) == sha256_file(path)
     path.write_bytes(b"two, longer")
     assert cached_sha256(path) == sha256_file(path)
+
+
+def test_the_catalogue_template_wins_then_the_model_files_then_chatml():
+    from assistant import chat_template
+
+    assert chat_template.choose("catalogue", "embedded") == "catalogue"
+    assert chat_template.choose(None, "embedded") == "embedded"
+    assert chat_template.choose(None, None) == chat_template.CHATML
+    rendered = chat_template.render(chat_template.choose(None, ""), [{"role": "user", "content": "hi"}])
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"

@@ -28,9 +28,8 @@ class TorchBase:
     def render(self, chat: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """The chat as the engine renders it (the same template, the same bos and eos text), so
         training and llama.cpp see the same token ids; a test checks they do."""
-        template = self.spec.chat_template or self.tokenizer.chat_template or chat_template.CHATML
         return chat_template.render(
-            template,
+            chat_template.choose(self.spec.chat_template, self.tokenizer.chat_template),
             chat,
             bos_token=self.tokenizer.bos_token or "",
             eos_token=self.tokenizer.eos_token or "",
