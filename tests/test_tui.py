@@ -114,17 +114,16 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
         assert [v.text for v in views(app)] == ["first question"]
 
         await pilot.press("f2")
-        rename = app.screen.query_one("#title")
-        rename.value = "Renamed"
+        await wait_until(pilot, lambda: app.screen.query("#title"))
+        app.screen.query_one("#title").value = "Renamed"
         await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert convs.get_conversation(db, first).title == "Renamed"
+        await wait_until(pilot, lambda: convs.get_conversation(db, first).title == "Renamed")
 
         await pilot.press("f8")
         await pilot.press("y")
         await wait_until(pilot, lambda: app.conversation_id is None)
         assert [c.id for c in convs.list_conversations(db)] == [second]
-        assert len(listing.children) == 1
+        await wait_until(pilot, lambda: len(listing.children) == 1)
 
 
 async def test_rating_a_reply(db, fake_engine):
@@ -135,8 +134,7 @@ async def test_rating_a_reply(db, fake_engine):
         await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
         views(app)[1].focus()
         await pilot.press("plus")
-        await pilot.pause(0.05)
-        assert "rated good" in views(app)[1].border_subtitle
+        await wait_until(pilot, lambda: "rated good" in (views(app)[1].border_subtitle or ""))
     assert convs.get_message(db, 2).rating == 1
 
 
@@ -153,8 +151,7 @@ async def test_window_appears_before_the_model_is_loaded(db, fake_engine):
         assert app.sub_title == "loading the model…"
         fake_engine.queue("ready now")
         await send(pilot, "typed while loading")
-        await pilot.pause(0.1)
-        assert app.replying
+        await wait_until(pilot, lambda: app.replying)
         loaded.set()
         await wait_until(pilot, lambda: not app.replying)
         assert views(app)[1].text == "ready now"
@@ -198,8 +195,7 @@ async def test_sources_under_a_reply_open_the_memory(db, fake_engine, tmp_path):
         await pilot.press("escape")
         # reopening the conversation shows the same sources
         app.open_conversation(app.conversation_id)
-        await pilot.pause(0.1)
-        assert len(app.query(SourcesBar)) == 1
+        await wait_until(pilot, lambda: len(app.query(SourcesBar)) == 1)
 
 
 async def test_memory_screen_searches_and_deletes(db, fake_engine, tmp_path):
