@@ -321,3 +321,19 @@ def test_stage_records_read_the_files_a_stopped_run_left(tmp_path):
     answers = Answers.from_json({"predictions": {"q1": "hi"}, "seconds": 1.0})  # before contexts were kept
     assert answers.contexts == {} and answers.predictions == {"q1": "hi"}
     assert isinstance(merges.by_label["uniform"], Merge)
+
+
+def test_the_rows_marked_as_defaults_are_what_myna_ships():
+    """The new user's row is memory alone with the shipped settings; the row after a nightly
+    run is the shipped `myna personalize`: the penalized merge, with the user's own adapter on
+    top of it when train_own is on, answering with memory."""
+    from bench.lamp.plan import Plan, default_method, default_rag, methods_for, nightly_method
+    from merger.nightly.config import PersonalizeConfig
+
+    shipped = PersonalizeConfig()
+    table = methods_for(Plan(), with_merges=True)
+    new_user, nightly = table[default_method(table)], table[nightly_method(table)]
+    assert new_user.model is None and new_user.rag == default_rag() and new_user.layout is None
+    assert nightly.model == ("prime-oppu" if shipped.train_own else f"prime-a{shipped.alpha:g}")
+    assert nightly.rag == default_rag() and nightly.layout is None
+    assert nightly_method(methods_for(Plan(), with_merges=False)) is None  # no merges, no such row

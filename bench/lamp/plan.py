@@ -128,6 +128,18 @@ def default_method(table: dict[str, Method]) -> str | None:
     return next((name for name, m in table.items() if m.model is None and m.rag == rag and m.layout is None), None)
 
 
+def nightly_method(table: dict[str, Method]) -> str | None:
+    """The row that is what a user gets after `myna personalize` with its shipped options: the
+    penalized merge, with their own adapter trained on top of it when `train_own` is on,
+    answering with memory by the shipped settings. None when the run has no such row."""
+    from merger.nightly.config import PersonalizeConfig
+
+    shipped = PersonalizeConfig()
+    model = "prime-oppu" if shipped.train_own else f"prime-a{shipped.alpha:g}"
+    rag = default_rag()
+    return next((name for name, m in table.items() if m.model == model and m.rag == rag and m.layout is None), None)
+
+
 def as_served(spec: Method, has_model: bool) -> Method:
     """What a user actually gets for a method: without the model it needs (a cold start),
     memory with the shipped settings."""

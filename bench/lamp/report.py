@@ -26,7 +26,10 @@ def markdown(results: dict) -> str:
         ]
         header = f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized | model time / user | adapter / user |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
-        default = summary.get("default_method")
+        marks = {
+            summary.get("default_method"): "Myna's default",
+            summary.get("nightly_method"): "Myna's default after a nightly run",
+        }
         for method, row in summary["methods"].items():
             low, high = row["ci95"][name]
             cells = [f"{row['overall'][name]:.4f} ({low:.3f}-{high:.3f})"] + [
@@ -34,7 +37,7 @@ def markdown(results: dict) -> str:
             ]
             size = f"{row['adapter_bytes_per_user'] / 2**20:.1f} MiB" if row["adapter_bytes_per_user"] else "-"
             seconds = row["model_seconds_per_user"]
-            label = f"**{method}** (Myna's default)" if method == default else method
+            label = f"**{method}** ({marks[method]})" if method in marks else method
             lines.append(
                 f"| {label} | {' | '.join(cells)} | {row['gain']:+.1%} | "
                 f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |"

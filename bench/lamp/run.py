@@ -20,7 +20,7 @@ from bench.datasets import BUILDERS, Dataset, load
 from bench.lamp import amounts, diagnose, privacy, report, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
 from bench.lamp.models import UserModels
-from bench.lamp.plan import QUICK, Plan, as_served, default_method, methods_for
+from bench.lamp.plan import QUICK, Plan, as_served, default_method, methods_for, nightly_method
 from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
@@ -112,6 +112,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
         results["tasks"][task]["diagnostics"] = diagnostics
         results["tasks"][task]["cold_start"] = cold
         results["tasks"][task]["default_method"] = default_method(table)
+        results["tasks"][task]["nightly_method"] = nightly_method(table)
     results["wall_seconds"] = time.perf_counter() - started
     results["stage_seconds"], stage_peak = stage_totals(work)
     results["peak_mib"] = max(peak_mib(), stage_peak)

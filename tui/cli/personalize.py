@@ -46,7 +46,12 @@ DEFAULTS = PersonalizeConfig()
     help="How candidates are scored: torch (fastest), llama.cpp with a merged file, or llama.cpp scales.",
 )
 @click.option("--metric", type=click.Choice(METRICS), default=DEFAULTS.metric, show_default=True)
-@click.option("--train-own", is_flag=True, help="Also train your own adapter on top of the best merge (OPPU).")
+@click.option(
+    "--train-own/--merge-only",
+    default=DEFAULTS.train_own,
+    show_default=True,
+    help="Also train your own adapter on top of the best merge (OPPU), or publish the merge alone.",
+)
 @click.option("--if-idle", is_flag=True, help="Skip (and record why) when on battery or the machine is busy.")
 @click.option("--last", is_flag=True, help="Only show the last runs.")
 @pass_runtime
