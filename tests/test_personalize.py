@@ -6,6 +6,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,25 +179,39 @@ def install_community(db, loras, arch):
         )
 
 
-QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96)
+# Merge alone unless a test asks for more: training on top of the merge costs a minute and a half.
+QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96, train_own=False)
 USER = Settings(system_prompt="", context_size=2048, threads=2)  # the default model, as the real engine
 
 
-def test_personalize_publishes_a_better_merge_and_records_the_run(db, clean_engine, base_arch, community):
+def test_personalize_publishes_a_better_adapter_and_records_the_run(db, clean_engine, base_arch, community):
+    """The shipped run, OPPU on top of PriME: the best merge is the starting point, the user's
+    own history trains it further, and that personal adapter is checked and published."""
+    assert PersonalizeConfig().train_own, "this test runs what ships"
     planted = np.array([1.2, 0.0, 0.0])
     plant_history(db, outputs_of(clean_engine, merge_elementwise(community, planted), base_arch, QUESTIONS, tokens=24))
     install_community(db, community, base_arch)
     seen = []
-    outcome = personalize(db, USER, QUICK, on_progress=lambda phase, d, t: seen.append(phase))
+    outcome = personalize(db, USER, replace(QUICK, train_own=True), on_progress=lambda phase, d, t: seen.append(phase))
     assert outcome.status == "published", outcome.message
     assert outcome.fitness_after > outcome.fitness_before
     active = adapters.active(db)
-    assert active.name == "merged" and active.kind == "merged"
+    assert active.name == "personal" and active.kind == "personal"
     assert active.card["merge"]["adapters"] == outcome.adapters and len(outcome.weights) == 3
+    assert "own adapter (OPPU)" in active.card["method"] and "training" in active.card["data"]["used_for"]
+    merged = merge_elementwise(community, np.asarray(outcome.weights))
+    trained = gguf_lora.read(active.gguf, base_arch)
+    moved = max(float(np.abs(trained.weights[k][1] - merged.weights[k][1]).max()) for k in merged.weights)
+    assert moved > 1e-3, "the published adapter is the merge trained further, not the merge itself"
     run = runs.latest(db)
-    assert (run.status, run.published, run.adapters) == ("published", "merged", outcome.adapters)
+    assert (run.status, run.published, run.adapters) == ("published", "personal", outcome.adapters)
     assert run.fitness_after == pytest.approx(outcome.fitness_after) and run.similarity_after is not None
-    assert {"choosing community adapters", "searching merge weights", "checking the winner in llama.cpp"} <= set(seen)
+    assert {
+        "choosing community adapters",
+        "searching merge weights",
+        "training your own adapter on top of the merge",
+        "checking the winner in llama.cpp",
+    } <= set(seen)
 
 
 def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, community):

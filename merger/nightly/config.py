@@ -27,7 +27,8 @@ class PersonalizeConfig:
     probes: int = 6
     probe_tokens: int = PROBE_TOKENS
     max_length: int = 192
-    train_own: bool = False
+    # OPPU on top of the merge: above the merge alone on both LaMP tasks (README, bench lamp).
+    train_own: bool = True
     seed: int = 0
 
     def check(self) -> None:
