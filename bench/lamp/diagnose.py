@@ -91,8 +91,7 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
         finally:
             backend.close()
         for label, record in models[user].merged().items():
-            if "utility" in record:
-                rows.setdefault(label, []).append(record.utility)
+            rows.setdefault(label, []).append(record.utility)
     return {label: float(np.mean(values)) for label, values in rows.items()}
 
 
