@@ -31,6 +31,12 @@ def main() -> None:
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
     lamp.add_argument("--lamp", nargs=2, metavar=("QUESTIONS", "OUTPUTS"), help="a real LaMP questions/outputs pair")
+    lamp.add_argument(
+        "--methods",
+        metavar="REGEX",
+        help="only the methods whose name matches (with non-personalized), e.g. 'RAG|^OPPU'; "
+        "no privacy or data-amount stages; results go to a folder of their own",
+    )
     recall = sub.add_parser("recall", help="fact recall: planted notes among real text, asked through myna ask")
     recall.add_argument("--quick", action="store_true", help="16 facts, 3 layouts, no adapter (for CI)")
     recall.add_argument("--variants", help="comma-separated prompt variants (see bench/recall.py)")
@@ -65,6 +71,7 @@ def main() -> None:
             args.quick,
             args.tasks.split(",") if args.tasks else None,
             tuple(Path(p) for p in args.lamp) if args.lamp else None,
+            args.methods,
         )
 
 

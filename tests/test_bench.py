@@ -103,6 +103,39 @@ def test_rank_correlation_by_hand():
     assert rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / 3**0.5)
 
 
+def test_the_paired_gain_interval_sees_a_difference_the_two_intervals_hide():
+    from bench.lamp.scores import bootstrap, paired_gain
+
+    rng = np.random.default_rng(1)
+    words = "storm rates court vaccine election market strike flood summit budget".split()
+    golds = [" ".join(rng.choice(words, 6)) for _ in range(30)]
+    # The baseline gets 0 to 5 of 6 words right at random; the method one word more on a
+    # third of the questions: a small, reliable gain inside a wide spread.
+    base = [" ".join(g.split()[: rng.integers(0, 6)] + ["x"] * 3) for g in golds]
+    better = [
+        " ".join(b.split()[:-1] + [g.split()[-1]]) if i % 3 == 0 else b for i, (b, g) in enumerate(zip(base, golds))
+    ]
+    low, high = paired_gain("LaMP_4", better, base, golds)
+    assert 0 < low <= high, "the same or better on every question is a reliable gain"
+    base_high = bootstrap("LaMP_4", base, golds)["ROUGE-1"][1]
+    better_low = bootstrap("LaMP_4", better, golds)["ROUGE-1"][0]
+    assert better_low < base_high, "while the two methods' own intervals overlap"
+    assert paired_gain("LaMP_4", base, base, golds) == [0, 0]
+
+
+def test_some_methods_are_chosen_by_name_with_the_baseline():
+    from bench.lamp.plan import Plan, methods_for
+    from bench.lamp.run import chosen
+
+    table = methods_for(Plan(), True)
+    assert chosen(table, None) == table
+    assert set(chosen(table, "^OPPU$|^RAG bm25 k=1")) == {"non-personalized", "OPPU", "RAG bm25 k=1"}
+    with pytest.raises(SystemExit, match="matches no method"):
+        chosen(table, "^nothing")
+    with pytest.raises(SystemExit, match="not a regular expression"):
+        chosen(table, "RAG(")
+
+
 def test_chance_spread_of_the_auroc():
     assert chance_spread(1) == 0.5  # one member, one non-member, coin flip: 0 or 1
     assert chance_spread(16) == pytest.approx((33 / 3072) ** 0.5)
@@ -175,7 +208,9 @@ def test_quick_benchmark_runs_every_method_end_to_end():
             low, high = row["ci95"]["ROUGE-1"]
             assert 0 <= low <= row["overall"]["ROUGE-1"] <= high <= 1
             assert np.isfinite(row["gain"])
-        assert methods["non-personalized"]["gain"] == 0
+            assert row["gain_ci95"][0] <= row["gain"] <= row["gain_ci95"][1]
+            assert len(row["answers"]) == summary["questions"]
+        assert methods["non-personalized"]["gain"] == 0 and methods["non-personalized"]["gain_ci95"] == [0, 0]
         assert (
             summary["default_method"] == "RAG hybrid k=4"
             and "**RAG hybrid k=4** (Myna's default)" in (folder / "results.md").read_text()
@@ -195,6 +230,23 @@ def test_quick_benchmark_runs_every_method_end_to_end():
         assert (folder / "plots" / f"{task}-utility.png").stat().st_size > 5000
         assert (folder / "plots" / f"{task}-gain-vs-data.png").exists()
     assert "### LaMP_4" in (folder / "results.md").read_text()
+
+    # Some methods only, from the same cache: the same answers, no stage of the others.
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--methods", "^RAG bm25"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OPPU adapter" not in done.stdout and ": privacy" not in done.stdout
+    some = json.loads((RESULTS / "lamp-quick" / "some-methods" / "LaMP_7" / "results.json").read_text())["tasks"][
+        "LaMP_7"
+    ]
+    assert set(some["methods"]) == {"non-personalized", "RAG bm25 k=1", "RAG bm25 k=4"}
+    assert some["privacy"] is None and set(some["diagnostics"]["rag"]) == {"RAG bm25 k=1", "RAG bm25 k=4"}
+    whole = results["tasks"]["LaMP_7"]["methods"]
+    assert all(row["answers"] == whole[method]["answers"] for method, row in some["methods"].items())
 
 
 def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):

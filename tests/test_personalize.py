@@ -153,6 +153,29 @@ def test_privacy_penalty_lowers_similarity_to_the_imitated_sharer(clean_engine, 
     assert private.best.utility < free.best.utility, "privacy costs some utility"
 
 
+def test_the_published_objective_on_the_real_model(torch_base, community):
+    """PriME's objective with torch, on a history sharer 0 wrote: sharer 0 itself scores what
+    its answers score against themselves, above the base model, and its privacy term is the
+    mean of its answers' similarity to each sharer's."""
+    questions = [Example(q, "", "chat") for q in QUESTIONS[:3]]
+    backend = scoring.TorchBackend(torch_base, community[:2], merge="elementwise")
+    try:
+        asked = scoring.prepare(torch_base, questions, "", probes=0, answer_tokens=8)
+        sharers = scoring.sharer_outputs(backend, asked, 2, "mean")
+        history = [Example(q.input, answer, "chat") for q, answer in zip(questions, sharers[0])]
+        scoring_set = scoring.prepare(torch_base, history, "", probes=0, answer_tokens=8)
+        backend.apply(np.array([1.0, 0.0]))
+        value, similarity = scoring.judge(backend, scoring_set, sharers, scoring.PUBLISHED)
+        backend.apply(np.zeros(2))
+        base_value, _ = scoring.judge(backend, scoring_set, sharers, scoring.PUBLISHED)
+    finally:
+        backend.close()
+    # An empty answer has no ROUGE, even against itself.
+    assert value == pytest.approx(scoring.mean_similarity(sharers[0], [sharers[0]])) and value > 0
+    assert base_value < value
+    assert similarity == pytest.approx(scoring.mean_similarity(sharers[0], sharers))
+
+
 # -- the pipeline ----------------------------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ Everything here reuses cached predictions and adapters; nothing is generated aga
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from bench.lamp.cache import cached
@@ -95,9 +97,14 @@ def likelihoods(bench, dataset, stores: dict, models: dict) -> dict:
     return {label: float(np.mean(values)) for label, values in rows.items()}
 
 
-def run(bench, task: str, dataset, stores: dict, predictions: dict, models: dict, table: dict) -> dict:
+def run(bench, task: str, dataset, stores: dict, predictions: dict, models: dict, table: dict, partial=False) -> dict:
+    """`partial`: a run of some methods only, whose figures must not stand in for the whole
+    run's in the cache."""
+    name = (
+        "diagnostics-" + hashlib.sha256(" ".join(sorted(table)).encode()).hexdigest()[:8] if partial else "diagnostics"
+    )
     return cached(
-        bench.work / task / "diagnostics.json",
+        bench.work / task / f"{name}.json",
         lambda: {
             "rag": rag(bench, dataset, stores, predictions, table),
             "answer_words": lengths(dataset, predictions),

@@ -17,6 +17,7 @@ class UserModels:
     oppu_memory: Adapter | None = None  # their own adapter, trained with what memory gives each example
     prime_oppu: Adapter | None = None  # their own adapter, trained on top of the penalized merge
     merges: Merges | None = None  # None: nothing merged for them
+    published: Merges | None = None  # merged by PriME's published objective (labels "published-a...")
 
     @property
     def own(self) -> str | None:
@@ -29,7 +30,8 @@ class UserModels:
         return self.merges.adapters if self.merges else []
 
     def merged(self) -> dict[str, Merge]:
-        """Each merge by label (prime-a0, uniform, ...)."""
+        """Each merge of Myna's search by label (prime-a0, uniform, ...): their utility is a
+        log-likelihood and their similarity the closest sharer's, unlike the published ones."""
         return self.merges.by_label if self.merges else {}
 
     def record(self, model: str | None) -> Adapter | Merge | None:
@@ -40,4 +42,6 @@ class UserModels:
         if model in TRAINED:
             record = getattr(self, TRAINED[model])
             return record if record and record.path else None
+        if model.startswith("published-"):
+            return self.published.by_label.get(model) if self.published else None
         return self.merged().get(model)

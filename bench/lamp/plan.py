@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, field
 MAX_TOKENS = {"LaMP_1": 6, "LaMP_2": 8, "LaMP_3": 4, "LaMP_4": 24, "LaMP_5": 32, "LaMP_6": 24, "LaMP_7": 48}
 
 
+# Not part of Plan.key(): which tasks run, and what only the published-objective merges use
+# (their cache files carry the pool size; see run.py).
+OWN_KEYS = ("tasks", "published", "published_pool")
+
+
 @dataclass(frozen=True)
 class Plan:
     quick: bool = False
@@ -36,6 +41,10 @@ class Plan:
     memory_room: int = 256  # tokens added to max_length for the memory an OPPU trained with memory sees
     oppu_variants: bool = True  # OPPU trained with memory, and OPPU trained on top of PriME
     pool: int = 8  # community adapters merged for a user at most: the most similar authors
+    # PriME as its authors' code runs it, beside Myna's search: the task metric of generated
+    # answers as fitness, the mean over sharers as privacy term, the n_sim most similar sharers.
+    published: bool = True
+    published_pool: int = 3
     lorahub_l1: float = 0.05
     mia_examples: int = 16
     canaries: int = 4
@@ -44,8 +53,9 @@ class Plan:
 
     def key(self) -> str:
         """What the cached stages depend on; not which tasks run, so `--tasks` runs of one
-        task at a time fill the same cache a full run reads."""
-        settings = {k: v for k, v in asdict(self).items() if k != "tasks"}
+        task at a time fill the same cache a full run reads, nor the settings of stages that
+        name their files by them (OWN_KEYS)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in OWN_KEYS}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -74,6 +84,7 @@ QUICK = Plan(
     # The two extra OPPU trainings per user cost a fifth of the quick run; the full run has
     # them, and training on top of an adapter is tested on its own (test_training_real.py).
     oppu_variants=False,
+    published=False,
 )
 
 
@@ -116,6 +127,9 @@ def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
         table["uniform average of community adapters"] = Method("uniform", None)
         table["best single community adapter"] = Method("best-single", None)
         table["LoraHub (likelihood + L1)"] = Method("lorahub", None)
+        if plan.published:
+            table[f"PriME published objective (alpha {plan.alpha:g})"] = Method(f"published-a{plan.alpha:g}", None)
+            table["PriME published objective (no privacy penalty)"] = Method("published-a0", None)
         if plan.oppu_variants:
             table[f"OPPU on top of PriME (alpha {plan.alpha:g})"] = Method("prime-oppu", None)
             table[f"OPPU on top of PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method("prime-oppu", rag)

@@ -51,8 +51,11 @@ class Merge(Stage):
 
     path: str
     weights: list[float]
-    utility: float  # what the search maximizes: mean log-probability per token
-    similarity: float | None  # of its probe answers to the closest sharer's (ROUGE-L)
+    # What the search maximizes and what its privacy term measures: mean log-probability per
+    # token and ROUGE-L of probe answers to the closest sharer's; for a merge by PriME's
+    # published objective, the task metric of its answers and their mean similarity to the sharers'.
+    utility: float
+    similarity: float | None
     bytes: int = 0
     chosen: str | None = None  # the best single adapter's sharer
 

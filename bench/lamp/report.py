@@ -24,7 +24,10 @@ def markdown(results: dict) -> str:
             f"({', '.join(summary['users'])})",
             "",
         ]
-        header = f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized | model time / user | adapter / user |"
+        header = (
+            f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized (95% CI, paired) "
+            "| model time / user | adapter / user |"
+        )
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
         marks = {
             summary.get("default_method"): "Myna's default",
@@ -39,7 +42,7 @@ def markdown(results: dict) -> str:
             seconds = row["model_seconds_per_user"]
             label = f"**{method}** ({marks[method]})" if method in marks else method
             lines.append(
-                f"| {label} | {' | '.join(cells)} | {row['gain']:+.1%} | "
+                f"| {label} | {' | '.join(cells)} | {_gain(row)} | "
                 f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |"
             )
         lines.append("")
@@ -52,51 +55,10 @@ def markdown(results: dict) -> str:
                 "",
             ]
         privacy = summary["privacy"]
-        if not privacy.get("oppu"):
-            lines += ["No user had an adapter to attack: no membership inference.", ""]
-            privacy = {**privacy, "merged": {}}
-        lines += ["Membership inference (AUROC; 0.5 = nothing given away):", ""]
-        if privacy.get("examples"):
-            n = min(privacy["examples"].values())
-            lines += [
-                f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
-                f"has a standard deviation of {privacy['chance_spread']:.2f}.",
-                "",
-            ]
-        if privacy.get("oppu"):
-            lines.append(
-                f"- users' own OPPU adapters, on their own training data: "
-                f"{np.nanmean(list(privacy['oppu'].values())):.3f}"
-            )
-        for label, by_user in sorted(privacy["merged"].items()):
-            values = [v["auroc_mean"] for v in by_user.values()]
-            sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
-            users = "" if len(by_user) == len(privacy["oppu"]) else f", {len(by_user)} of {len(privacy['oppu'])} users"
-            lines.append(
-                f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
-                + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else "")
-            )
-        rho, count = privacy["similarity_vs_attack"]["rank_correlation"], privacy["similarity_vs_attack"]["merges"]
-        if count >= 3:
-            lines += [
-                "",
-                f"Similarity to the closest sharer (what the penalty lowers) against attack AUROC, over "
-                f"{count} merges: rank correlation {rho:.2f}.",
-            ]
-        if "canaries" in privacy:
-            canaries = privacy["canaries"]
-            lines += [
-                "",
-                f"Canaries: {canaries['secrets']} secrets planted {canaries['repeats']} times in one user's "
-                f"chats; exposure out of {canaries['max_exposure']:.1f} bits:",
-                "",
-            ]
-            for where, value in canaries.items():
-                if isinstance(value, dict):
-                    lines.append(
-                        f"- {where}: {value['recovered']} of {canaries['secrets']} recovered, "
-                        f"mean exposure {value['mean_exposure']:.2f}"
-                    )
+        if privacy is None:
+            lines += ["Privacy and amount-of-data stages: not run (a run of some methods only).", ""]
+        else:
+            lines += privacy_markdown(privacy)
         if summary["data_amounts"]:
             lines += ["", f"{name} with part of each profile:", ""]
             for fraction, row in summary["data_amounts"].items():
@@ -106,6 +68,63 @@ def markdown(results: dict) -> str:
             lines += ["", *diagnostics_markdown(summary["diagnostics"])]
         lines.append("")
     return "\n".join(lines)
+
+
+def _gain(row: dict) -> str:
+    """The gain, with its paired interval when the run computed one (older results have none)."""
+    if "gain_ci95" not in row:
+        return f"{row['gain']:+.1%}"
+    low, high = row["gain_ci95"]
+    return f"{row['gain']:+.1%} ({low:+.0%} to {high:+.0%})"
+
+
+def privacy_markdown(privacy: dict) -> list[str]:
+    lines = []
+    if not privacy.get("oppu"):
+        lines += ["No user had an adapter to attack: no membership inference.", ""]
+        privacy = {**privacy, "merged": {}}
+    lines += ["Membership inference (AUROC; 0.5 = nothing given away):", ""]
+    if privacy.get("examples"):
+        n = min(privacy["examples"].values())
+        lines += [
+            f"{n} members against {n} unseen items per author; by chance alone one author's AUROC "
+            f"has a standard deviation of {privacy['chance_spread']:.2f}.",
+            "",
+        ]
+    if privacy.get("oppu"):
+        lines.append(
+            f"- users' own OPPU adapters, on their own training data: {np.nanmean(list(privacy['oppu'].values())):.3f}"
+        )
+    for label, by_user in sorted(privacy["merged"].items()):
+        values = [v["auroc_mean"] for v in by_user.values()]
+        sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
+        users = "" if len(by_user) == len(privacy["oppu"]) else f", {len(by_user)} of {len(privacy['oppu'])} users"
+        lines.append(
+            f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
+            + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else "")
+        )
+    rho, count = privacy["similarity_vs_attack"]["rank_correlation"], privacy["similarity_vs_attack"]["merges"]
+    if count >= 3:
+        lines += [
+            "",
+            f"Similarity to the closest sharer (what the penalty lowers) against attack AUROC, over "
+            f"{count} merges: rank correlation {rho:.2f}.",
+        ]
+    if "canaries" in privacy:
+        canaries = privacy["canaries"]
+        lines += [
+            "",
+            f"Canaries: {canaries['secrets']} secrets planted {canaries['repeats']} times in one user's "
+            f"chats; exposure out of {canaries['max_exposure']:.1f} bits:",
+            "",
+        ]
+        for where, value in canaries.items():
+            if isinstance(value, dict):
+                lines.append(
+                    f"- {where}: {value['recovered']} of {canaries['secrets']} recovered, "
+                    f"mean exposure {value['mean_exposure']:.2f}"
+                )
+    return lines
 
 
 def diagnostics_markdown(diagnostics: dict) -> list[str]:
@@ -122,13 +141,14 @@ def diagnostics_markdown(diagnostics: dict) -> list[str]:
             f"| {row['answers_copied_from_a_snippet']:.0%} | {row['context_words']:.0f} |"
         )
     likelihood = diagnostics["held_out_loglik_per_token"]
-    lines += [
-        "",
-        "Held-out log-likelihood per token of the users' own outputs (what training and the merge search "
-        "optimize; higher is better): "
-        + ", ".join(f"{label} {value:.3f}" for label, value in likelihood.items())
-        + ".",
-    ]
+    if likelihood:
+        lines += [
+            "",
+            "Held-out log-likelihood per token of the users' own outputs (what training and the merge search "
+            "optimize; higher is better): "
+            + ", ".join(f"{label} {value:.3f}" for label, value in likelihood.items())
+            + ".",
+        ]
     words = diagnostics["answer_words"]
     lines += [
         "",
@@ -167,7 +187,7 @@ def plots(results: dict, folder: Path) -> list[Path]:
         fig.savefig(made[-1], dpi=110)
         plt.close(fig)
 
-        merged = summary["privacy"]["merged"]
+        merged = (summary["privacy"] or {}).get("merged", {})
         alphas = sorted((float(label[7:]), label) for label in merged if label.startswith("prime-a"))
         if len(alphas) > 1:
             fig, ax = plt.subplots(figsize=(6, 4))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from bench.datasets import BUILDERS, Dataset, load
 from bench.lamp import amounts, diagnose, privacy, report, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
 from bench.lamp.models import UserModels
-from bench.lamp.plan import QUICK, Plan, as_served, default_method, methods_for, nightly_method
+from bench.lamp.plan import QUICK, Method, Plan, as_served, default_method, methods_for, nightly_method
 from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
@@ -44,7 +45,26 @@ def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | Non
     return dataset
 
 
-def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> dict:
+def chosen(table: dict[str, Method], methods: str | None) -> dict[str, Method]:
+    """The rows a run computes: all, or those whose name matches `methods` (a regular
+    expression), always with the non-personalized baseline every gain is measured against."""
+    if not methods:
+        return table
+    try:
+        pattern = re.compile(methods, re.IGNORECASE)
+    except re.error as error:
+        raise SystemExit(
+            f"--methods {methods!r} is not a regular expression ({error}); try e.g. 'RAG|^OPPU'."
+        ) from None
+    kept = {name: spec for name, spec in table.items() if name == "non-personalized" or pattern.search(name)}
+    if len(kept) == 1:
+        raise SystemExit(f"--methods {methods!r} matches no method; the methods are: {', '.join(table)}.")
+    return kept
+
+
+def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, methods: str | None = None) -> dict:
+    """Every stage of the plan; with `methods`, only the rows that match and the models they
+    need (no privacy or amount-of-data stages, whose figures are about the whole table)."""
     work = RESULTS / "cache" / f"{run_name(plan.quick, lamp)}-{plan.key()}"
     work.mkdir(parents=True, exist_ok=True)
     # Caches of the converted base model, shared by every run; never the user's own data folder.
@@ -52,19 +72,23 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
     started = time.perf_counter()
     space = Workspace(plan, work)
     tasks = [load(*lamp).task] if lamp else list(plan.tasks)
-    results = {"plan": asdict(plan), "tasks": {}}
+    results = {"plan": asdict(plan), "tasks": {}, "methods": methods}
+    wanted = chosen(methods_for(plan, True), methods)
+    needs = {spec.model for spec in wanted.values()} - {None}
+    # Merges pool the other users' own adapters; training on top of PriME needs the merge.
+    need_merges = bool(needs - {"oppu", "oppu-memory"})
     for task in tasks:
         on_stage(f"{task}: dataset")
         dataset = dataset_for(task, plan, work, lamp)
         users = dataset.users()
         stores = {u: space.store(task, u, dataset.of(u)) for u in users}
         models = {u: UserModels() for u in users}
-        for user in users:
+        for user in users if needs else ():
             on_stage(f"{task}: OPPU adapter for {user}")
             models[user].oppu = space.train_oppu(task, user, stores[user])
         trained = [u for u in users if models[u].own]
-        cold = {u: models[u].oppu.examples for u in users if not models[u].own}
-        for number, user in enumerate(users):
+        cold = {u: models[u].oppu.examples for u in users if models[u].oppu and not models[u].own}
+        for number, user in enumerate(users if need_merges else ()):
             pool = space.pool(task, user, stores, {v: models[v].own for v in trained if v != user})
             if not pool or not space.examples(stores[user]).held_out:
                 continue  # no community to merge, or nothing of this user's to score a merge on
@@ -73,18 +97,36 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
             models[user].merges = space.merges(
                 task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha}))
             )
+            if plan.published and any(model.startswith("published-") for model in needs):
+                on_stage(f"{task}: merges by PriME's published objective for {user}")
+                few = space.pool(task, user, stores, pool, plan.published_pool)
+                models[user].published = space.merges(
+                    task,
+                    user,
+                    stores[user],
+                    few,
+                    (0.0, plan.alpha),
+                    f"-published{plan.published_pool}",
+                    False,
+                    published=True,
+                )
         if plan.oppu_variants:
             for user in trained:
-                on_stage(f"{task}: OPPU trained with memory for {user}")
-                models[user].oppu_memory = space.train_oppu(task, user, stores[user], "oppu-memory", memory=True)
+                if "oppu-memory" in needs:
+                    on_stage(f"{task}: OPPU trained with memory for {user}")
+                    models[user].oppu_memory = space.train_oppu(task, user, stores[user], "oppu-memory", memory=True)
                 merged = models[user].merged().get(f"prime-a{plan.alpha:g}")
-                if merged:
+                if merged and "prime-oppu" in needs:
                     on_stage(f"{task}: OPPU on top of PriME for {user}")
                     models[user].prime_oppu = space.train_oppu(
                         task, user, stores[user], "prime-oppu", start=merged.path
                     )
         predictions: dict[str, dict[str, Answers]] = {}
-        table = methods_for(plan, any(models[u].merges for u in users))
+        table = {
+            name: spec
+            for name, spec in methods_for(plan, any(models[u].merges for u in users)).items()
+            if name in wanted
+        }
         for user in users:
             for method, spec in table.items():
                 on_stage(f"{task}: {method} for {user}")
@@ -101,12 +143,14 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
                     served.rag,
                     served.layout,
                 )
-        on_stage(f"{task}: amount of user data")
-        by_amount = amounts.run(space, task, dataset, plan)
-        on_stage(f"{task}: privacy")
-        attacks = privacy.run(space, task, dataset, stores, models, plan)
+        by_amount, attacks = {}, None
+        if not methods:
+            on_stage(f"{task}: amount of user data")
+            by_amount = amounts.run(space, task, dataset, plan)
+            on_stage(f"{task}: privacy")
+            attacks = privacy.run(space, task, dataset, stores, models, plan)
         on_stage(f"{task}: diagnostics")
-        diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table)
+        diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table, partial=bool(methods))
         costs = {method: [models[u].record(spec.model) for u in users] for method, spec in table.items()}
         results["tasks"][task] = summary.summarize(task, dataset, predictions, costs, by_amount, attacks, plan)
         results["tasks"][task]["diagnostics"] = diagnostics
@@ -119,11 +163,18 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print) -> di
     return results
 
 
-def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None) -> None:
+def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None, methods: str | None = None) -> None:
     plan = QUICK if quick else Plan()
     if tasks:
         plan = replace(plan, tasks=tuple(tasks))
-    results = run(plan, lamp, on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True))
+    results = run(
+        plan,
+        lamp,
+        on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
+        methods=methods,
+    )
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
+    if methods:  # some rows only: never in place of the whole report
+        out = out / "some-methods" / "+".join(results["tasks"])
     report.write(results, out)
     print((out / "results.md").read_text())

@@ -32,6 +32,27 @@ def bootstrap(task: str, predictions: list[str], golds: list[str], seed: int = 0
     return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items()}
 
 
+def paired_gain(task: str, predictions: list[str], baseline: list[str], golds: list[str], seed: int = 0) -> list[float]:
+    """95 % interval of a method's relative gain over the baseline on the primary metric,
+    resampling questions together for both (paired): with a few dozen questions the two
+    methods' own intervals overlap even when one is reliably better, and this says whether
+    a difference is more than the draw of questions."""
+    name, higher = primary(task)
+    rng = np.random.default_rng(seed)
+    n = len(golds)
+    gains = []
+    for _ in range(BOOTSTRAP):
+        pick = rng.integers(0, n, n)
+        gold = [golds[i] for i in pick]
+        value = aggregate(task, [predictions[i] for i in pick], gold)[name]
+        base = aggregate(task, [baseline[i] for i in pick], gold)[name]
+        if base:
+            gains.append(((value - base) if higher else (base - value)) / base)
+    if not gains:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5))]
+
+
 def auroc(members: list[float], others: list[float]) -> float:
     """Probability that a member scores higher than a non-member (ties count half)."""
     if not members or not others:

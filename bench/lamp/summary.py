@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.lamp.scores import aggregate, bootstrap, chance_spread, primary, similarity_predicts_attack
+from bench.lamp.scores import aggregate, bootstrap, chance_spread, paired_gain, primary, similarity_predicts_attack
 
 
 def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict, privacy: dict, plan) -> dict:
@@ -13,13 +13,22 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
     golds = {q.id: q.output for q in dataset.questions}
     name, higher = primary(task)
     table = {}
+    asked = {q.id for u in users for q in dataset.of(u)}
+    questions = [q for q in dataset.questions if q.id in asked]
+    ids, gold = [q.id for q in questions], [golds[q.id] for q in questions]
+
+    def answers(method):
+        return [predictions[method][q.user].predictions[q.id] for q in questions]
+
+    baseline = answers("non-personalized")
     for method, by_user in predictions.items():
-        ids = [q.id for u in users for q in dataset.of(u)]
-        preds = [by_user[q.user].predictions[q.id] for q in dataset.questions if q.id in ids]
-        gold = [golds[q.id] for q in dataset.questions if q.id in ids]
+        preds = answers(method)
         table[method] = {
             "overall": aggregate(task, preds, gold),
             "ci95": bootstrap(task, preds, gold, plan.seed),
+            "gain_ci95": paired_gain(task, preds, baseline, gold, plan.seed),
+            # Kept so a report can be scored again when the stage cache is gone.
+            "answers": dict(zip(ids, preds)),
             "per_user": {
                 u: aggregate(task, list(by_user[u].predictions.values()), [golds[i] for i in by_user[u].predictions])
                 for u in users
@@ -39,7 +48,7 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
         "questions": len(dataset.questions),
         "methods": table,
         "data_amounts": amounts,
-        "privacy": {**privacy, **privacy_statistics(privacy)},
+        "privacy": {**privacy, **privacy_statistics(privacy)} if privacy is not None else None,
     }
 
 

@@ -106,17 +106,20 @@ class Workspace:
 
         return cached(self.folder(task, user) / f"{name}.json", compute, Adapter)
 
-    def pool(self, task: str, user: str, stores: dict, adapters: dict[str, str]) -> dict[str, str]:
-        """The community a user's merge draws on: the other users' adapters, the `plan.pool`
-        whose authors write most like this user (mean embedding of their memories), as
-        `myna personalize` selects them."""
+    def pool(
+        self, task: str, user: str, stores: dict, adapters: dict[str, str], size: int | None = None
+    ) -> dict[str, str]:
+        """The community a user's merge draws on: the other users' adapters, the `size` (by
+        default `plan.pool`) whose authors write most like this user (mean embedding of their
+        memories), as `myna personalize` selects them."""
         from merger.search import selection
 
-        if len(adapters) <= self.plan.pool:
+        size = size or self.plan.pool
+        if len(adapters) <= size:
             return adapters
         mine = selection.embed_user(stores[user])
         closeness = {v: float(np.dot(mine, selection.embed_user(stores[v]))) for v in adapters}
-        return {v: adapters[v] for v in sorted(adapters, key=lambda v: -closeness[v])[: self.plan.pool]}
+        return {v: adapters[v] for v in sorted(adapters, key=lambda v: -closeness[v])[:size]}
 
     def lora(self, path: str):
         from merger.formats import gguf_lora
@@ -132,10 +135,13 @@ class Workspace:
         alphas: tuple[float, ...],
         tag: str = "",
         baselines: bool = True,
+        published: bool = False,
     ) -> Merges:
         """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
         LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
-        user's held-out examples."""
+        user's held-out examples. `published`: by the objective of PriME's published code (the
+        task metric of generated answers, minus alpha times the mean similarity of those
+        answers to each sharer's), labelled "published-a{alpha}", without baselines."""
         from merger.formats import gguf_lora
         from merger.search import evolution as search
         from merger.search import scoring
@@ -151,14 +157,16 @@ class Workspace:
                 max_length=self.plan.max_length,
                 probes=self.plan.probes,
                 probe_tokens=self.plan.probe_tokens,
+                answer_tokens=MAX_TOKENS[task],
             )
             backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
             out = Merges(adapters=names)
+            objective = replace(scoring.PUBLISHED, task=task) if published else scoring.Objective()
             try:
                 started = time.perf_counter()
-                sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
+                sharers = scoring.sharer_outputs(backend, scoring_set, len(loras), objective.privacy)
                 probe_seconds = time.perf_counter() - started
-                evaluate = scoring.evaluator(backend, scoring_set, sharers)
+                evaluate = scoring.evaluator(backend, scoring_set, sharers, objective)
 
                 def save(label, weights, seconds, chosen=None):
                     merged = scoring.combine(loras, np.asarray(weights), "elementwise")
@@ -184,7 +192,8 @@ class Workspace:
                         optimizer="NGOpt",
                         seed=self.plan.seed,
                     )
-                    save(f"prime-a{alpha:g}", result.best.weights, time.perf_counter() - started + probe_seconds)
+                    label = f"{'published' if published else 'prime'}-a{alpha:g}"
+                    save(label, result.best.weights, time.perf_counter() - started + probe_seconds)
                 if baselines:
                     self._baselines(names, evaluate, save)
             finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from assistant.errors import MynaError
-from merger.search.options import MERGES, OPTIMIZERS, PROBE_TOKENS
+from merger.search.options import MERGES, OPTIMIZERS, PRIVACY_TERMS, PROBE_TOKENS
 
 BACKENDS = ("torch", "file", "scales")  # how candidates are scored
 METRICS = ("likelihood", "task")  # held-out log-likelihood, or the task's metric on generated outputs
@@ -16,7 +16,8 @@ METRICS = ("likelihood", "task")  # held-out log-likelihood, or the task's metri
 class PersonalizeConfig:
     budget: int = 40
     max_adapters: int = 8
-    alpha: float = 0.5  # weight of the privacy penalty (similarity to the closest sharer)
+    alpha: float = 0.5  # weight of the privacy penalty (similarity to the sharers)
+    privacy: str = "closest"  # the penalty's similarity: to the closest sharer, or PriME's mean over them
     optimizer: str = "NGOpt"
     merge: str = "elementwise"
     rank: int | None = None  # rank budget of an "updates" merge (None: ranks concatenated)
@@ -42,5 +43,7 @@ class PersonalizeConfig:
             raise MynaError("llama.cpp scales compute the sum of updates: use --merge updates with --backend scales.")
         if self.budget < 2 or self.max_adapters < 1 or self.alpha < 0:
             raise MynaError("The budget must be at least 2, at least one adapter used, and alpha not negative.")
+        if self.privacy not in PRIVACY_TERMS:
+            raise MynaError(f"Unknown privacy term '{self.privacy}'; choose {' or '.join(PRIVACY_TERMS)}.")
         if self.metric not in METRICS:
             raise MynaError(f"Unknown metric '{self.metric}'; choose {' or '.join(METRICS)}.")

@@ -141,25 +141,27 @@ def _run(
     backend, base = _backend(config, engine, loras, spec, workdir, chosen)
     resources.callback(backend.close)
 
-    def judge(on, sharers) -> tuple[float, float | None]:
-        return scoring.judge(on, scoring_set, sharers, config.metric, config.task)
+    objective = scoring.Objective(config.metric, config.task, config.privacy)
 
+    def judge(on, sharers) -> tuple[float, float | None]:
+        return scoring.judge(on, scoring_set, sharers, objective)
+
+    # The "closest" term compares answers to the probes, PriME's "mean" term to every held-out input.
+    compares = config.probes if config.privacy == "closest" else True
     report("asking each community adapter", 0, len(loras))
-    sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras)) if config.probes else []
+    sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy) if compares else []
     # The current adapter, judged in llama.cpp: the stack that answers the user.
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
     before_utility, before_similarity = judge(llama_files, sharers)
     fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
 
-    if backend is not llama_files and config.probes and config.alpha > 0:
-        search_sharers = scoring.sharer_outputs(backend, scoring_set, len(loras))
+    if backend is not llama_files and compares and config.alpha > 0:
+        search_sharers = scoring.sharer_outputs(backend, scoring_set, len(loras), config.privacy)
     else:
         search_sharers = sharers
 
-    evaluate = scoring.evaluator(
-        backend, scoring_set, search_sharers if config.alpha > 0 else [], config.metric, config.task
-    )
+    evaluate = scoring.evaluator(backend, scoring_set, search_sharers if config.alpha > 0 else [], objective)
     result = evolve(
         evaluate,
         len(loras),

@@ -4,3 +4,8 @@ run's config and the CLI read them from here). Light to import."""
 OPTIMIZERS = ("NGOpt", "CMA", "TwoPointsDE", "OnePlusOne", "RandomSearch")  # nevergrad's names
 MERGES = ("elementwise", "updates")  # sum of A and of B matrices (PriME), or sum of B·A
 PROBE_TOKENS = 24  # tokens of each probe answer compared with the sharers' (the privacy term)
+ANSWER_TOKENS = 32  # tokens generated per held-out example when a merge is scored on its answers
+# The privacy term: similarity to the CLOSEST sharer on a few probe prompts (ROUGE-L), or, as
+# PriME publishes it, the MEAN over the sharers of the task metric between the candidate's
+# answers and each sharer adapter's answers to all of the user's held-out inputs.
+PRIVACY_TERMS = ("closest", "mean")

@@ -35,7 +35,7 @@ from merger.formats import gguf_lora
 from merger.formats.base_model import HF_NAMES, Architecture
 from merger.formats.lora import Lora
 from merger.search.merge import merge_elementwise, merge_updates
-from merger.search.options import MERGES, PROBE_TOKENS
+from merger.search.options import ANSWER_TOKENS, MERGES, PRIVACY_TERMS, PROBE_TOKENS
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ScoringSet:
     encoded: list[Encoded]
     probes: list[list[int]]  # prompt ids for the privacy probes
     probe_tokens: int = PROBE_TOKENS
+    answer_tokens: int = ANSWER_TOKENS  # generated per example when answers are scored
 
     @property
     def tokens(self) -> int:
@@ -58,9 +59,10 @@ def prepare(
     max_length: int = 192,
     probes: int = 6,
     probe_tokens: int = PROBE_TOKENS,
+    answer_tokens: int = ANSWER_TOKENS,
 ) -> ScoringSet:
     encoded = [encode_example(encoder, e, system, max_length) for e in examples]
-    return ScoringSet(examples, encoded, [e.prompt for e in encoded[:probes]], probe_tokens)
+    return ScoringSet(examples, encoded, [e.prompt for e in encoded[:probes]], probe_tokens, answer_tokens)
 
 
 def combine(loras: list[Lora], weights, merge: str = "elementwise", rank: int | None = None) -> Lora:
@@ -253,14 +255,34 @@ class TorchBackend:
 # -- what a candidate is worth -------------------------------------------------------------------
 
 
+def _metric(task: str | None) -> tuple[str, tuple[str, ...]]:
+    """The metric kind and labels answers are compared with: the task's, else ROUGE."""
+    return (TASKS[task].metric, TASKS[task].labels) if task else ("rouge", ())
+
+
+def answers(backend, scoring: ScoringSet) -> list[str]:
+    """What the backend's model answers to each of the user's held-out inputs."""
+    return backend.generate([e.prompt for e in scoring.encoded], scoring.answer_tokens)
+
+
+def task_score(predictions: list[str], scoring: ScoringSet, task: str | None = None) -> float:
+    """The task's metric of these answers against the user's own outputs (higher is better)."""
+    kind, labels = _metric(task)
+    return metrics.fitness(kind, predictions, [e.output for e in scoring.examples], labels)
+
+
 def utility(backend, scoring: ScoringSet, metric: str = "likelihood", task: str | None = None) -> float:
     """Higher is better: mean log-probability per token, or the task's metric."""
     if metric == "likelihood":
         return backend.mean_logprob(scoring)
-    predictions = backend.generate([e.prompt for e in scoring.encoded], 32)
-    references = [e.output for e in scoring.examples]
-    kind, labels = (TASKS[task].metric, TASKS[task].labels) if task else ("rouge", ())
-    return metrics.fitness(kind, predictions, references, labels)
+    return task_score(answers(backend, scoring), scoring, task)
+
+
+def mean_similarity(candidate: list[str], sharers: list[list[str]], task: str | None = None) -> float:
+    """PriME's privacy term: the mean over the sharers of the task metric between the
+    candidate's answers and that sharer adapter's answers to the same inputs."""
+    kind, labels = _metric(task)
+    return float(np.mean([metrics.fitness(kind, candidate, outputs, labels) for outputs in sharers]))
 
 
 def similarity(candidate: list[str], sharers: list[list[str]]) -> tuple[float, int]:
@@ -270,20 +292,38 @@ def similarity(candidate: list[str], sharers: list[list[str]]) -> tuple[float, i
     return scores[best], best
 
 
-def judge(
-    backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood", task: str | None = None
-) -> tuple[float, float | None]:
-    """(utility, similarity to the closest sharer) of whatever the backend holds now; no
-    similarity (None) when there are no sharers' outputs to compare with."""
+@dataclass(frozen=True)
+class Objective:
+    """What a candidate merge is judged by: its utility (`metric`: "likelihood" of the held-out
+    outputs, or "task": the task's metric of generated answers) and its privacy term (see
+    options.PRIVACY_TERMS)."""
+
+    metric: str = "likelihood"
+    task: str | None = None
+    privacy: str = "closest"
+
+
+PUBLISHED = Objective(metric="task", privacy="mean")  # PriME's published code, for a given task
+
+
+def judge(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Objective = Objective()):
+    """(utility, similarity to the sharers by the objective's privacy term) of whatever the
+    backend holds now; no similarity (None) when there are no sharers' outputs to compare
+    with. `sharers` are what `sharer_outputs` gave for the same term."""
+    metric, task, privacy = objective.metric, objective.task, objective.privacy
+    if privacy not in PRIVACY_TERMS:
+        raise ValueError(f"unknown privacy term {privacy!r}; choose from {', '.join(PRIVACY_TERMS)}")
+    if privacy == "mean" and (metric == "task" or sharers):
+        said = answers(backend, scoring)  # one generation serves the fitness and the privacy term
+        value = task_score(said, scoring, task) if metric == "task" else backend.mean_logprob(scoring)
+        return value, mean_similarity(said, sharers, task) if sharers else None
     value = utility(backend, scoring, metric, task)
     if not sharers:
         return value, None
     return value, similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
 
 
-def evaluator(
-    backend, scoring: ScoringSet, sharers: list[list[str]], metric: str = "likelihood", task: str | None = None
-):
+def evaluator(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Objective = Objective()):
     """The search's fitness parts for a weight vector: weights -> judge(...). Each distinct
     point is evaluated once: optimizers revisit points, and several searches (one per alpha,
     the baselines) share one evaluator."""
@@ -293,18 +333,22 @@ def evaluator(
         key = tuple(np.round(np.asarray(weights, dtype=float), 6))
         if key not in seen:
             backend.apply(np.asarray(weights, dtype=float))
-            seen[key] = judge(backend, scoring, sharers, metric, task)
+            seen[key] = judge(backend, scoring, sharers, objective)
         return seen[key]
 
     return evaluate
 
 
-def sharer_outputs(backend, scoring: ScoringSet, count: int) -> list[list[str]]:
-    """Each community adapter's own outputs on the probes (weight 1 on it, 0 on the rest)."""
+def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> list[list[str]]:
+    """Each community adapter's own outputs (weight 1 on it, 0 on the rest): on the probes for
+    the "closest" term, on every held-out input for PriME's "mean" term."""
     outputs = []
     for index in range(count):
         weights = np.zeros(count)
         weights[index] = 1.0
         backend.apply(weights)
-        outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
+        if privacy == "mean":
+            outputs.append(answers(backend, scoring))
+        else:
+            outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
     return outputs

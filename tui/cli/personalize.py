@@ -7,7 +7,7 @@ import sys
 import click
 
 from merger.nightly.config import BACKENDS, METRICS, PersonalizeConfig
-from merger.search.options import MERGES, OPTIMIZERS
+from merger.search.options import MERGES, OPTIMIZERS, PRIVACY_TERMS
 from tui.cli.base import Runtime, pass_runtime
 
 DEFAULTS = PersonalizeConfig()
@@ -29,6 +29,13 @@ DEFAULTS = PersonalizeConfig()
     default=DEFAULTS.alpha,
     show_default=True,
     help="Privacy penalty: how much similarity to any one sharer's outputs costs.",
+)
+@click.option(
+    "--privacy",
+    type=click.Choice(PRIVACY_TERMS),
+    default=DEFAULTS.privacy,
+    show_default=True,
+    help="What the penalty measures: answers like the closest sharer's (probes), or PriME's mean over sharers.",
 )
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
 @click.option(
@@ -56,7 +63,7 @@ DEFAULTS = PersonalizeConfig()
 @click.option("--last", is_flag=True, help="Only show the last runs.")
 @pass_runtime
 def personalize(
-    rt: Runtime, budget, max_adapters, alpha, optimizer, merge, backend, metric, train_own, if_idle, last
+    rt: Runtime, budget, max_adapters, alpha, privacy, optimizer, merge, backend, metric, train_own, if_idle, last
 ) -> None:
     """Merge community adapters into one that fits you, scored on your own history.
 
@@ -87,6 +94,7 @@ def personalize(
         budget=budget,
         max_adapters=max_adapters,
         alpha=alpha,
+        privacy=privacy,
         optimizer=optimizer,
         merge=merge,
         backend=backend,
