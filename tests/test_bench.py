@@ -104,7 +104,7 @@ def test_rank_correlation_by_hand():
 
 
 def test_the_paired_gain_interval_sees_a_difference_the_two_intervals_hide():
-    from bench.lamp.scores import bootstrap, paired_gain
+    from bench.lamp.scores import bootstrap, paired_gains
 
     rng = np.random.default_rng(1)
     words = "storm rates court vaccine election market strike flood summit budget".split()
@@ -115,12 +115,13 @@ def test_the_paired_gain_interval_sees_a_difference_the_two_intervals_hide():
     better = [
         " ".join(b.split()[:-1] + [g.split()[-1]]) if i % 3 == 0 else b for i, (b, g) in enumerate(zip(base, golds))
     ]
-    low, high = paired_gain("LaMP_4", better, base, golds)
+    intervals = paired_gains("LaMP_4", {"better": better, "same": base}, base, golds)
+    low, high = intervals["better"]
     assert 0 < low <= high, "the same or better on every question is a reliable gain"
     base_high = bootstrap("LaMP_4", base, golds)["ROUGE-1"][1]
     better_low = bootstrap("LaMP_4", better, golds)["ROUGE-1"][0]
     assert better_low < base_high, "while the two methods' own intervals overlap"
-    assert paired_gain("LaMP_4", base, base, golds) == [0, 0]
+    assert intervals["same"] == [0, 0]
 
 
 def test_some_methods_are_chosen_by_name_with_the_baseline():

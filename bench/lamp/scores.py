@@ -21,36 +21,48 @@ def primary(task: str) -> tuple[str, bool]:
     return metrics.PRIMARY[TASKS[task].metric]
 
 
-def bootstrap(task: str, predictions: list[str], golds: list[str], seed: int = 0) -> dict[str, list[float]]:
+def _resamples(n: int, seed: int):
+    """The bootstrap's draws of n questions with replacement, the same for a given seed."""
     rng = np.random.default_rng(seed)
-    n = len(golds)
-    samples: dict[str, list[float]] = {}
     for _ in range(BOOTSTRAP):
-        pick = rng.integers(0, n, n)
+        yield rng.integers(0, n, n)
+
+
+def gain(task: str, value: float, base: float) -> float:
+    """Relative gain of a score over the baseline's on the task's primary metric (NaN when
+    the baseline scores 0); positive is better whichever way the metric runs."""
+    _, higher = primary(task)
+    return ((value - base) if higher else (base - value)) / base if base else float("nan")
+
+
+def bootstrap(task: str, predictions: list[str], golds: list[str], seed: int = 0) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {}
+    for pick in _resamples(len(golds), seed):
         for name, value in aggregate(task, [predictions[i] for i in pick], [golds[i] for i in pick]).items():
             samples.setdefault(name, []).append(value)
     return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items()}
 
 
-def paired_gain(task: str, predictions: list[str], baseline: list[str], golds: list[str], seed: int = 0) -> list[float]:
-    """95 % interval of a method's relative gain over the baseline on the primary metric,
+def paired_gains(
+    task: str, methods: dict[str, list[str]], baseline: list[str], golds: list[str], seed: int = 0
+) -> dict[str, list[float]]:
+    """95 % interval of each method's relative gain over the baseline on the primary metric,
     resampling questions together for both (paired): with a few dozen questions the two
     methods' own intervals overlap even when one is reliably better, and this says whether
-    a difference is more than the draw of questions."""
-    name, higher = primary(task)
-    rng = np.random.default_rng(seed)
-    n = len(golds)
-    gains = []
-    for _ in range(BOOTSTRAP):
-        pick = rng.integers(0, n, n)
+    a difference is more than the draw of questions. The baseline is scored once per draw."""
+    name, _ = primary(task)
+    gains: dict[str, list[float]] = {method: [] for method in methods}
+    for pick in _resamples(len(golds), seed):
         gold = [golds[i] for i in pick]
-        value = aggregate(task, [predictions[i] for i in pick], gold)[name]
         base = aggregate(task, [baseline[i] for i in pick], gold)[name]
-        if base:
-            gains.append(((value - base) if higher else (base - value)) / base)
-    if not gains:
-        return [float("nan"), float("nan")]
-    return [float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5))]
+        if not base:
+            continue
+        for method, predictions in methods.items():
+            gains[method].append(gain(task, aggregate(task, [predictions[i] for i in pick], gold)[name], base))
+    return {
+        method: [float(np.percentile(g, 2.5)), float(np.percentile(g, 97.5))] if g else [float("nan")] * 2
+        for method, g in gains.items()
+    }
 
 
 def auroc(members: list[float], others: list[float]) -> float:

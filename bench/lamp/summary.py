@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.lamp.scores import aggregate, bootstrap, chance_spread, paired_gain, primary, similarity_predicts_attack
+from bench.lamp.scores import (
+    aggregate,
+    bootstrap,
+    chance_spread,
+    gain,
+    paired_gains,
+    primary,
+    similarity_predicts_attack,
+)
 
 
 def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict, privacy: dict, plan) -> dict:
     users = dataset.users()
     golds = {q.id: q.output for q in dataset.questions}
-    name, higher = primary(task)
+    name, _ = primary(task)
     table = {}
     asked = {q.id for u in users for q in dataset.of(u)}
     questions = [q for q in dataset.questions if q.id in asked]
@@ -20,13 +28,14 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
     def answers(method):
         return [predictions[method][q.user].predictions[q.id] for q in questions]
 
-    baseline = answers("non-personalized")
+    said = {method: answers(method) for method in predictions}
+    intervals = paired_gains(task, said, said["non-personalized"], gold, plan.seed)
     for method, by_user in predictions.items():
-        preds = answers(method)
+        preds = said[method]
         table[method] = {
             "overall": aggregate(task, preds, gold),
             "ci95": bootstrap(task, preds, gold, plan.seed),
-            "gain_ci95": paired_gain(task, preds, baseline, gold, plan.seed),
+            "gain_ci95": intervals[method],
             # Kept so a report can be scored again when the stage cache is gone.
             "answers": dict(zip(ids, preds)),
             "per_user": {
@@ -37,8 +46,7 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
         }
     base = table["non-personalized"]["overall"][name]
     for method, row in table.items():
-        value = row["overall"][name]
-        row["gain"] = ((value - base) if higher else (base - value)) / base if base else float("nan")
+        row["gain"] = gain(task, row["overall"][name], base)
         row.update(_costs(costs[method]))
     return {
         "task": task,

@@ -271,13 +271,6 @@ def task_score(predictions: list[str], scoring: ScoringSet, task: str | None = N
     return metrics.fitness(kind, predictions, [e.output for e in scoring.examples], labels)
 
 
-def utility(backend, scoring: ScoringSet, metric: str = "likelihood", task: str | None = None) -> float:
-    """Higher is better: mean log-probability per token, or the task's metric."""
-    if metric == "likelihood":
-        return backend.mean_logprob(scoring)
-    return task_score(answers(backend, scoring), scoring, task)
-
-
 def mean_similarity(candidate: list[str], sharers: list[list[str]], task: str | None = None) -> float:
     """PriME's privacy term: the mean over the sharers of the task metric between the
     candidate's answers and that sharer adapter's answers to the same inputs."""
@@ -313,13 +306,13 @@ def judge(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Obj
     metric, task, privacy = objective.metric, objective.task, objective.privacy
     if privacy not in PRIVACY_TERMS:
         raise ValueError(f"unknown privacy term {privacy!r}; choose from {', '.join(PRIVACY_TERMS)}")
-    if privacy == "mean" and (metric == "task" or sharers):
-        said = answers(backend, scoring)  # one generation serves the fitness and the privacy term
-        value = task_score(said, scoring, task) if metric == "task" else backend.mean_logprob(scoring)
-        return value, mean_similarity(said, sharers, task) if sharers else None
-    value = utility(backend, scoring, metric, task)
+    # One generation of the held-out answers serves the task metric and the "mean" term.
+    said = answers(backend, scoring) if metric == "task" or (privacy == "mean" and sharers) else None
+    value = task_score(said, scoring, task) if metric == "task" else backend.mean_logprob(scoring)
     if not sharers:
         return value, None
+    if privacy == "mean":
+        return value, mean_similarity(said, sharers, task)
     return value, similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
 
 
