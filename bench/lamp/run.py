@@ -65,6 +65,7 @@ def chosen(table: dict[str, Method], methods: str | None) -> dict[str, Method]:
 def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, methods: str | None = None) -> dict:
     """Every stage of the plan; with `methods`, only the rows that match and the models they
     need (no privacy or amount-of-data stages, whose figures are about the whole table)."""
+    wanted = chosen(methods_for(plan, True), methods)  # a bad pattern stops before any work
     work = RESULTS / "cache" / f"{run_name(plan.quick, lamp)}-{plan.key()}"
     work.mkdir(parents=True, exist_ok=True)
     # Caches of the converted base model, shared by every run; never the user's own data folder.
@@ -73,7 +74,6 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
     space = Workspace(plan, work)
     tasks = [load(*lamp).task] if lamp else list(plan.tasks)
     results = {"plan": asdict(plan), "tasks": {}, "methods": methods}
-    wanted = chosen(methods_for(plan, True), methods)
     needs = {spec.model for spec in wanted.values()} - {None}
     # Merges pool the other users' own adapters; training on top of PriME needs the merge.
     need_merges = bool(needs - {"oppu", "oppu-memory"})
