@@ -9,14 +9,17 @@ running chat sees the change before its next reply. No torch here: the chat path
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
+from assistant import input_text
 from assistant.errors import MynaError
 from assistant.store.conversations import now
+from assistant.store.transaction import transaction
 
 GGUF_NAME = "adapter.gguf"
 
@@ -80,7 +83,21 @@ def history(db: sqlite_utils.Database, limit: int = 20) -> list[Activation]:
     return [Activation(*row) for row in rows]
 
 
+# An adapter's name becomes a folder name: letters, digits, '.', '_' and '-', never a path.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str) -> str:
+    if not SAFE_NAME.fullmatch(name):
+        raise MynaError(
+            f"'{input_text.text(name)}' cannot be an adapter's name: use letters, digits, '.', '_' or '-' "
+            "(up to 100, starting with a letter or digit)."
+        )
+    return name
+
+
 def unique_name(db: sqlite_utils.Database, stem: str) -> str:
+    check_name(stem)
     taken = {row[0] for row in db.execute("SELECT name FROM adapters")}
     if stem not in taken:
         return stem
@@ -108,7 +125,7 @@ def register(
     the same transaction, so a crash leaves either the old state or the new one."""
     if not (Path(folder) / GGUF_NAME).is_file():
         raise MynaError(f"{folder} holds no {GGUF_NAME}; the adapter files are incomplete.")
-    with db.conn:
+    with transaction(db):
         adapter_id = db.execute(
             """INSERT INTO adapters (name, kind, folder, base_fingerprint, rank, alpha, targets, card, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -127,7 +144,7 @@ def activate(db: sqlite_utils.Database, name: str | None, reason: str) -> None:
     adapter = get(db, name) if name else None
     if adapter and not adapter.gguf.is_file():
         raise MynaError(f"The files of adapter '{name}' are missing from {adapter.folder}; delete it and train again.")
-    with db.conn:
+    with transaction(db):
         db.execute(
             "INSERT INTO adapter_activations (adapter_id, adapter_name, at, reason) VALUES (?, ?, ?, ?)",
             (adapter.id if adapter else None, name, now(), reason),
@@ -138,7 +155,7 @@ def delete(db: sqlite_utils.Database, name: str) -> None:
     """Delete an adapter and its files; if it was active, the bare model becomes active."""
     adapter = get(db, name)
     current = active(db)
-    with db.conn:
+    with transaction(db):
         if current and current.id == adapter.id:
             db.execute(
                 "INSERT INTO adapter_activations (adapter_id, adapter_name, at, reason) VALUES (NULL, NULL, ?, ?)",

@@ -49,6 +49,8 @@ def resolve(name_or_path: str) -> ModelSpec:
 def verify(spec: ModelSpec) -> None:
     """Check the model file exists, is GGUF, and (for catalogue models) has the right digest."""
     hint = f" Reinstall it with `{spec.install_hint}`." if spec.install_hint else ""
+    if spec.path.is_dir():
+        raise MynaError(f"{spec.path} is a folder, not a model file; give the path of the .gguf file inside it.")
     if not spec.path.is_file():
         raise MynaError(f"The model file {spec.path} does not exist; pass another with --model PATH.{hint}")
     try:
@@ -60,6 +62,12 @@ def verify(spec: ModelSpec) -> None:
         raise MynaError(f"{spec.path} is not a GGUF model file; Myna runs llama-family models in GGUF format.")
     if spec.sha256 and cached_sha256(spec.path) != spec.sha256:
         raise MynaError(f"The model file {spec.path} is damaged (its checksum does not match).{hint}")
+    if not spec.sha256:  # a file given by path: no checksum to compare, so read its structure
+        from assistant import gguf_file
+
+        problem = gguf_file.problem(spec.path)
+        if problem:
+            raise MynaError(f"{spec.path} is not a usable GGUF model: {problem}. Copy it again or use another.")
 
 
 def fingerprint(spec: ModelSpec) -> str:

@@ -13,8 +13,8 @@ from typing import Callable, Protocol, Sequence
 import sqlite_utils
 
 from assistant import adapters as adapter_registry
+from assistant import input_text, tasks
 from assistant import prompt as prompts
-from assistant import tasks
 from assistant.engine import AdapterUse, Completion, SamplingParams
 from assistant.errors import MynaError
 from assistant.memory import recall
@@ -22,6 +22,7 @@ from assistant.memory import store as memory_store
 from assistant.memory.store import Snippet
 from assistant.settings import Settings
 from assistant.store import conversations as convs
+from assistant.store.transaction import transaction
 
 SAVE_EVERY_S = 0.5
 
@@ -118,8 +119,10 @@ def begin(
     is dropped again if the message itself needs the room. The reply's sources are exactly
     the memories its prompt holds.
     """
-    prompts.check_user_text(text, engine.context_size)
-    notice = sync_adapter(db, engine)
+    cleaned = input_text.clean(text)
+    text = prompts.check_user_text(cleaned.text, engine.context_size)
+    notices = [n for n in (cleaned.notice("your message"), sync_adapter(db, engine)) if n]
+    notice = " ".join(notices) or None
     history = history_turns(convs.messages(db, conversation_id)) if conversation_id else []
     budget = engine.context_size - prompts.reply_reserve(engine.context_size, settings.max_tokens)
     bare = prompts.Grounded(settings.system_prompt, (), text, ())
@@ -133,21 +136,22 @@ def begin(
             raise
         grounded = bare  # the message itself needs the room
         built = fit(engine, grounded, history, budget)
-    if conversation_id is None:
-        conversation_id = convs.create_conversation(db)
-    user_id = convs.add_message(db, conversation_id, "user", text)
-    reply_id = convs.add_message(
-        db,
-        conversation_id,
-        "assistant",
-        "",
-        status="streaming",
-        model=engine.model_name,
-        adapter=engine.adapter_name,
-        prompt_tokens=len(built.tokens),
-    )
-    memory_store.remember_user_message(db, user_id, text)
-    memory_store.record_used(db, reply_id, list(grounded.used))
+    with transaction(db):  # all of it or none: a failed write leaves no empty conversation
+        if conversation_id is None:
+            conversation_id = convs.create_conversation(db)
+        user_id = convs.add_message(db, conversation_id, "user", text)
+        reply_id = convs.add_message(
+            db,
+            conversation_id,
+            "assistant",
+            "",
+            status="streaming",
+            model=engine.model_name,
+            adapter=engine.adapter_name,
+            prompt_tokens=len(built.tokens),
+        )
+        memory_store.remember_user_message(db, user_id, text)
+        memory_store.record_used(db, reply_id, list(grounded.used))
     return Pending(
         conversation_id, user_id, reply_id, built, list(grounded.used), notice, favoured_tokens(engine, grounded.quoted)
     )

@@ -8,7 +8,9 @@ from dataclasses import dataclass, fields
 
 import sqlite_utils
 
+from assistant import input_text
 from assistant.errors import MynaError
+from assistant.store.transaction import transaction
 
 # Measured on the default 135M model: naming the assistant and the language keeps it from
 # drifting into French, and greedy decoding loops, hence a low temperature instead.
@@ -86,15 +88,25 @@ def names() -> list[str]:
     return [f.name for f in fields(Settings)]
 
 
+_SWITCH = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off", "no": "off", "0": "off"}
+
+
 def check_name(key: str) -> str:
     if key not in names():
-        raise MynaError(f"There is no setting '{key}'; known settings: {', '.join(names())}.")
+        import difflib
+
+        close = difflib.get_close_matches(key, names(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise MynaError(f"There is no setting '{key}'; {hint}known settings: {', '.join(names())}.")
     return key
 
 
 def parse(key: str, raw: str) -> object:
     """Convert and check a value typed by the user; raises MynaError naming the problem."""
     check_name(key)
+    raw = input_text.text(raw).strip() if key != "system_prompt" else input_text.text(raw)
+    if key == "memory":
+        raw = _SWITCH.get(raw.lower(), raw)
     kind = {f.name: f.type for f in fields(Settings)}[key]
     try:
         value: object = {"int": int, "float": float}.get(kind, str)(raw)
@@ -108,7 +120,36 @@ def parse(key: str, raw: str) -> object:
         raise MynaError(f"{key} = {raw!r} is not one of {', '.join(_CHOICES[key])}.")
     if isinstance(value, str) and not value.strip():
         raise MynaError(f"{key} cannot be empty; use `myna config unset {key}` to restore the default.")
+    if key == "model":
+        value = _checked_model(raw)
+    if key == "hub":
+        value = _checked_hub(raw)
     return value
+
+
+def _checked_model(raw: str) -> str:
+    """A catalogue name, or the absolute path of a complete GGUF file (checked now, not at
+    the next answer)."""
+    from assistant import catalogue
+
+    spec = catalogue.resolve(raw)
+    catalogue.verify(spec)
+    return raw if any(known.name == raw for known in catalogue.manifests()) else str(spec.path)
+
+
+def _checked_hub(raw: str) -> str:
+    from pathlib import Path
+
+    if "://" in raw:
+        if not raw.startswith(("http://", "https://")):
+            raise MynaError(f"hub = {raw!r}: a hub is an http(s) address or a folder, not {raw.split('://')[0]}://.")
+        return raw
+    folder = Path(raw).expanduser().resolve()
+    if not (folder / "index.json").is_file():
+        raise MynaError(
+            f"hub = {raw!r}: there is no hub in that folder (no index.json); give a hub's folder or address."
+        )
+    return str(folder)
 
 
 def load(db: sqlite_utils.Database) -> Settings:
@@ -124,7 +165,7 @@ def stored(db: sqlite_utils.Database) -> dict[str, object]:
 
 def set_value(db: sqlite_utils.Database, key: str, raw: str) -> object:
     value = parse(key, raw)
-    with db.conn:
+    with transaction(db):
         db.execute(
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
@@ -134,7 +175,7 @@ def set_value(db: sqlite_utils.Database, key: str, raw: str) -> object:
 
 def unset(db: sqlite_utils.Database, key: str) -> None:
     check_name(key)
-    with db.conn:
+    with transaction(db):
         db.execute("DELETE FROM settings WHERE key = ?", (key,))
 
 

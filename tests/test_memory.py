@@ -59,7 +59,7 @@ def test_import_text_markdown_and_folder(db, tmp_path):
     texts = {s.text for s in snippets(db)}
     # One record per paragraph (readers.notes_of): the heading stays with the first.
     assert texts == {
-        "# Food I am allergic to peanuts.",
+        "# Food\nI am allergic to peanuts.",
         "I love green curry.",
         "I work as a marine biologist in Lisbon.",
     }

@@ -17,12 +17,14 @@ LONGEST_WORD = 200
 MAX_CHARS = 2000
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
+_HEADING = re.compile(r"^(#[^\n]*)\n(?=[^\n]*\S)", re.MULTILINE)
 _SENTENCES = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
 def split(text: str, target: int = TARGET_WORDS) -> list[str]:
     """Snippets of at most `target` words (a few more only when one word is enormous)."""
     pieces: list[tuple[int, str]] = []  # (paragraph number, text)
+    text = _HEADING.sub("\\1\n\n", text)  # a "# title" keeps its own line (training reads it as a title)
     for number, paragraph in enumerate(_PARAGRAPHS.split(text)):
         paragraph = " ".join(_short_words(paragraph))
         if not paragraph:

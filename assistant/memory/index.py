@@ -14,6 +14,7 @@ import numpy as np
 import sqlite_utils
 
 from assistant import embeddings
+from assistant.store.transaction import transaction
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -85,7 +86,7 @@ def refresh(db: sqlite_utils.Database, on_progress: Progress | None = None) -> i
     if not todo:
         return 0
     vectors = embed_texts([text for _, text in todo], on_progress)
-    with db.conn:
+    with transaction(db):
         store(db, [h for h, _ in todo], vectors)
     return len(todo)
 

@@ -20,6 +20,7 @@ from assistant.memory import chunking, readers
 from assistant.memory import index as vectors
 from assistant.memory.store import purge
 from assistant.store.conversations import now
+from assistant.store.transaction import transaction
 
 BATCH = 128
 Progress = Callable[[int, int, str], None]  # (snippets done, snippets to do, current file)
@@ -95,7 +96,7 @@ def _plan(db: sqlite_utils.Database, document: readers.Document, report: ImportR
     if row:
         source_id = row[0]  # an interrupted import of this content: continue it
     else:
-        with db.conn:
+        with transaction(db):
             source_id = db.execute(
                 "INSERT INTO sources (kind, location, title, content_hash, imported_at) VALUES (?, ?, ?, ?, ?)",
                 (document.kind, name, document.title, document.content_hash, now()),
@@ -112,7 +113,7 @@ def _store_batch(db, job: _Job, batch, encode) -> None:
     fresh = {h: text for h, (*_, text) in zip(hashes, batch) if h not in known}
     new_vectors = encode(list(fresh.values())) if fresh else None
     stamp = now()
-    with db.conn:  # the batch's snippets and their vectors land together, or not at all
+    with transaction(db):  # the batch's snippets and their vectors land together, or not at all
         db.conn.executemany(
             """INSERT INTO snippets (source_id, position, record, kind, text, date, content_hash, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -133,7 +134,7 @@ def _finish(db, job: _Job, report: ImportReport) -> None:
             "SELECT id FROM sources WHERE location = ? AND id != ? AND status = 'complete'", (name, job.source_id)
         )
     ]
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE sources SET status = 'complete', snippet_count = ? WHERE id = ?", (job.total, job.source_id))
         for source_id in older:
             db.execute("DELETE FROM sources WHERE id = ?", (source_id,))

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from assistant import input_text
 from assistant.errors import MynaError
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".org"}
@@ -68,9 +69,27 @@ def read(path: Path, *, max_mb: float = DEFAULT_MAX_MB) -> Document:
         title = _first_line(text) or path.name
         date = _file_date(path)
         records = [Record(note, "note", date) for note in notes_of(text)]
+    records, replaced = _cleaned(records)
+    if replaced:
+        notes.append(f"{path}: {input_text.Cleaned('', replaced).notice('it')}")
     return Document(
-        path=path.resolve(), kind=kind, title=title[:120], content_hash=digest, records=records, notes=notes
+        path=path.resolve(),
+        kind=kind,
+        title=input_text.text(title)[:120],
+        content_hash=digest,
+        records=records,
+        notes=notes,
     )
+
+
+def _cleaned(records: list[Record]) -> tuple[list[Record], int]:
+    """Records as text every part of Myna accepts (assistant/input_text.py)."""
+    out, replaced = [], 0
+    for record in records:
+        cleaned = input_text.clean(record.text)
+        replaced += cleaned.replaced
+        out.append(Record(cleaned.text, input_text.text(record.kind), record.date and input_text.text(record.date)))
+    return out, replaced
 
 
 def decode(data: bytes, path: Path) -> tuple[str, list[str]]:
@@ -196,7 +215,9 @@ def _jsonl(text: str, path: Path) -> list[Record]:
 # The text of a LaMP profile item, by the fields each task's items carry (the LaMP benchmark's formats), with
 # the title, subject or headline first (assistant/records.py reads records in that form).
 def _lamp_item_text(item: dict) -> tuple[str, str] | None:
-    fields = set(item) - {"id", "date"}
+    fields = {key for key, value in item.items() if isinstance(value, str)} - {"id", "date"}
+    if isinstance(item.get("score"), (int, float)) and not isinstance(item.get("score"), bool):
+        fields.add("score")  # a rating may be a number
     if {"title", "abstract"} <= fields:
         return f"{item['title']}\n\n{item['abstract']}", "lamp paper"
     if {"description", "tag"} <= fields:
@@ -206,7 +227,7 @@ def _lamp_item_text(item: dict) -> tuple[str, str] | None:
     if {"title", "text"} <= fields:
         return f"{item['title']}\n\n{item['text']}", "lamp article"
     if "text" in fields:
-        return str(item["text"]), "lamp post"
+        return item["text"], "lamp post"
     return None
 
 
@@ -248,10 +269,11 @@ def _lamp(text: str, path: Path) -> list[Record]:
             found = _lamp_item_text(item) if isinstance(item, dict) else None
             if found is None:
                 raise MynaError(
-                    f"{path}, {label}: a profile item has none of the LaMP fields (text, title, abstract, description)."
+                    f"{path}, {label}: a profile item has none of the LaMP fields as text "
+                    "(text, title, abstract, description); fix that item or remove it."
                 )
             item_text, kind = found
-            key = item.get("id") or item_text
+            key = str(item.get("id") or item_text)
             if key in seen:
                 continue  # LaMP repeats a user's profile under each of their questions
             seen.add(key)

@@ -15,7 +15,7 @@ from typing import Collection
 import numpy as np
 import sqlite_utils
 
-from assistant import records
+from assistant import input_text, records
 from assistant.memory import retrieval, store
 from assistant.memory.store import Snippet
 
@@ -53,6 +53,7 @@ def recall(
     (a training example's own record)."""
     if k <= 0 or store.count(db) == 0:
         return []
+    query = input_text.text(query)
     index = None
     if mode != "bm25":
         index, query_vector = retrieval.prepare_dense(db, query, query_vector)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
+from assistant import input_text
 from assistant.memory import index as vectors
 from assistant.memory import store
 from assistant.memory.store import Snippet
@@ -178,6 +179,7 @@ def search(
     (they are in the prompt already). `query_vector`, if given, is the query's embedding."""
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}")
+    query = input_text.text(query)
     if store.count(db) == 0:
         return []  # nothing remembered: skip loading the embedder
     if mode == "bm25":

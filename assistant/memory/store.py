@@ -12,9 +12,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from assistant import input_text
 from assistant.errors import MynaError
 from assistant.hashing import text_hash
 from assistant.store.conversations import now
+from assistant.store.transaction import transaction
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def remember_reply(db: sqlite_utils.Database, message_id: int) -> None:
     text, rating, correction = row
     keep = correction if correction is not None else (text if rating == 1 else None)
     if keep is None or not keep.strip():
-        with db.conn:
+        with transaction(db):
             gone = db.execute("DELETE FROM snippets WHERE message_id = ?", (message_id,)).rowcount
         if gone:
             purge(db)
@@ -137,7 +139,7 @@ def remember_reply(db: sqlite_utils.Database, message_id: int) -> None:
 
 def _put_message_snippet(db: sqlite_utils.Database, message_id: int, text: str, kind: str) -> int:
     existing = db.execute("SELECT id, text FROM snippets WHERE message_id = ?", (message_id,)).fetchone()
-    with db.conn:
+    with transaction(db):
         if existing:
             if existing[1] != text:
                 db.execute(
@@ -154,9 +156,10 @@ def _put_message_snippet(db: sqlite_utils.Database, message_id: int, text: str, 
 
 def edit(db: sqlite_utils.Database, snippet_id: int, text: str) -> None:
     get(db, snippet_id)
+    text = input_text.text(text)
     if not text.strip():
         raise MynaError("A memory cannot be made empty; delete it with `myna memory delete ID` instead.")
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE snippets SET text = ?, content_hash = ? WHERE id = ?", (text, text_hash(text), snippet_id))
     purge(db)
 
@@ -173,7 +176,7 @@ def delete(db: sqlite_utils.Database, snippet_ids: list[int]) -> int:
     missing = set(snippet_ids) - {s.id for s in get_many(db, snippet_ids)}
     if missing:
         raise MynaError(f"There is no memory {min(missing)}; `myna memory list` shows the ids.")
-    with db.conn:
+    with transaction(db):
         db.conn.executemany("DELETE FROM snippets WHERE id = ?", [(i,) for i in snippet_ids])
         db.execute("UPDATE sources SET snippet_count = (SELECT COUNT(*) FROM snippets WHERE source_id = sources.id)")
         db.execute("DELETE FROM sources WHERE status = 'complete' AND snippet_count = 0")
@@ -184,7 +187,7 @@ def delete(db: sqlite_utils.Database, snippet_ids: list[int]) -> int:
 def delete_source(db: sqlite_utils.Database, source_id: int) -> int:
     """Delete an imported file's snippets and its record; returns how many snippets went."""
     row = db.execute("SELECT COUNT(*) FROM snippets WHERE source_id = ?", (source_id,)).fetchone()
-    with db.conn:
+    with transaction(db):
         db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
     purge(db)
     return row[0]
@@ -193,7 +196,7 @@ def delete_source(db: sqlite_utils.Database, source_id: int) -> int:
 def forget_everything(db: sqlite_utils.Database) -> int:
     """Delete every memory (imported and from chats); conversations themselves stay."""
     total = count(db)
-    with db.conn:
+    with transaction(db):
         db.execute("DELETE FROM snippets")
         db.execute("DELETE FROM sources")
         db.execute("DELETE FROM embeddings")
@@ -204,7 +207,7 @@ def forget_everything(db: sqlite_utils.Database) -> int:
 def purge(db: sqlite_utils.Database) -> None:
     """Make deletions final: merge the full-text index (dropping deleted entries) and empty
     the write-ahead log, which may still hold old copies of changed pages."""
-    with db.conn:
+    with transaction(db):
         db.execute("INSERT INTO snippets_fts (snippets_fts) VALUES ('optimize')")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -225,7 +228,7 @@ def whole_record(db: sqlite_utils.Database, snippet: Snippet, max_words: int) ->
 
 def record_used(db: sqlite_utils.Database, message_id: int, memories: list[Snippet]) -> None:
     """Remember what an answer was given, in rank order (a whole record: all its snippets)."""
-    with db.conn:
+    with transaction(db):
         db.conn.executemany(
             "INSERT OR IGNORE INTO message_sources (message_id, snippet_id, rank) VALUES (?, ?, ?)",
             [

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 
 import sqlite_utils
 
+from assistant import input_text
 from assistant.errors import MynaError
+from assistant.store.transaction import transaction
 
 TITLE_CHARS = 60
 
@@ -51,7 +53,7 @@ def title_from(text: str) -> str:
 
 def create_conversation(db: sqlite_utils.Database, title: str = "") -> int:
     stamp = now()
-    with db.conn:
+    with transaction(db):
         cursor = db.execute(
             "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
             (title, stamp, stamp),
@@ -90,17 +92,17 @@ def latest_conversation_id(db: sqlite_utils.Database) -> int | None:
 
 def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: str) -> None:
     get_conversation(db, conversation_id)
-    title = " ".join(title.split())
+    title = " ".join(input_text.text(title).split())
     if not title:
         raise MynaError("A conversation title cannot be empty; give a few words.")
-    with db.conn:
+    with transaction(db):
         db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
 
 
 def delete_conversation(db: sqlite_utils.Database, conversation_id: int) -> None:
     """Delete a conversation with its messages and feedback (foreign keys cascade)."""
     get_conversation(db, conversation_id)
-    with db.conn:
+    with transaction(db):
         db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
 
@@ -141,7 +143,7 @@ def add_message(
     """Append a message; the conversation's title is set from its first user message."""
     stamp = now()
     pid = os.getpid() if status == "streaming" else None
-    with db.conn:
+    with transaction(db):
         cursor = db.execute(
             """INSERT INTO messages (conversation_id, role, text, status, created_at, updated_at,
                                      model, adapter, prompt_tokens, writer_pid)
@@ -165,7 +167,7 @@ def update_message(
     status: str,
     completion_tokens: int | None = None,
 ) -> None:
-    with db.conn:
+    with transaction(db):
         db.execute(
             """UPDATE messages SET text = ?, status = ?, completion_tokens = ?, updated_at = ?,
                       writer_pid = CASE WHEN ? = 'streaming' THEN writer_pid ELSE NULL END
@@ -188,7 +190,8 @@ def set_feedback(
         raise MynaError(f"Message {message_id} is the user's own; only replies can be rated or corrected.")
     if rating is not None and rating not in (-1, 0, 1):
         raise MynaError("A rating is -1 (bad), 0 (neutral) or 1 (good).")
-    with db.conn:
+    correction = None if correction is None else input_text.text(correction)
+    with transaction(db):
         db.execute(
             """INSERT INTO feedback (message_id, rating, correction, updated_at) VALUES (?, ?, ?, ?)
                ON CONFLICT (message_id) DO UPDATE SET
@@ -208,7 +211,7 @@ def recover_abandoned_replies(db: sqlite_utils.Database) -> int:
     rows = db.execute("SELECT id, writer_pid FROM messages WHERE status = 'streaming'").fetchall()
     dead = [message_id for message_id, pid in rows if not _process_alive(pid)]
     if dead:
-        with db.conn:
+        with transaction(db):
             db.conn.executemany(
                 "UPDATE messages SET status = 'interrupted', writer_pid = NULL WHERE id = ?",
                 [(message_id,) for message_id in dead],

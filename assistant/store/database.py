@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlite_utils
@@ -28,16 +29,55 @@ def open_database(path: Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_
             f"(chmod u+rw) or set {paths.HOME_ENV} to another folder."
         )
     try:
+        _create_private(path)
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
         # Deleted rows are overwritten, not just unlinked: forgetting must really forget.
         conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA journal_mode = WAL")
+        check_integrity(conn, path)
         db = sqlite_utils.Database(conn)
         migrate(db)
     except sqlite3.Error as exc:
         raise describe_sqlite_error(exc, path) from exc
+    except OSError as exc:
+        raise MynaError(
+            f"Cannot write to the database {path} ({exc.strerror}); make its folder writable "
+            f"or set {paths.HOME_ENV} to another folder."
+        ) from None
     return db
+
+
+# SQLite's quick_check reads every page (about 1 ms per MB here): every open checks a
+# database up to this size, a larger one at most once a day.
+CHECK_EVERY_OPEN_BYTES = 32 * 2**20
+CHECK_INTERVAL_S = 24 * 3600
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged database, rather than serve what happens to be readable of it."""
+    stamp = path.with_name(path.name + ".checked")
+    size = path.stat().st_size if path.exists() else 0
+    if size > CHECK_EVERY_OPEN_BYTES and stamp.exists() and time.time() - stamp.stat().st_mtime < CHECK_INTERVAL_S:
+        return
+    found = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    if found != ["ok"]:
+        lines = [line for row in found for line in row.splitlines() if not line.startswith("***")]
+        first = lines[0][:120] if lines else "SQLite's check failed"
+        raise MynaError(
+            f"{path} is damaged ({first}); Myna will not use it as it is. Save what can be read with "
+            f"`sqlite3 {path} .recover | sqlite3 {path.name}.recovered` (the sqlite3 program), move the damaged file aside and put the "
+            "recovered one in its place (or restore a backup)."
+        )
+    if size > CHECK_EVERY_OPEN_BYTES:
+        stamp.touch()
+
+
+def _create_private(path: Path) -> None:
+    # SQLite gives its -wal and -shm files the database file's mode, so a database created
+    # 0600 keeps the whole history private whatever the umask.
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def describe_sqlite_error(exc: sqlite3.Error, path: Path | None = None) -> MynaError:

@@ -33,6 +33,7 @@ from assistant.settings import Settings
 
 MIN_TRAIN = 16
 MAX_OUTPUT_WORDS = 150
+MIN_NOTE_WORDS = 24  # a shorter untitled note has no continuation worth learning
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,18 @@ def require_enough(examples: ExampleSet, minimum: int = MIN_TRAIN) -> None:
     from assistant.errors import MynaError
 
     if len(examples.train) < minimum:
+        have = f"{len(examples.train)} training example" + ("" if len(examples.train) == 1 else "s")
+        short = sum(examples.skipped.values())
+        why = (
+            f" {short} imported record{'s were' if short > 1 else ' was'} too short to learn from (a note needs "
+            f"{MIN_NOTE_WORDS} words, or a '# title' line above its text)."
+            if short
+            else ""
+        )
         raise MynaError(
-            f"Your history gives {len(examples.train)} training examples; training needs at least {minimum} "
-            f"({minimum - len(examples.train)} more). Rate good replies (`myna history rate ID good`), correct "
-            "bad ones, or import your own writing with `myna import`."
+            f"Your history gives {have}; training needs at least {minimum} "
+            f"({minimum - len(examples.train)} more).{why} Rate good replies (`myna history rate ID good`), correct "
+            "bad ones, or import longer writing of your own with `myna import`."
         )
 
 
@@ -138,7 +147,7 @@ def record_example(kind: str, date: str | None, text: str) -> Example | None:
     if head.startswith("#") and rest.strip():
         return Example(f"Write a note titled: {head.lstrip('#').strip()}", _cap(rest.strip()), kind, date)
     words = text.split()
-    if len(words) >= 24:
+    if len(words) >= MIN_NOTE_WORDS:
         cut = max(8, len(words) // 4)
         return Example(
             f"Continue this {kind} in my words: {' '.join(words[:cut])}", _cap(" ".join(words[cut:])), kind, date

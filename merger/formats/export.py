@@ -20,15 +20,18 @@ def export_adapter(adapter: Adapter, output: Path) -> list[Path]:
         raise MynaError(
             f"Adapter '{adapter.name}' is missing {', '.join(missing)} in {adapter.folder}; train it again."
         )
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MynaError(f"Cannot create {output} ({exc.strerror}); choose another folder.") from None
     written = []
-    for name in FILES:
-        with atomic_path(output / name) as tmp:
-            shutil.copyfile(adapter.folder / name, tmp)
-        written.append(output / name)
-    atomic_write_text(output / "DATA_CARD.md", card_markdown(adapter.name, adapter.card))
+    try:
+        output.mkdir(mode=0o700, parents=True, exist_ok=True)  # the adapter is personal data
+        for name in FILES:
+            with atomic_path(output / name) as tmp:  # each file whole or not at all, 0600
+                shutil.copyfile(adapter.folder / name, tmp)
+            written.append(output / name)
+        atomic_write_text(output / "DATA_CARD.md", card_markdown(adapter.name, adapter.card))
+    except OSError as exc:
+        done = f" (only {', '.join(p.name for p in written)} were written)" if written else ""
+        raise MynaError(
+            f"Cannot write the adapter to {output} ({exc.strerror}){done}; choose another folder."
+        ) from None
     written.append(output / "DATA_CARD.md")
     return written

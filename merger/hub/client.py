@@ -9,7 +9,9 @@ stopped (HTTP Range), and a damaged download is thrown away.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Callable
 
 import sqlite_utils
 
-from assistant import adapters, paths
+from assistant import adapters, input_text, paths
 from assistant.errors import MynaError
 from assistant.hashing import sha256_file
 from merger.formats import bridge
@@ -78,12 +80,69 @@ def open_hub(location: str) -> Hub:
         raise MynaError(f"Cannot read the hub index at {location} ({reason}); check the address or folder.") from None
     try:
         data = json.loads(raw)
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-        entries = [Entry(**item) for item in data["adapters"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MynaError(f"The hub index at {location} is not valid ({exc}).") from None
-    return Hub(location=location, name=data.get("name", location), entries=entries)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"format is {found!r}, expected {FORMAT!r}")
+        if not isinstance(data.get("adapters"), list):
+            raise ValueError("it has no list of adapters")
+        entries = [_entry(item, number) for number, item in enumerate(data["adapters"], start=1)]
+        names = [entry.name for entry in entries]
+        if len(set(names)) != len(names):
+            raise ValueError("two adapters have the same name")
+    except (ValueError, RecursionError) as exc:
+        raise MynaError(f"The hub index at {location} is not valid ({input_text.text(str(exc))}).") from None
+    name = data.get("name") if isinstance(data.get("name"), str) else location
+    return Hub(location=location, name=input_text.text(name)[:200], entries=entries)
+
+
+# What an index may say, field by field: a hub is untrusted, so nothing it names is used as a
+# path or a URL until it is known to be a plain name, a digest or a relative file inside it.
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FILE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_TYPES = {
+    "name": str,
+    "description": str,
+    "file": str,
+    "sha256": str,
+    "size": int,
+    "base_fingerprint": str,
+    "rank": int,
+    "alpha": (int, float),
+    "targets": list,
+    "license": str,
+    "data_card": dict,
+    "profile_vector": (list, type(None)),
+}
+_OPTIONAL = {"data_card", "profile_vector"}
+
+
+def _entry(item: object, number: int) -> Entry:
+    if not isinstance(item, dict):
+        raise ValueError(f"adapter {number} is not an object")
+    label = f"adapter {number}"
+    if set(item) - set(_TYPES):
+        raise ValueError(f"{label} has unknown fields: {', '.join(sorted(map(str, set(item) - set(_TYPES))))}")
+    for key, kind in _TYPES.items():
+        if key not in item and key not in _OPTIONAL:
+            raise ValueError(f"{label} has no {key}")
+        if key in item and (not isinstance(item[key], kind) or isinstance(item[key], bool)):
+            raise ValueError(f"{label}: {key} has the wrong type")
+    if not adapters.SAFE_NAME.fullmatch(item["name"]):
+        raise ValueError(f"{label}: its name must be letters, digits, '.', '_' or '-' (up to 100)")
+    label = f"adapter '{item['name']}'"
+    if not (_SHA256.fullmatch(item["sha256"]) and _SHA256.fullmatch(item["base_fingerprint"])):
+        raise ValueError(f"{label}: sha256 and base_fingerprint must be 64 lowercase hexadecimal digits")
+    if not all(_FILE_PART.fullmatch(part) for part in item["file"].split("/")) or item["file"].count("/") > 4:
+        raise ValueError(f"{label}: file must be a relative path inside the hub, like adapters/name.gguf")
+    if not 0 < item["size"] < 1 << 34 or not 0 < item["rank"] <= 4096:
+        raise ValueError(f"{label}: its size or rank is impossible")
+    if not all(isinstance(t, str) and adapters.SAFE_NAME.fullmatch(t) for t in item["targets"]):
+        raise ValueError(f"{label}: targets must be module names")
+    vector = item.get("profile_vector")
+    if vector is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector):
+        raise ValueError(f"{label}: profile_vector must be numbers")
+    text = {key: input_text.text(item[key])[:2000] for key in ("description", "license")}
+    return Entry(**{**item, **text, "alpha": float(item["alpha"])})
 
 
 def search(hub: Hub, query: str = "") -> list[Entry]:
@@ -106,7 +165,7 @@ def pull(
         raise MynaError(f"'{name}' is offered as a '{suffix}' file; Myna installs only GGUF or safetensors adapters.")
     if any(a.name == name for a in adapters.listing(db)):
         raise MynaError(f"An adapter called '{name}' is installed already; remove it first to pull it again.")
-    partial = paths.subdir("downloads") / f"{entry.sha256}{suffix}.partial"
+    partial = paths.subdir("downloads") / f"{entry.sha256}{suffix}.partial"  # a digest: a plain name
     _download(hub, entry, partial, on_progress)
     if partial.stat().st_size != entry.size:
         size = partial.stat().st_size
@@ -149,9 +208,10 @@ def _download(hub: Hub, entry: Entry, partial: Path, on_progress: Progress | Non
             return
         try:
             if is_url(hub.location):
-                _fetch_http(hub.location.rstrip("/") + "/" + entry.file, partial, have, entry.size, on_progress)
+                url = hub.location.rstrip("/") + "/" + urllib.parse.quote(entry.file)
+                _fetch_http(url, partial, have, entry.size, on_progress)
             else:
-                _copy_local(Path(hub.location).expanduser() / entry.file, partial, have, entry.size, on_progress)
+                _copy_local(_inside_hub(hub, entry), partial, have, entry.size, on_progress)
             return
         except (OSError, urllib.error.URLError) as exc:
             last_error = getattr(exc, "reason", None) or exc
@@ -160,6 +220,15 @@ def _download(hub: Hub, entry: Entry, partial: Path, on_progress: Progress | Non
         f"The download of '{entry.name}' stopped at {done:,} of {entry.size:,} bytes ({last_error}); "
         "run the same command again to resume it."
     )
+
+
+def _inside_hub(hub: Hub, entry: Entry) -> Path:
+    """The entry's file in a folder hub; a link that leads outside the hub is refused."""
+    folder = Path(hub.location).expanduser().resolve()
+    source = (folder / entry.file).resolve()
+    if not source.is_relative_to(folder):
+        raise MynaError(f"'{entry.name}' points outside the hub folder {folder}; nothing was installed.")
+    return source
 
 
 def _fetch_http(url: str, partial: Path, have: int, size: int, on_progress: Progress | None) -> None:

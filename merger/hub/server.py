@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
 import threading
+import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from assistant.errors import MynaError
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
-    """Serves files, honouring single byte ranges (the standard handler ignores Range)."""
+    """Serves what the hub's index publishes (the index and the files it names, nothing else,
+    no folder listings), honouring single byte ranges (the standard handler ignores Range)."""
 
     def log_message(self, format, *args):  # quiet: the CLI says what matters
         pass
 
+    def list_directory(self, path):
+        self.send_error(HTTPStatus.NOT_FOUND)
+        return None
+
+    def published(self, wanted: str) -> bool:
+        from merger.hub import client
+
+        folder = Path(self.directory).resolve()
+        if wanted == client.INDEX:
+            return True
+        try:
+            files = {entry.file for entry in client.open_hub(str(folder)).entries}
+        except MynaError:
+            return False  # an index that does not validate publishes nothing
+        return wanted in files and (folder / wanted).resolve().is_relative_to(folder)
+
     def send_head(self):
+        wanted = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+        if not self.published(wanted):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return None
         match = _RANGE.match(self.headers.get("Range", ""))
         path = Path(self.translate_path(self.path))
         if not match or not path.is_file():
@@ -62,11 +87,19 @@ def make_server(
 ) -> ThreadingHTTPServer:
     """A server for `folder` on 127.0.0.1 (port 0: any free port; `server.server_port` says which)."""
     if not (Path(folder) / "index.json").is_file():
-        from assistant.errors import MynaError
-
         raise MynaError(f"{folder} is not a hub (no index.json); build one with `myna hub build`.")
     bound = functools.partial(handler, directory=os.fspath(folder))
-    return ThreadingHTTPServer(("127.0.0.1", port), bound)
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), bound)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise MynaError(
+                f"Port {port} on 127.0.0.1 is in use by another program; choose another with --port "
+                "(or stop the other server)."
+            ) from None
+        raise MynaError(
+            f"Cannot serve on 127.0.0.1 port {port} ({exc.strerror}); choose another with --port."
+        ) from None
 
 
 def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:

@@ -14,6 +14,7 @@ import sqlite_utils
 from assistant import paths
 from assistant.errors import MynaError
 from assistant.store.conversations import now
+from assistant.store.transaction import transaction
 
 FINISHED = ("published", "no-improvement", "skipped", "cancelled", "failed", "interrupted")
 
@@ -51,7 +52,7 @@ def _run(row) -> Run:
 
 
 def start(db: sqlite_utils.Database, config: dict) -> int:
-    with db.conn:
+    with transaction(db):
         return db.execute(
             "INSERT INTO personalization_runs (started_at, status, pid, config) VALUES (?, 'running', ?, ?)",
             (now(), os.getpid(), json.dumps(config)),
@@ -59,7 +60,7 @@ def start(db: sqlite_utils.Database, config: dict) -> int:
 
 
 def progress(db: sqlite_utils.Database, run_id: int, phase: str, done: int, total: int) -> None:
-    with db.conn:
+    with transaction(db):
         db.execute(
             "UPDATE personalization_runs SET phase = ?, done = ?, total = ? WHERE id = ?", (phase, done, total, run_id)
         )
@@ -72,7 +73,7 @@ def finish(db: sqlite_utils.Database, run_id: int, status: str, **fields) -> Non
         if key in fields:
             fields[key] = json.dumps(fields[key])
     names = ", ".join(f"{key} = ?" for key in fields)
-    with db.conn:
+    with transaction(db):
         db.execute(
             f"UPDATE personalization_runs SET status = ?, finished_at = ?, pid = NULL{', ' + names if names else ''} WHERE id = ?",
             (status, now(), *fields.values(), run_id),

@@ -8,6 +8,7 @@ read the cache. Prompts are rendered with the same chat template as the engine.
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def load(spec: ModelSpec) -> TorchBase:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # Deprecation notices name transformers' own files: news for its callers, not for users.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     torch.set_num_threads(default_threads())
     verify(spec)
     cached = cache_dir(spec)

@@ -82,6 +82,8 @@ def train(
         seed=seed,
     )
     config.check()
+    if name:
+        adapters.check_name(name)
     example_set = examples.from_store(rt.db)
     examples.require_enough(example_set)  # before paying for torch
     spec = resolve(rt.model_override or rt.settings.model)

@@ -37,15 +37,18 @@ def ask(
     `cat notes.txt | myna ask`. Ctrl-C stops the reply; what was written so far is
     kept, marked as interrupted.
     """
+    from assistant import input_text, replies
     from assistant import prompt as prompts
-    from assistant import replies
     from assistant import settings as settings_mod
     from assistant.errors import MynaError
     from assistant.store import conversations as convs
 
     text = " ".join(prompt)
     if not text and not sys.stdin.isatty():
-        text = sys.stdin.read()
+        piped = input_text.decode(sys.stdin.buffer.read())
+        text = piped.text
+        if piped.replaced:
+            click.echo(piped.notice("standard input"), err=True)
     settings = settings_mod.with_overrides(
         rt.settings, system_prompt=system, max_tokens=max_tokens, temperature=temperature
     )

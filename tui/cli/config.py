@@ -37,7 +37,8 @@ def get(rt: Runtime, key: str) -> None:
     click.echo(getattr(rt.settings, settings_mod.check_name(key)))
 
 
-@config.command("set")
+# A value may start with a dash ("temperature -1" must reach the range check, not click).
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @pass_runtime

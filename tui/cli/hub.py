@@ -82,7 +82,7 @@ def build(
 
 @hub.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 def serve(folder: Path, port: int) -> None:
     """Serve a hub folder over HTTP on 127.0.0.1 (this machine only) until Ctrl-C."""
     from merger.hub.server import make_server

@@ -34,6 +34,9 @@ def cli(ctx: click.Context, model: str | None) -> None:
     (its folder is $MYNA_HOME, or your user data folder). Start with `myna chat`,
     or ask one question with `myna ask "..."`.
     """
+    from assistant import paths
+
+    paths.make_process_private()  # the history, adapters and exports are the user's alone
     ctx.obj = Runtime(model=model)
 
 
