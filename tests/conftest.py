@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,54 @@ def run_env(home: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ, MYNA_HOME=str(home), PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long", action="store_true", help="More iterations for the fuzz and fault suites (minutes, not seconds)."
+    )
+
+
+def pytest_configure(config):
+    from hypothesis import HealthCheck, settings
+
+    # Seeded (derandomized) so a failure in CI is the same failure on a laptop; --long runs more.
+    common = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    settings.register_profile("myna", max_examples=40, **common)
+    settings.register_profile("myna-long", max_examples=600, **common)
+    settings.load_profile("myna-long" if config.getoption("--long") else "myna")
+
+
+@pytest.fixture(scope="session")
+def long_run(request) -> bool:
+    return bool(request.config.getoption("--long"))
+
+
+def run_watched(command: list, *, quiet_limit: float = 1800, **kwargs) -> subprocess.CompletedProcess:
+    """Run `command` to its end however long a busy machine makes it take, failing only when
+    it stops making progress: nothing printed for `quiet_limit` seconds is a hang."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    printed: dict[str, list] = {"out": [], "err": []}
+    last = [time.monotonic()]
+
+    def pump(stream, into: list) -> None:
+        for line in stream:
+            into.append(line)
+            last[0] = time.monotonic()
+
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, printed["out"]), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, printed["err"]), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    while proc.poll() is None:
+        if time.monotonic() - last[0] > quiet_limit:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"{command} printed nothing for {quiet_limit:.0f} s: it hangs")
+        time.sleep(0.5)
+    for reader in readers:
+        reader.join()
+    empty = "" if kwargs.get("text") else b""
+    return subprocess.CompletedProcess(command, proc.returncode, empty.join(printed["out"]), empty.join(printed["err"]))

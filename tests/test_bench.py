@@ -1,7 +1,6 @@
 """The personalization benchmark: its datasets, its attack, and a --quick run end to end."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 
 from bench import datasets
 from bench.lamp.scores import auroc, chance_spread, rank_correlation
+from tests.conftest import run_watched
 
 pytestmark = pytest.mark.real
 
@@ -183,9 +183,7 @@ def test_quick_benchmark_runs_every_method_end_to_end():
     """`python -m bench lamp --quick`, as CI runs it: every method, metrics, privacy, plots."""
     from bench.common import RESULTS
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "lamp", "--quick"], capture_output=True, text=True, timeout=1800
-    )
+    done = run_watched([sys.executable, "-m", "bench", "lamp", "--quick"], text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     folder = RESULTS / "lamp-quick"
     results = json.loads((folder / "results.json").read_text())
@@ -233,11 +231,8 @@ def test_quick_benchmark_runs_every_method_end_to_end():
     assert "### LaMP_4" in (folder / "results.md").read_text()
 
     # Some methods only, from the same cache: the same answers, no stage of the others.
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--methods", "^RAG bm25"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_watched(
+        [sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--methods", "^RAG bm25"], text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OPPU adapter" not in done.stdout and ": privacy" not in done.stdout
@@ -281,12 +276,7 @@ def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
     (tmp_path / "LaMP_7_questions.json").write_text(json.dumps(questions))
     (tmp_path / "LaMP_7_outputs.json").write_text(json.dumps({"task": "LaMP_7", "golds": golds}))
     pair = (tmp_path / "LaMP_7_questions.json", tmp_path / "LaMP_7_outputs.json")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    done = run_watched([sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)], text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     folder = RESULTS / run_name(QUICK.quick, pair)
     summary = json.loads((folder / "results.json").read_text())["tasks"]["LaMP_7"]
@@ -319,9 +309,7 @@ def test_quick_recall_benchmark_answers_from_planted_notes():
     through `myna ask`'s code path, three layouts side by side."""
     from bench.common import RESULTS
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "recall", "--quick"], capture_output=True, text=True, timeout=1200
-    )
+    done = run_watched([sys.executable, "-m", "bench", "recall", "--quick"], text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((RESULTS / "recall-quick.json").read_text())
     assert results["snippets"] >= 2000 and results["facts"] == 16

@@ -24,10 +24,16 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
         return
     _open.add(id(conn))
     try:
-        with conn:
-            yield
-    except sqlite3.OperationalError as exc:
-        if "full" in str(exc).lower():
+        # An explicit BEGIN: sqlite-utils commits each write of its own at once unless a
+        # transaction is open, so `with conn:` alone would not hold several writes together.
+        # IMMEDIATE takes the write lock now (waiting for the busy timeout), not mid-way.
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.commit()
+    except BaseException as exc:
+        conn.rollback()
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
             release_disk(conn)
         raise
     finally:

@@ -64,10 +64,14 @@ def read(path: Path, arch: Architecture | None = None) -> Lora:
 
     path = Path(path)
     try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # the gguf package raises many kinds on a damaged file
+        return _from_reader(gguf.GGUFReader(str(path)), path, arch)
+    except MynaError:
+        raise
+    except Exception as exc:  # the gguf package raises many kinds, some lazily, on a damaged file
         raise MynaError(f"{path} is not a readable GGUF file ({exc}); it is damaged or truncated.") from None
 
+
+def _from_reader(reader, path: Path, arch: Architecture | None) -> Lora:
     def text(key: str) -> str | None:
         item = reader.fields.get(key)
         return None if item is None else str(item.contents())

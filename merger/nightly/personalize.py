@@ -64,6 +64,7 @@ def personalize(
     are removed and its backends closed."""
     config.check()
     with runs.exclusive():
+        runs.mark_interrupted(db, holding_lock=True)
         run_id = runs.start(db, asdict(config))
         started = time.perf_counter()
         try:

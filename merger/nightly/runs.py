@@ -99,13 +99,14 @@ def latest(db: sqlite_utils.Database) -> Run | None:
     return found[0] if found else None
 
 
-def mark_interrupted(db: sqlite_utils.Database) -> None:
+def mark_interrupted(db: sqlite_utils.Database, *, holding_lock: bool = False) -> None:
     """Record every run whose process died (killed, crashed) as interrupted; writes only when
-    it finds one."""
+    it finds one. With the lock held no earlier run can be alive, whatever its (possibly
+    reused) process id says."""
     from assistant.store.conversations import _process_alive
 
     for run_id, pid in db.execute("SELECT id, pid FROM personalization_runs WHERE status = 'running'").fetchall():
-        if not _process_alive(pid):
+        if holding_lock or not _process_alive(pid):
             finish(db, run_id, "interrupted", message="the run's process ended before it finished")
 
 

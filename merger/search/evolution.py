@@ -53,8 +53,9 @@ def evolve(
 
     import nevergrad as ng
 
-    # NGOpt hands small budgets to scipy's COBYLA, which warns about a tolerance nevergrad sets.
-    warnings.filterwarnings("ignore", message="COBYLA: Invalid RHOEND", category=UserWarning)
+    # NGOpt hands small budgets to scipy's COBYLA, which warns about the tolerance and the
+    # evaluation count nevergrad sets: notes for nevergrad, not for the user.
+    warnings.filterwarnings("ignore", message="COBYLA: Invalid (RHOEND|MAXFUN)", category=UserWarning)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     parametrization = ng.p.Array(init=np.zeros(dimensions)).set_bounds(-bound, bound)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import sys
 from functools import cached_property
@@ -9,6 +10,14 @@ from functools import cached_property
 import click
 
 from assistant.errors import MynaError
+
+
+def _no_room(exc: BaseException) -> bool:
+    """A full disk, however the library that hit it reports it (safetensors and torch wrap
+    the operating system's error in their own)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(exc) or "os error 28" in str(exc)
 
 
 class MynaGroup(click.Group):
@@ -23,6 +32,14 @@ class MynaGroup(click.Group):
             from assistant.store import describe_sqlite_error
 
             raise click.ClickException(str(describe_sqlite_error(exc))) from None
+        except Exception as exc:
+            if not _no_room(exc):
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise click.ClickException(
+                f"The disk is full{where}, so this was not finished; what was saved before is intact. "
+                "Free some space and run it again."
+            ) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
