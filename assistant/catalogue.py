@@ -67,7 +67,9 @@ def verify(spec: ModelSpec) -> None:
 
         problem = gguf_file.problem(spec.path)
         if problem:
-            raise MynaError(f"{spec.path} is not a usable GGUF model: {problem}. Copy it again or use another.")
+            raise MynaError(
+                f"{spec.path} is not a usable GGUF model: {problem}. Copy it again, or pass another with --model PATH."
+            )
 
 
 def fingerprint(spec: ModelSpec) -> str:

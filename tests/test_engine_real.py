@@ -104,5 +104,5 @@ def test_truncated_model_gives_one_sentence(tmp_path):
     with open(spec.path, "rb") as src, open(cut, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
         dst.truncate(40_000_000)
-    with pytest.raises(MynaError, match="corrupted or incomplete.*--model PATH"):
+    with pytest.raises(MynaError, match="not a usable GGUF model: it is cut short.*--model PATH"):
         Engine(resolve(str(cut)))

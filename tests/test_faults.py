@@ -31,7 +31,7 @@ pytestmark = pytest.mark.real
 
 
 def kills(long_run: bool, usual: int) -> int:
-    return usual * 4 if long_run else usual
+    return max(usual * 4, 24) if long_run else usual
 
 
 def kill_at_random_points(command, env, *, times: int, window: tuple[float, float], seed: int, after_each) -> int:
