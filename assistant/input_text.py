@@ -21,10 +21,15 @@ class Cleaned:
     replaced: int  # characters replaced or dropped
 
     def notice(self, what: str = "your text") -> str | None:
-        if not self.replaced:
-            return None
-        count = "1 character" if self.replaced == 1 else f"{self.replaced} characters"
-        return f"{count} of {what} could not be read as text and were replaced with {REPLACEMENT}."
+        return notice(self.replaced, what)
+
+
+def notice(replaced: int, what: str) -> str | None:
+    """What to tell the user when `replaced` characters of `what` were not text."""
+    if not replaced:
+        return None
+    count = "1 character" if replaced == 1 else f"{replaced} characters"
+    return f"{count} of {what} could not be read as text and were replaced with {REPLACEMENT}."
 
 
 def clean(text: str) -> Cleaned:

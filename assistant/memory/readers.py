@@ -71,7 +71,7 @@ def read(path: Path, *, max_mb: float = DEFAULT_MAX_MB) -> Document:
         records = [Record(note, "note", date) for note in notes_of(text)]
     records, replaced = _cleaned(records)
     if replaced:
-        notes.append(f"{path}: {input_text.Cleaned('', replaced).notice('it')}")
+        notes.append(f"{path}: {input_text.notice(replaced, 'it')}")
     return Document(
         path=path.resolve(),
         kind=kind,
