@@ -318,7 +318,7 @@ def test_killed_personalization_keeps_the_active_adapter_and_the_next_run_finish
 
     home, rng = trained_home, random.Random(5)
     env = run_env(home)
-    command = [MYNA, "personalize", "--budget", "3", "--merge-only", "--adapters", "3"]
+    command = [MYNA, "personalize", "--budget", "3", "--merge-only", "--adapters", "3", "--min-examples", "0"]
     before = active_adapter(home)
     db = open_database(home / "myna.db")
     for _ in range(kills(long_run, 4)):
@@ -379,7 +379,17 @@ FULL_DISK_COMMANDS = {
     "import": lambda tmp: [MYNA, "import", str(note_file(tmp, 99, paragraphs=200))],
     "ask": lambda tmp: [MYNA, "ask", "--max-tokens", "40", "Write two sentences about the sea."],
     "train": lambda tmp: [MYNA, "train", "--epochs", "1", "--max-length", "32", "--batch-size", "8"],
-    "personalize": lambda tmp: [MYNA, "personalize", "--budget", "2", "--merge-only", "--adapters", "3"],
+    "personalize": lambda tmp: [
+        MYNA,
+        "personalize",
+        "--budget",
+        "2",
+        "--merge-only",
+        "--adapters",
+        "3",
+        "--min-examples",
+        "0",
+    ],
     "export": lambda tmp: [MYNA, "export", "-y", "-o", "OUT"],
 }
 

@@ -34,7 +34,7 @@ USER = [Example("Pie?", "red apple pie", "chat"), Example("Sky?", "blue sky", "c
 SHARER_A = ["red apple", "green"]
 SHARER_B = ["red apple", "blue sky"]
 CANDIDATE = ["red apple", "blue sky"]
-TASK = scoring.Objective(metric="task")  # the task's metric with no task named: ROUGE-L
+TASK = scoring.Objective(metric="task")  # the task's metric with no task named: ROUGE-1 + ROUGE-L
 
 
 @pytest.fixture
@@ -54,10 +54,11 @@ def backend_at(*weights):
     return made
 
 
-def test_task_fitness_is_the_rouge_l_of_the_answers(scoring_set):
-    # "red apple" against "red apple pie": LCS 2, precision 1, recall 2/3, F 0.8; "blue sky" exact: 1.
+def test_task_fitness_is_rouge_1_plus_rouge_l_of_the_answers(scoring_set):
+    # "red apple" against "red apple pie": 2 words of 3, in order, precision 1, recall 2/3, F 0.8
+    # for ROUGE-1 and for ROUGE-L; "blue sky" exact: 1 and 1. Means 0.9 and 0.9, summed.
     value, similarity = scoring.judge(backend_at(0.5, 0.5), scoring_set, [], TASK)
-    assert value == pytest.approx(0.9) and similarity is None
+    assert value == pytest.approx(1.8) and similarity is None
 
 
 def test_the_mean_term_averages_over_sharers_on_every_held_out_input(scoring_set):
@@ -68,8 +69,9 @@ def test_the_mean_term_averages_over_sharers_on_every_held_out_input(scoring_set
     made.apply(np.array([0.5, 0.5]))
     made.generated.clear()
     value, similarity = scoring.judge(made, scoring_set, sharers, scoring.PUBLISHED)
-    # Against A: 1.0 and 0.0; against B: 1.0 and 1.0. Mean over sharers: (0.5 + 1.0) / 2.
-    assert similarity == pytest.approx(0.75) and value == pytest.approx(0.9)
+    # Against A: 1.0 and 0.0 (ROUGE-1 mean 0.5, ROUGE-L 0.5); against B: exact (1 + 1).
+    # Mean over sharers: (1.0 + 2.0) / 2.
+    assert similarity == pytest.approx(1.5) and value == pytest.approx(1.8)
     assert made.generated == [(2, ANSWER_TOKENS)], "one generation serves the fitness and the penalty"
 
 
@@ -86,7 +88,7 @@ def test_likelihood_fitness_with_the_mean_term(scoring_set):
     made = backend()
     sharers = scoring.sharer_outputs(made, scoring_set, 2, "mean")
     made.apply(np.array([0.5, 0.5]))
-    assert scoring.judge(made, scoring_set, sharers, scoring.Objective(privacy="mean")) == (-2.0, pytest.approx(0.75))
+    assert scoring.judge(made, scoring_set, sharers, scoring.Objective(privacy="mean")) == (-2.0, pytest.approx(1.5))
     with pytest.raises(ValueError, match="privacy term"):
         scoring.judge(made, scoring_set, sharers, scoring.Objective(privacy="nearest"))
 
@@ -101,3 +103,69 @@ def test_the_search_pays_alpha_times_the_term():
     private = evolution.evolve(evaluate, 1, budget=12, alpha=1.0, optimizer="RandomSearch")
     assert free.best.utility == 0.9 and free.best.fitness == pytest.approx(0.9)
     assert private.best.utility == 0.2 and private.best.fitness == pytest.approx(0.2 - 0.1)
+
+
+def test_the_search_starts_from_the_base_then_the_given_points():
+    asked = []
+
+    def evaluate(weights):
+        asked.append(tuple(weights))
+        return float(-np.abs(weights - 0.5).sum()), None
+
+    result = evolution.evolve(evaluate, 2, budget=6, optimizer="NGOpt", starts=([0.5, 0.5],))
+    assert asked[:2] == [(0.0, 0.0), (0.5, 0.5)]
+    assert result.best.weights == (0.5, 0.5), "nothing the search tried beat the uniform start"
+
+
+def test_any_alpha_takes_the_best_of_every_point_evaluated():
+    trials = [
+        evolution.Trial((0.0,), 0.2, 0.1, 0.2),
+        evolution.Trial((1.0,), 0.9, 0.8, 0.9),
+        evolution.Trial((2.0,), 5.0, 0.0, 5.0, complete=False),  # an early stop's estimate never wins
+    ]
+    assert evolution.best_of(trials, 0.0).weights == (1.0,)
+    assert evolution.best_of(trials, 1.0).weights == (0.0,)  # 0.2 - 0.1 against 0.9 - 0.8
+
+
+# -- racing: the task metric on a growing share of the held-out examples -------------------------
+
+
+class ByExample:
+    """A scripted backend answering each held-out input (prompt [i]) by the weights it holds."""
+
+    def __init__(self, answer) -> None:
+        self.answer, self.weights, self.generated = answer, None, []
+
+    def apply(self, weights) -> None:
+        self.weights = tuple(float(w) for w in weights)
+
+    def generate(self, prompts, max_tokens):
+        self.generated.append(len(prompts))
+        return [self.answer(self.weights, p[0]) for p in prompts]
+
+
+def test_racing_stops_a_candidate_behind_the_best_on_the_same_examples():
+    held_out = [Example(f"Q{i}?", f"gold {i}", "chat") for i in range(40)]
+    encoded = [Encoded([i], [-100, i]) for i in range(40)]
+    scoring_set = scoring.ScoringSet(held_out, encoded, [])
+    assert scoring.race_steps(40) == [16, 32, 40] and scoring.race_steps(12) == [12]
+    right = {(0.0,): range(40), (1.0,): range(16, 40), (2.0,): range(16)}  # which inputs each answers right
+
+    def answer(weights, i):
+        return f"gold {i}" if i in right[weights] else "nothing alike"
+
+    made = ByExample(answer)
+    evaluate = scoring.Evaluator(made, scoring_set, [], TASK, race_alpha=0.0)
+    assert evaluate([0.0]) == (2.0, None, True) and made.generated == [16, 16, 8]
+    made.generated.clear()
+    # Wrong on the first 16 (fitness 0 against the best's 2 there): stopped after them.
+    assert evaluate([1.0]) == (0.0, None, False) and made.generated == [16]
+    made.generated.clear()
+    # Right on the first 16 (not behind), half right on 32 (1.0 against 2.0): stopped there.
+    assert evaluate([2.0]) == (pytest.approx(1.0), None, False) and made.generated == [16, 16]
+    assert evaluate.stopped == 2 and evaluate.best(0.0).weights == (0.0,)
+    made.generated.clear()
+    assert evaluate([1.0]) == (0.0, None, False) and made.generated == [], "each point is judged once"
+    # Without race_alpha (or with likelihood fitness) every candidate answers everything.
+    plain = scoring.Evaluator(ByExample(answer), scoring_set, [], TASK)
+    assert plain([1.0]) == (pytest.approx(1.2), None, True)

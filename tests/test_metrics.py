@@ -51,11 +51,12 @@ def test_label_of_free_text():
 def test_one_dispatch_gives_every_task_kind_its_metrics():
     scores = metrics.task_scores("rouge", ["the cat sat", "a dog"], ["the cat sat down", "a dog ran"])
     assert scores["ROUGE-1"] == pytest.approx((metrics.rouge_1("the cat sat", "the cat sat down") + 0.8) / 2)
-    assert metrics.fitness("rouge", ["the cat sat"], ["the cat sat down"]) == metrics.rouge_l(
-        "the cat sat", "the cat sat down"
-    )
+    # The search's fitness sums the task's metrics, as PriME's code does: 3 of 4 words, in order.
+    assert metrics.fitness("rouge", ["the cat sat"], ["the cat sat down"]) == pytest.approx(2 * 6 / 7)
     labels = ("[1]", "[2]")
     assert metrics.task_scores("accuracy", ["It is [1].", "[2]"], ["[1]", "[1]"], labels)["accuracy"] == 0.5
     assert metrics.task_scores("mae", ["4", "2"], ["5", "2"]) == {"MAE": 0.5, "RMSE": pytest.approx(0.5**0.5)}
-    assert metrics.fitness("mae", ["4", "2"], ["5", "2"]) == -0.5  # higher is better, for the search
+    # Accuracy 1/2 plus macro-F1 (label [1]: 2/3, label [2]: 0); minus MAE and RMSE (higher is better).
+    assert metrics.fitness("accuracy", ["It is [1].", "[2]"], ["[1]", "[1]"], labels) == pytest.approx(0.5 + 1 / 3)
+    assert metrics.fitness("mae", ["4", "2"], ["5", "2"]) == pytest.approx(-(0.5 + 0.5**0.5))
     assert metrics.PRIMARY["mae"] == ("MAE", False)

@@ -125,7 +125,7 @@ def test_search_recovers_planted_weights(clean_engine, torch_base, base_arch, co
     scoring_set = scoring.prepare(torch_base, data, "", probes=0)
     backend = scoring.TorchBackend(torch_base, community, merge="updates")
     try:
-        result = search.evolve(scoring.evaluator(backend, scoring_set, []), 3, budget=40, optimizer="NGOpt")
+        result = search.evolve(scoring.Evaluator(backend, scoring_set, []), 3, budget=40, optimizer="NGOpt")
     finally:
         backend.close()
     assert len(result.trials) == 40 and result.trials[0].weights == (0.0, 0.0, 0.0), "the base model is tried first"
@@ -142,7 +142,7 @@ def test_privacy_penalty_lowers_similarity_to_the_imitated_sharer(clean_engine, 
     backend = scoring.TorchBackend(torch_base, sharers_loras, merge="elementwise")
     try:
         # One evaluator for both searches: a point both propose is evaluated once.
-        evaluate = scoring.evaluator(backend, scoring_set, scoring.sharer_outputs(backend, scoring_set, 2))
+        evaluate = scoring.Evaluator(backend, scoring_set, scoring.sharer_outputs(backend, scoring_set, 2))
         free = search.evolve(evaluate, 2, budget=16, alpha=0.0, optimizer="NGOpt")
         private = search.evolve(evaluate, 2, budget=16, alpha=4.0, optimizer="NGOpt")
     finally:
@@ -176,6 +176,30 @@ def test_the_published_objective_on_the_real_model(torch_base, community):
     assert similarity == pytest.approx(scoring.mean_similarity(sharers[0], sharers))
 
 
+def test_racing_on_the_real_model(torch_base, community):
+    """Task-metric fitness raced on the real model: on a history sharer 0 wrote, sharer 0 is
+    judged on all 20 examples, and the base model, behind it on the first 16, stops there."""
+    questions = [Example(q, "", "chat") for q in QUESTIONS[:20]]
+    backend = scoring.TorchBackend(torch_base, community[:2], merge="elementwise")
+    try:
+        asked = scoring.prepare(torch_base, questions, "", probes=0, answer_tokens=8)
+        written = scoring.sharer_outputs(backend, asked, 2, "mean")[0]
+        history = [Example(q.input, answer, "chat") for q, answer in zip(questions, written)]
+        evaluate = scoring.Evaluator(
+            backend, scoring.prepare(torch_base, history, "", probes=0, answer_tokens=8), [], scoring.PUBLISHED, 0.0
+        )
+        assert evaluate.steps == [16, 20]
+        own, _, own_complete = evaluate([1.0, 0.0])
+        base, _, base_complete = evaluate([0.0, 0.0])
+    finally:
+        backend.close()
+    # Sharer 0 says again what it wrote (an empty answer scores nothing, even against itself);
+    # batches of 16 and 4 pad differently from one of 20, which may change a word in bfloat16.
+    assert own_complete and own == pytest.approx(scoring.mean_similarity(written, [written]), abs=0.2)
+    assert not base_complete and base < own and evaluate.stopped == 1
+    assert evaluate.best(0.0).weights == (1.0, 0.0)
+
+
 # -- the pipeline ----------------------------------------------------------------------------------
 
 
@@ -203,7 +227,9 @@ def install_community(db, loras, arch):
 
 
 # Merge alone unless a test asks for more: training on top of the merge costs a minute and a half.
-QUICK = PersonalizeConfig(budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96, train_own=False)
+QUICK = PersonalizeConfig(
+    budget=6, probes=2, probe_tokens=8, held_out=6, max_length=96, train_own=False, min_examples=len(QUESTIONS)
+)
 USER = Settings(system_prompt="", context_size=2048, threads=2)  # the default model, as the real engine
 
 
@@ -251,12 +277,25 @@ def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, c
 
 
 def test_what_personalize_needs_is_said(db, clean_engine, base_arch, community):
-    with pytest.raises(MynaError, match="held out for scoring"):
-        personalize(db, USER, QUICK)
+    with pytest.raises(MynaError, match="held out for scoring"):  # asked to run below the cold-start minimum
+        personalize(db, USER, replace(QUICK, min_examples=0))
     plant_history(db, [Example(q, "An answer.", "chat") for q in QUESTIONS])
     with pytest.raises(MynaError, match="No community adapters"):
         personalize(db, USER, QUICK)
     assert runs.latest(db).status == "failed"
+
+
+def test_a_small_history_gets_no_adapter_work_and_is_told_why(db, clean_engine, base_arch):
+    """The cold-start policy: below the shipped minimum the run does nothing, not even look for
+    community adapters (there are none here), and says why; the run is recorded as skipped."""
+    assert len(QUESTIONS) < PersonalizeConfig().min_examples
+    plant_history(db, [Example(q, "An answer.", "chat") for q in QUESTIONS])
+    outcome = personalize(db, USER, PersonalizeConfig())
+    assert outcome.status == "skipped" and outcome.published is None and adapters.active(db) is None
+    assert f"your history gives {len(QUESTIONS)} examples; below {PersonalizeConfig().min_examples}" in outcome.message
+    assert "no adapter work was done" in outcome.message
+    run = runs.latest(db)
+    assert (run.status, run.fitness_after, run.figures()) == ("skipped", None, "")
 
 
 @pytest.mark.parametrize("how", ["an error", "Ctrl-C"])
@@ -303,7 +342,7 @@ def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_ho
     digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
     share_torch_cache(session_home, myna_home)
     proc = subprocess.Popen(
-        [MYNA, "personalize", "--budget", "40"],
+        [MYNA, "personalize", "--budget", "40", "--min-examples", "0"],
         env=run_env(myna_home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -259,6 +259,8 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         weights=[0.5, -0.2],
         fitness_before=-3.1,
         fitness_after=-2.9,
+        similarity_before=0.3,
+        similarity_after=0.45,
         seconds=120.0,
         published="merged",
         message="'merged' is active",
@@ -268,9 +270,10 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         await pilot.press("f4")
         await wait_until(pilot, lambda: isinstance(app.screen, PersonalizeScreen))
         text = str(app.screen.query_one("#runs").render())
-        assert "published  fitness -3.100 → -2.900  (2.0 min)" in text and "a ×+0.50, b ×-0.20" in text
-        await pilot.press("s")  # a real `myna personalize`: with no history it fails, and says why
-        await wait_until(pilot, lambda: runs.latest(db).id != done and runs.latest(db).status == "failed")
-        await wait_until(pilot, lambda: "held out for scoring" in str(app.screen.query_one("#runs").render()))
-        app.screen.process.wait(600)  # a hang guard: the run has already failed
-    assert "held out for scoring" in (myna_home / "personalize.log").read_text()
+        assert "published  fitness -3.100 → -2.900, similarity to the closest sharer 0.30 → 0.45  (2.0 min)" in text
+        assert "a ×+0.50, b ×-0.20" in text
+        await pilot.press("s")  # a real `myna personalize`: with no history it does nothing, and says why
+        await wait_until(pilot, lambda: runs.latest(db).id != done and runs.latest(db).status == "skipped")
+        await wait_until(pilot, lambda: "no adapter work was done" in str(app.screen.query_one("#runs").render()))
+        app.screen.process.wait(600)  # a hang guard: the run has already ended
+    assert "no adapter work was done" in (myna_home / "personalize.log").read_text()

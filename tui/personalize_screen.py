@@ -21,8 +21,8 @@ from merger.nightly import runs
 
 def describe(run: runs.Run) -> str:
     line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
-    if run.fitness_after is not None and run.fitness_before is not None:
-        line += f"  fitness {run.fitness_before:.3f} → {run.fitness_after:.3f}"
+    if run.figures():
+        line += f"  {run.figures()}"
     if run.seconds:
         line += f"  ({run.seconds / 60:.1f} min)"
     if run.adapters:

@@ -166,12 +166,12 @@ class Workspace:
                 started = time.perf_counter()
                 sharers = scoring.sharer_outputs(backend, scoring_set, len(loras), objective.privacy)
                 probe_seconds = time.perf_counter() - started
-                evaluate = scoring.evaluator(backend, scoring_set, sharers, objective)
+                evaluate = scoring.Evaluator(backend, scoring_set, sharers, objective)
 
                 def save(label, weights, seconds, chosen=None):
                     merged = scoring.combine(loras, np.asarray(weights), "elementwise")
                     path = gguf_lora.write(merged, self.folder(task, user) / f"{label}{tag}.gguf", self.arch)
-                    utility, sim = evaluate(weights)
+                    utility, sim, _ = evaluate(weights)
                     out.by_label[label] = Merge(
                         path=str(path),
                         weights=[float(w) for w in weights],
@@ -182,18 +182,25 @@ class Workspace:
                         chosen=chosen,
                     )
 
+                # Each alpha searches, as `myna personalize` does (from the base model, then the
+                # uniform average); then each takes the best of every point any search evaluated.
+                uniform = np.full(len(loras), 1.0 / len(loras))
+                seconds = {}
                 for alpha in alphas:
                     started = time.perf_counter()
-                    result = search.evolve(
+                    search.evolve(
                         evaluate,
                         len(loras),
                         budget=self.plan.budget,
                         alpha=alpha,
                         optimizer="NGOpt",
                         seed=self.plan.seed,
+                        starts=(uniform,),
                     )
+                    seconds[alpha] = time.perf_counter() - started + probe_seconds
+                for alpha in alphas:
                     label = f"{'published' if published else 'prime'}-a{alpha:g}"
-                    save(label, result.best.weights, time.perf_counter() - started + probe_seconds)
+                    save(label, evaluate.best(alpha).weights, seconds[alpha])
                 if baselines:
                     self._baselines(names, evaluate, save)
             finally:
@@ -216,7 +223,7 @@ class Workspace:
         l1 = self.plan.lorahub_l1
 
         def lorahub(weights):
-            value, _ = evaluate(weights)
+            value = evaluate(weights)[0]
             return value - l1 * float(np.abs(weights).sum()), None
 
         result = search.evolve(lorahub, count, budget=self.plan.budget, optimizer="NGOpt", seed=self.plan.seed)

@@ -116,8 +116,8 @@ def task_scores(
 
 
 def fitness(kind: str, predictions: list[str], references: list[str], labels: tuple[str, ...] = ()) -> float:
-    """What a merge search maximizes for a task of this kind: ROUGE-L, accuracy, or minus MAE."""
+    """What a merge search maximizes for a task of this kind: the sum of the task's metrics,
+    as PriME's published code reduces them (ROUGE-1 + ROUGE-L, accuracy + F1), or minus the
+    sum of MAE and RMSE."""
     scores = task_scores(kind, predictions, references, labels)
-    if kind == "mae":
-        return -scores["MAE"]
-    return scores["ROUGE-L" if kind == "rouge" else "accuracy"]
+    return -sum(scores.values()) if kind == "mae" else sum(scores.values())

@@ -4,6 +4,10 @@ examples -> select community adapters -> evolutionary search of merge weights on
 held-out examples (minus a privacy penalty) -> optionally train the user's own adapter on top
 of the merge -> check the winner in llama.cpp against the current adapter -> publish it only
 if it is better. Nothing leaves the machine; nothing changes unless it is an improvement.
+
+A history smaller than `config.min_examples` gets no adapter work at all (a cold start):
+adapters trained on so little answered worse than memory alone in the benchmark (README,
+"gain versus amount of user data"), so the run says so and memory carries the user.
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ class Outcome:
     published: str | None
     adapters: list[str]
     weights: list[float]
-    fitness_before: float
-    fitness_after: float
+    fitness_before: float | None  # None: no adapter work was done (a cold start)
+    fitness_after: float | None
     similarity_before: float | None
     similarity_after: float | None
     seconds: float
@@ -110,9 +114,25 @@ def _run(
     spec, system = resolve(model or settings.model), settings.system_prompt
     arch = architecture(spec)
     example_set = example_builder.from_store(db)
+    total = len(example_set.train) + len(example_set.held_out)
+    if total < config.min_examples:
+        return Outcome(
+            run_id=run_id,
+            status="skipped",
+            published=None,
+            adapters=[],
+            weights=[],
+            fitness_before=None,
+            fitness_after=None,
+            similarity_before=None,
+            similarity_after=None,
+            seconds=time.perf_counter() - started,
+            message=f"your history gives {total} examples; below {config.min_examples}, adapters learned from it "
+            "answered worse than your memory alone, so no adapter work was done and your answers keep using "
+            "memory. Rate good replies or import your writing with `myna import`",
+        )
     held_out = example_set.held_out[: config.held_out]
     if len(held_out) < MIN_HELD_OUT:
-        total = len(example_set.train) + len(example_set.held_out)
         raise MynaError(
             f"Your history gives {total} examples, so {len(held_out)} are held out for scoring; a merge needs "
             f"at least {MIN_HELD_OUT} held out (about {MIN_HELD_OUT * 5} examples in all). Rate good replies or "
@@ -162,7 +182,9 @@ def _run(
     else:
         search_sharers = sharers
 
-    evaluate = scoring.evaluator(backend, scoring_set, search_sharers if config.alpha > 0 else [], objective)
+    evaluate = scoring.Evaluator(
+        backend, scoring_set, search_sharers if config.alpha > 0 else [], objective, race_alpha=config.alpha
+    )
     result = evolve(
         evaluate,
         len(loras),
@@ -172,6 +194,7 @@ def _run(
         seed=config.seed,
         on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),
         should_stop=should_stop,
+        starts=(np.full(len(loras), 1.0 / len(loras)),),  # the uniform average: the search ends no worse
     )
     if should_stop():
         raise KeyboardInterrupt
@@ -239,8 +262,9 @@ def _run(
             "fitness_after": fitness_after,
             "utility_before": before_utility,
             "utility_after": after_utility,
-            "similarity_to_closest_sharer_before": before_similarity,
-            "similarity_to_closest_sharer_after": after_similarity,
+            "similarity_to_sharers_before": before_similarity,
+            "similarity_to_sharers_after": after_similarity,
+            "privacy_term": config.privacy,
             "metric": config.metric,
         },
         "privacy": "Merged from community adapters with weights chosen on your own history, which never left "

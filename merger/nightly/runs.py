@@ -40,6 +40,17 @@ class Run:
     message: str
     config: dict
 
+    def figures(self) -> str:
+        """Its fitness and its privacy figure (similarity to the sharers: by the run's privacy
+        term, the closest sharer's or the mean over them), before and after; "" if it has none."""
+        parts = []
+        if self.fitness_before is not None and self.fitness_after is not None:
+            parts.append(f"fitness {self.fitness_before:.3f} → {self.fitness_after:.3f}")
+        if self.similarity_before is not None and self.similarity_after is not None:
+            term = "the closest sharer" if self.config.get("privacy", "closest") == "closest" else "the sharers"
+            parts.append(f"similarity to {term} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
+        return ", ".join(parts)
+
 
 _COLUMNS = """id, started_at, finished_at, status, pid, phase, done, total, adapters, weights, fitness_before,
     fitness_after, similarity_before, similarity_after, seconds, published, message, config"""

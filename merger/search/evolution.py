@@ -1,8 +1,11 @@
 """The evolutionary search for merge weights (PriME): gradient-free, with nevergrad.
 
 Weights are bounded to [-1.5, 1.5] and the search starts at zero, the base model, as PriME
-does. Fitness = utility - alpha x similarity to the closest sharer. Every trial is kept; the
-best is the best one actually evaluated, not the optimizer's guess.
+does; further starting points (the uniform average) are evaluated next, so the search never
+ends below them. Fitness = utility - alpha x similarity to the sharers. Every trial is kept;
+the best is the best one fully evaluated, not the optimizer's guess: an evaluation may stop a
+candidate early (racing, scoring.Evaluator) and give an estimate the optimizer learns from but
+that never wins.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Trial:
     utility: float
     similarity: float | None
     fitness: float
+    complete: bool = True  # False: an estimate from part of the held-out examples (racing)
 
 
 @dataclass
@@ -34,7 +38,15 @@ class SearchResult:
     optimizer: str = ""
 
 
-Evaluate = Callable[[np.ndarray], tuple[float, float | None]]  # weights -> (utility, similarity)
+# weights -> (utility, similarity), or (utility, similarity, complete) from an evaluation that can stop early
+Evaluate = Callable[[np.ndarray], tuple]
+
+
+def best_of(trials: list[Trial], alpha: float) -> Trial:
+    """The fully evaluated trial with the highest fitness at `alpha`: any search's points
+    serve any alpha, since every trial keeps its utility and similarity."""
+    complete = [t for t in trials if t.complete] or trials
+    return max(complete, key=lambda t: t.utility - alpha * (t.similarity or 0.0))
 
 
 def evolve(
@@ -48,6 +60,7 @@ def evolve(
     seed: int = 0,
     on_trial: Callable[[int, int, Trial], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    starts: tuple = (),
 ) -> SearchResult:
     import warnings
 
@@ -61,7 +74,10 @@ def evolve(
     parametrization = ng.p.Array(init=np.zeros(dimensions)).set_bounds(-bound, bound)
     parametrization.random_state = np.random.RandomState(seed)
     search = ng.optimizers.registry[optimizer](parametrization=parametrization, budget=budget, num_workers=1)
-    search.suggest(np.zeros(dimensions))  # the base model is the first candidate
+    # The base model is the first candidate, then the given starts: nevergrad asks the last
+    # suggestion first.
+    for start in [*reversed(starts[: budget - 1]), np.zeros(dimensions)]:
+        search.suggest(np.clip(np.asarray(start, dtype=np.float64), -bound, bound))
     started = time.perf_counter()
     trials: list[Trial] = []
     for number in range(1, budget + 1):
@@ -69,12 +85,13 @@ def evolve(
             break
         candidate = search.ask()
         weights = np.asarray(candidate.value, dtype=np.float64)
-        utility, sim = evaluate(weights)
+        utility, sim, *rest = evaluate(weights)
         fitness = utility - alpha * (sim or 0.0)
         search.tell(candidate, -fitness)
-        trial = Trial(tuple(float(w) for w in weights), utility, sim, fitness)
+        trial = Trial(tuple(float(w) for w in weights), utility, sim, fitness, bool(rest[0]) if rest else True)
         trials.append(trial)
         if on_trial:
             on_trial(number, budget, trial)
-    best = max(trials, key=lambda t: t.fitness)
-    return SearchResult(best=best, trials=trials, seconds=time.perf_counter() - started, optimizer=optimizer)
+    return SearchResult(
+        best=best_of(trials, alpha), trials=trials, seconds=time.perf_counter() - started, optimizer=optimizer
+    )

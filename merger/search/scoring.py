@@ -13,15 +13,17 @@ model say to a prompt (greedy). Three backends, compared in bench/personalize.py
 - `LlamaScalesBackend`: the community adapters applied together with their weights as
   llama.cpp scales (the weighted sum of updates; no file per candidate, slower per token).
 
-Privacy similarity is how closely a candidate's outputs on a few probe prompts match each
-sharer adapter's own outputs (ROUGE-L), for the closest sharer: a merge should not let any one
-person's adapter speak through it.
+Utility is the held-out log-likelihood, or (PriME's published fitness) the task's metrics of
+generated answers. Privacy similarity is how closely a candidate's outputs match the sharer
+adapters' own: ROUGE-L on a few probe prompts for the closest sharer, or (as published) the
+task's metrics on all held-out inputs, averaged over the sharers. A merge should not let any
+one person's adapter speak through it.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from merger.data.examples import Example
 from merger.formats import gguf_lora
 from merger.formats.base_model import HF_NAMES, Architecture
 from merger.formats.lora import Lora
+from merger.search.evolution import Trial, best_of
 from merger.search.merge import merge_elementwise, merge_updates
 from merger.search.options import ANSWER_TOKENS, MERGES, PRIVACY_TERMS, PROBE_TOKENS
 
@@ -303,33 +306,104 @@ def judge(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Obj
     """(utility, similarity to the sharers by the objective's privacy term) of whatever the
     backend holds now; no similarity (None) when there are no sharers' outputs to compare
     with. `sharers` are what `sharer_outputs` gave for the same term."""
-    metric, task, privacy = objective.metric, objective.task, objective.privacy
+    metric, privacy = objective.metric, objective.privacy
     if privacy not in PRIVACY_TERMS:
         raise ValueError(f"unknown privacy term {privacy!r}; choose from {', '.join(PRIVACY_TERMS)}")
     # One generation of the held-out answers serves the task metric and the "mean" term.
     said = answers(backend, scoring) if metric == "task" or (privacy == "mean" and sharers) else None
-    value = task_score(said, scoring, task) if metric == "task" else backend.mean_logprob(scoring)
+    value = task_score(said, scoring, objective.task) if metric == "task" else backend.mean_logprob(scoring)
+    return value, _similarity(backend, scoring, sharers, objective, said)
+
+
+def _similarity(backend, scoring: ScoringSet, sharers, objective: Objective, said: list[str] | None):
+    """The privacy term for answers `said` to the first held-out inputs (the "mean" term
+    compares them with the sharers' answers to the same inputs)."""
     if not sharers:
-        return value, None
-    if privacy == "mean":
-        return value, mean_similarity(said, sharers, task)
-    return value, similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
+        return None
+    if objective.privacy == "mean":
+        return mean_similarity(said, [outputs[: len(said)] for outputs in sharers], objective.task)
+    return similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
 
 
-def evaluator(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Objective = Objective()):
-    """The search's fitness parts for a weight vector: weights -> judge(...). Each distinct
-    point is evaluated once: optimizers revisit points, and several searches (one per alpha,
-    the baselines) share one evaluator."""
-    seen: dict[tuple, tuple[float, float | None]] = {}
+RACE_FIRST = 16  # held-out examples a raced candidate is judged on first; doubled at each step
 
-    def evaluate(weights) -> tuple[float, float | None]:
-        key = tuple(np.round(np.asarray(weights, dtype=float), 6))
-        if key not in seen:
-            backend.apply(np.asarray(weights, dtype=float))
-            seen[key] = judge(backend, scoring, sharers, objective)
-        return seen[key]
 
-    return evaluate
+def race_steps(count: int, first: int = RACE_FIRST) -> list[int]:
+    """How many held-out examples a raced candidate has answered after each step: 16, 32,
+    ... then all of them."""
+    steps, size = [], first
+    while size < count:
+        steps.append(size)
+        size *= 2
+    return steps + [count]
+
+
+def _first(scoring: ScoringSet, start: int, end: int) -> ScoringSet:
+    return replace(scoring, examples=scoring.examples[start:end], encoded=scoring.encoded[start:end])
+
+
+class Evaluator:
+    """The search's evaluation of a weight vector: weights -> (utility, similarity, complete).
+
+    Each distinct point is evaluated once and kept (`judged`): optimizers revisit points,
+    and several searches (one per alpha, the baselines) share one evaluator, so `best(alpha)`
+    picks from every point any of them evaluated.
+
+    Racing, for task-metric fitness (answers are generated, the expensive part) when
+    `race_alpha` is given and there are more held-out examples than the first step: a
+    candidate answers 16 examples, then 32, ... then all, and after each step its fitness on
+    the examples answered so far is compared with the best complete candidate's on the same
+    examples. One behind stops there: its estimate guides the optimizer, but it is not
+    complete and cannot win."""
+
+    def __init__(
+        self,
+        backend,
+        scoring: ScoringSet,
+        sharers: list[list[str]],
+        objective: Objective = Objective(),
+        race_alpha: float | None = None,
+    ) -> None:
+        self.backend, self.scoring, self.sharers, self.objective = backend, scoring, sharers, objective
+        self.judged: dict[tuple, tuple[float, float | None, bool]] = {}
+        racing = race_alpha is not None and objective.metric == "task"
+        self.steps = race_steps(len(scoring.examples)) if racing else [len(scoring.examples)]
+        self.alpha = race_alpha or 0.0
+        self.bar: list[float] | None = None  # the best complete candidate's fitness after each step
+        self.stopped = 0  # candidates stopped early
+
+    def __call__(self, weights) -> tuple[float, float | None, bool]:
+        weights = np.asarray(weights, dtype=float)
+        key = tuple(float(w) for w in np.round(weights, 6))
+        if key not in self.judged:
+            self.backend.apply(weights)
+            if len(self.steps) > 1:
+                self.judged[key] = self._race()
+            else:
+                self.judged[key] = (*judge(self.backend, self.scoring, self.sharers, self.objective), True)
+        return self.judged[key]
+
+    def _race(self) -> tuple[float, float | None, bool]:
+        said: list[str] = []
+        path: list[float] = []
+        sim = None
+        for number, end in enumerate(self.steps):
+            said += answers(self.backend, _first(self.scoring, len(said), end))
+            answered = _first(self.scoring, 0, end)
+            utility = task_score(said, answered, self.objective.task)
+            if number == 0 or self.objective.privacy == "mean":  # the "closest" term's probes: asked once
+                sim = _similarity(self.backend, answered, self.sharers, self.objective, said)
+            path.append(utility - self.alpha * (sim or 0.0))
+            if number < len(self.steps) - 1 and self.bar is not None and path[-1] < self.bar[number]:
+                self.stopped += 1
+                return utility, sim, False
+        if self.bar is None or path[-1] > self.bar[-1]:
+            self.bar = path
+        return utility, sim, True
+
+    def best(self, alpha: float) -> Trial:
+        """The best complete point evaluated so far, by fitness at `alpha`."""
+        return best_of([Trial(k, u, s, u - alpha * (s or 0.0), done) for k, (u, s, done) in self.judged.items()], alpha)
 
 
 def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> list[list[str]]:

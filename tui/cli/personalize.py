@@ -59,11 +59,30 @@ DEFAULTS = PersonalizeConfig()
     show_default=True,
     help="Also train your own adapter on top of the best merge (OPPU), or publish the merge alone.",
 )
+@click.option(
+    "--min-examples",
+    type=click.IntRange(0),
+    default=DEFAULTS.min_examples,
+    show_default=True,
+    help="With a smaller history, do no adapter work (memory alone answers better).",
+)
 @click.option("--if-idle", is_flag=True, help="Skip (and record why) when on battery or the machine is busy.")
 @click.option("--last", is_flag=True, help="Only show the last runs.")
 @pass_runtime
 def personalize(
-    rt: Runtime, budget, max_adapters, alpha, privacy, optimizer, merge, backend, metric, train_own, if_idle, last
+    rt: Runtime,
+    budget,
+    max_adapters,
+    alpha,
+    privacy,
+    optimizer,
+    merge,
+    backend,
+    metric,
+    train_own,
+    min_examples,
+    if_idle,
+    last,
 ) -> None:
     """Merge community adapters into one that fits you, scored on your own history.
 
@@ -100,6 +119,7 @@ def personalize(
         backend=backend,
         metric=metric,
         train_own=train_own,
+        min_examples=min_examples,
     )
     try:
         with progress_bar("starting", unit="") as update, ctrl_c_stops() as stop:
@@ -114,11 +134,12 @@ def personalize(
     except KeyboardInterrupt:
         click.echo("Stopped; the active adapter is unchanged.", err=True)
         sys.exit(130)
-    click.echo(f"Merged {', '.join(outcome.adapters)} with weights {outcome.weights}.")
+    if outcome.adapters:
+        click.echo(f"Merged {', '.join(outcome.adapters)} with weights {outcome.weights}.")
     if outcome.similarity_after is not None:
+        term = "the closest sharer" if config.privacy == "closest" else "the sharers (mean)"
         click.echo(
-            f"Similarity to the closest sharer: {outcome.similarity_before:.3f} before, "
-            f"{outcome.similarity_after:.3f} after."
+            f"Similarity to {term}: {outcome.similarity_before:.3f} before, {outcome.similarity_after:.3f} after."
         )
     click.echo(outcome.message[0].upper() + outcome.message[1:] + f" ({outcome.seconds / 60:.1f} min).")
 
@@ -128,8 +149,8 @@ def _show_runs(found) -> None:
         click.echo("No personalization run yet.")
     for run in found:
         line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
-        if run.fitness_after is not None:
-            line += f"  fitness {run.fitness_before:.4f} -> {run.fitness_after:.4f}"
+        if run.figures():
+            line += f"  {run.figures()}"
         if run.seconds:
             line += f"  {run.seconds / 60:.1f} min"
         click.echo(line)
