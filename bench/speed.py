@@ -56,6 +56,7 @@ def engine_figures(runs: int) -> dict:
     from merger.formats import gguf_lora
     from merger.formats.base_model import architecture
     from merger.formats.lora import DEFAULT_TARGETS, random_lora
+    from merger.search.merge import on_top_of
 
     spec = resolve(Settings().model)
     loads = []
@@ -71,6 +72,15 @@ def engine_figures(runs: int) -> dict:
             random_lora(arch, rank=8, seed=7, modules=DEFAULT_TARGETS), folder / "qv.gguf", arch
         ),
         "all7": gguf_lora.write(random_lora(arch, rank=8, seed=7), folder / "all7.gguf", arch),
+    }
+    # A merge on top of a hub's task adapter, served two ways: folded into one rank-16 adapter
+    # (what `myna personalize` publishes) or as two rank-8 adapters active at once.
+    task = random_lora(arch, rank=8, seed=8, modules=DEFAULT_TARGETS)
+    merge = random_lora(arch, rank=8, seed=9, modules=DEFAULT_TARGETS)
+    task_path = gguf_lora.write(task, folder / "task.gguf", arch)
+    stacks = {
+        "folded": [AdapterUse(gguf_lora.write(on_top_of(task, merge), folder / "folded.gguf", arch))],
+        "two": [AdapterUse(task_path), AdapterUse(gguf_lora.write(merge, folder / "merge.gguf", arch))],
     }
 
     prompt = engine.tokenize_chat(STORY)
@@ -93,10 +103,10 @@ def engine_figures(runs: int) -> dict:
 
     # Decode speed on 2 shared cores drifts by several percent from run to run: many short
     # runs, interleaved, so drift hits every variant alike, and medians.
-    rates: dict[str, list[float]] = {"bare": [], "default": [], "all7": []}
+    rates: dict[str, list[float]] = {"bare": [], "default": [], "all7": [], "folded": [], "two": []}
     for _ in range(runs * 3):
         for name in rates:
-            engine.set_adapters([] if name == "bare" else [AdapterUse(adapters[name])])
+            engine.set_adapters(stacks.get(name) or ([] if name == "bare" else [AdapterUse(adapters[name])]))
             rates[name].append(decode_rate())
     engine.set_adapters([])
     return {
@@ -106,6 +116,8 @@ def engine_figures(runs: int) -> dict:
         "decode_tok_s_bare": median(rates["bare"]),
         "decode_tok_s_adapter": median(rates["default"]),
         "decode_tok_s_adapter_all7": median(rates["all7"]),
+        "decode_tok_s_task_folded": median(rates["folded"]),
+        "decode_tok_s_task_two": median(rates["two"]),
         "adapter": f"rank 8 on {', '.join(DEFAULT_TARGETS)} of 30 layers (the default personal adapter)",
         "model_path": str(spec.path),
     }
@@ -205,6 +217,12 @@ def report(f: dict) -> str:
                 "decode, rank-8 adapter on all 7 projections",
                 f"{f['decode_tok_s_adapter_all7']:.1f} tok/s",
                 f"cost {f['adapter_cost_all7']:+.1%} of bare",
+            ),
+            (
+                "decode, a merge on top of a task adapter, folded into one rank-16 adapter",
+                f"{f['decode_tok_s_task_folded']:.1f} tok/s",
+                f"as two rank-8 adapters at once {f['decode_tok_s_task_two']:.1f} tok/s, "
+                f"ratio {f['decode_tok_s_task_folded'] / f['decode_tok_s_task_two']:.2f}",
             ),
             (
                 "cold `myna ask`, wall",

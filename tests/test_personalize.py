@@ -298,6 +298,88 @@ def test_a_small_history_gets_no_adapter_work_and_is_told_why(db, clean_engine, 
     assert (run.status, run.fitness_after, run.figures()) == ("skipped", None, "")
 
 
+CATS = "A cat sleeps in the sun by the window and purrs softly when someone strokes its warm fur."
+TRAINS = "The night train leaves the station at ten, rolls past sleeping towns and reaches the coast by dawn."
+
+
+def test_a_task_adapted_hub_from_build_to_llama_cpp(db, torch_base, clean_engine, base_arch, tmp_path):
+    """PriME's task-adapted base, end to end: `hub build` trains a task adapter on every
+    author's texts and each author's adapter on top of it (leaving the caller's base model as
+    it was); pulling an author over HTTP brings the task adapter along, verified the same way;
+    a merge on top of it scores the same in torch and in llama.cpp (one folded file, or the
+    adapters at once with scales), and differs from the merge without it; and a nightly run
+    merges on top of it and says so on the card."""
+    from merger.hub import build as hub_build
+    from merger.hub import client as hub
+    from merger.hub.server import make_server, serve_in_background
+    from merger.search.merge import on_top_of
+    from merger.training.train import TrainConfig
+
+    texts = {"cats": CATS, "trains": TRAINS}
+    authors = {
+        name: [("note", None, f"# {name.title()} {i}\n{i} times: {text}") for i in range(10)]
+        for name, text in texts.items()
+    }
+    layer = torch_base.model.model.layers[3].self_attn.q_proj.weight
+    before = layer.detach().clone()
+    config = TrainConfig(epochs=1, max_length=64, rank=4, alpha=4.0, targets=("attn_q", "attn_v"), learning_rate=1e-3)
+    entries = hub_build.build(tmp_path / "hub", authors, base=torch_base, arch=base_arch, system="", config=config)
+    assert float((layer - before).abs().max()) < 1e-5, "the base model is given back as it was"
+    kinds = {e.name: (e.kind, e.task_adapter) for e in entries}
+    assert kinds == {
+        "task-adapter": ("task", None),
+        "cats": ("community", "task-adapter"),
+        "trains": ("community", "task-adapter"),
+    }
+
+    server = make_server(tmp_path / "hub")
+    serve_in_background(server)
+    try:
+        source = hub.open_hub(f"http://127.0.0.1:{server.server_port}")
+        cats = hub.pull(db, source, "cats", base_arch)
+        trains = hub.pull(db, source, "trains", base_arch)
+    finally:
+        server.shutdown()
+        server.server_close()
+    task_adapter = hub.task_adapter(db, source.find("task-adapter").sha256)
+    assert task_adapter is not None and [a.kind for a in adapters.listing(db)].count("task") == 1
+    assert cats.card["task_adapter"] == trains.card["task_adapter"] == "task-adapter"
+    with pytest.raises(MynaError, match="remove them first"):
+        hub.remove(db, task_adapter.name)
+
+    loras = [gguf_lora.read(a.gguf, base_arch) for a in (cats, trains)]
+    task = gguf_lora.read(task_adapter.gguf, base_arch)
+    history = [Example(f"Write a note titled: Cats {i}", f"{i} times: {CATS}", "note") for i in range(24)]
+    scoring_set = scoring.prepare(clean_engine, history[:6], "", probes=0)
+    weights = np.array([0.7, 0.4])
+    values = {}
+    for name, make in (  # one at a time: two torch backends cannot share the base model
+        ("torch", lambda: scoring.TorchBackend(torch_base, loras, merge="updates", task=task)),
+        (
+            "file",
+            lambda: scoring.LlamaFileBackend(clean_engine, loras, base_arch, tmp_path, merge="updates", task=task),
+        ),
+        ("scales", lambda: scoring.LlamaScalesBackend(clean_engine, [cats.gguf, trains.gguf], task_adapter.gguf)),
+        ("without the task adapter", lambda: scoring.TorchBackend(torch_base, loras, merge="updates")),
+    ):
+        backend = make()
+        backend.apply(weights)
+        values[name] = backend.mean_logprob(scoring_set)
+        backend.close()
+    alone = {k: v for k, v in values.items() if k != "without the task adapter"}
+    assert max(alone.values()) - min(alone.values()) < 0.05, values
+    assert values["torch"] - values["without the task adapter"] > 0.05, "the task adapter is applied"
+    folded = on_top_of(task, scoring.combine(loras, weights, "updates"))
+    assert folded.rank == task.rank + 2 * 4
+
+    plant_history(db, history)
+    outcome = personalize(db, USER, QUICK)
+    assert outcome.status in ("published", "no-improvement"), outcome.message
+    assert sorted(outcome.adapters) == ["cats", "trains"]
+    if outcome.status == "published":
+        assert adapters.active(db).card["merge"]["on_top_of_task_adapter"] == task_adapter.name
+
+
 @pytest.mark.parametrize("how", ["an error", "Ctrl-C"])
 def test_a_run_stopped_mid_way_leaves_no_temporary_files(
     db, clean_engine, base_arch, community, tmp_path, monkeypatch, how

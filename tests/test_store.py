@@ -17,6 +17,29 @@ def test_migrations_are_recorded_and_run_once(db):
     assert {"conversations", "messages", "feedback", "settings"} <= set(db.table_names())
 
 
+def test_task_adapters_arrive_without_losing_which_adapter_is_active(tmp_path, monkeypatch, base_arch):
+    """m007 copies the adapters table to allow a 'task' kind; the activations that pointed at
+    the old table still point at the same adapters."""
+    from assistant import adapters
+    from assistant.store import migrations
+    from merger.formats.lora import random_lora
+    from merger.formats.publish import publish
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m.__name__ != "m007_task_adapters"])
+    old = open_database(tmp_path / "old.db")
+    lora = random_lora(base_arch, rank=2, seed=1, modules=("attn_q",))
+    publish(old, lora, base_arch, stem="mine", kind="personal", card={}, activate=True)
+    with pytest.raises(sqlite3.IntegrityError):
+        publish(old, lora, base_arch, stem="shared", kind="task", card={}, activate=False)
+    old.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+    db = open_database(tmp_path / "old.db")
+    assert "m007_task_adapters" in applied(db)
+    assert adapters.active(db).name == "mine"
+    assert publish(db, lora, base_arch, stem="shared", kind="task", card={}, activate=False).kind == "task"
+    assert adapters.active(db).name == "mine" and migrate(db) == []
+
+
 def test_database_is_in_wal_mode(db):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

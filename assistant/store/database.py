@@ -60,7 +60,12 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     size = path.stat().st_size if path.exists() else 0
     if size > CHECK_EVERY_OPEN_BYTES and stamp.exists() and time.time() - stamp.stat().st_mtime < CHECK_INTERVAL_S:
         return
-    found = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    try:
+        found = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:  # a page the check itself cannot walk
+        if "malformed" not in str(exc):
+            raise
+        found = [str(exc)]
     if found != ["ok"]:
         lines = [line for row in found for line in row.splitlines() if not line.startswith("***")]
         first = lines[0][:120] if lines else "SQLite's check failed"

@@ -270,3 +270,25 @@ def m006_snippets_by_record(db: sqlite_utils.Database) -> None:
     """Recall joins a record's snippets for every hit of every answer (store.whole_record):
     without an index that scans the whole source, ~24 ms a hit in a 100,000-snippet import."""
     db.execute("CREATE INDEX IF NOT EXISTS snippets_by_record ON snippets (source_id, record, position)")
+
+
+@migration
+def m007_task_adapters(db: sqlite_utils.Database) -> None:
+    """A fourth kind of adapter: a hub's task adapter, the one its community adapters are
+    applied on top of. SQLite cannot change a CHECK in place, so the table is copied; dropping
+    the old one sets every activation's adapter to NULL (ON DELETE SET NULL, foreign keys are
+    on), so the activations' links are kept aside and put back."""
+    schema = db.execute("SELECT sql FROM sqlite_master WHERE name = 'adapters'").fetchone()[0]
+    if "'task'" in schema:
+        return
+    links = db.execute("SELECT id, adapter_id FROM adapter_activations WHERE adapter_id IS NOT NULL").fetchall()
+    db.execute("DROP TABLE IF EXISTS adapters_new")
+    db.execute(
+        schema.replace("CREATE TABLE adapters", "CREATE TABLE adapters_new", 1).replace(
+            "'community', 'merged')", "'community', 'merged', 'task')"
+        )
+    )
+    db.execute("INSERT INTO adapters_new SELECT * FROM adapters")
+    db.execute("DROP TABLE adapters")
+    db.execute("ALTER TABLE adapters_new RENAME TO adapters")
+    db.conn.executemany("UPDATE adapter_activations SET adapter_id = ? WHERE id = ?", [(a, i) for i, a in links])

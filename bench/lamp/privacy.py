@@ -14,6 +14,8 @@ log2(candidates) - log2(rank of the secret among random look-alikes by likelihoo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import string
 from pathlib import Path
@@ -73,7 +75,11 @@ def membership(bench, lora, members: list[Example], others: list[Example], base:
     return auroc(scores[:n], scores[n:])
 
 
-def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
+def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canaries: bool = True) -> dict:
+    """Membership inference against every user's own adapter and every merge (Myna's search's
+    under "merged", the published objective's under "published", each attacked on its own
+    sharers' items), and, with `with_canaries`, the canaries."""
+
     def compute():
         users = [u for u in dataset.users() if models[u].own]  # cold starts have no adapter to attack
         split = {u: bench.examples(stores[u]) for u in users}
@@ -83,23 +89,35 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan) -> dict:
         # The base model's losses on an author's items, computed once for every adapter tested on them.
         own = {u: bench.lora(models[u].own) for u in users}
         base = {u: _losses(bench, own[u], items[u], 0.0) for u in users}
-        out = {"oppu": {}, "merged": {}, "examples": {u: len(items[u]) // 2 for u in users}}
+        out = {"oppu": {}, "merged": {}, "published": {}, "examples": {u: len(items[u]) // 2 for u in users}}
         for user in users:
             out["oppu"][user] = membership(bench, own[user], train[user], unseen[user], base[user])
-            for label, record in models[user].merged().items():
-                lora = bench.lora(record.path)
-                per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in models[user].sharers]
-                out["merged"].setdefault(label, {})[user] = {
-                    "auroc_mean": float(np.mean(per_sharer)),
-                    "auroc_max": float(np.max(per_sharer)),
-                    "similarity": record.similarity,
-                    "utility": record.utility,
-                }
-        if len(users) > 1:
+            for family, merges in (("merged", models[user].merges), ("published", models[user].published)):
+                for label, record in (merges.by_label if merges else {}).items():
+                    lora = bench.lora(record.path)
+                    per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in merges.adapters]
+                    out[family].setdefault(label, {})[user] = {
+                        "auroc_mean": float(np.mean(per_sharer)),
+                        "auroc_max": float(np.max(per_sharer)),
+                        "similarity": record.similarity,
+                        "utility": record.utility,
+                    }
+        if with_canaries and len(users) > 1:
             out["canaries"] = canaries(bench, task, dataset, stores, models, plan)
         return out
 
-    return cached(bench.work / task / "privacy.json", compute)
+    if with_canaries:
+        return cached(bench.work / task / "privacy.json", compute)
+    # Merges only (a run of some methods): named by the merges it attacks.
+    made = sorted(
+        (user, label)
+        for user in dataset.users()
+        for merges in (models[user].merges, models[user].published)
+        if merges
+        for label in merges.by_label
+    )
+    digest = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:8]
+    return cached(bench.work / task / f"privacy-merges-{digest}.json", compute)
 
 
 def _secret(rng: random.Random) -> str:

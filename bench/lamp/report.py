@@ -95,21 +95,25 @@ def privacy_markdown(privacy: dict) -> list[str]:
         lines.append(
             f"- users' own OPPU adapters, on their own training data: {np.nanmean(list(privacy['oppu'].values())):.3f}"
         )
-    for label, by_user in sorted(privacy["merged"].items()):
-        values = [v["auroc_mean"] for v in by_user.values()]
-        sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
-        users = "" if len(by_user) == len(privacy["oppu"]) else f", {len(by_user)} of {len(privacy['oppu'])} users"
-        lines.append(
-            f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
-            + (f" (similarity to the closest sharer {np.mean(sims):.2f}{users})" if sims else "")
-        )
-    rho, count = privacy["similarity_vs_attack"]["rank_correlation"], privacy["similarity_vs_attack"]["merges"]
-    if count >= 3:
-        lines += [
-            "",
-            f"Similarity to the closest sharer (what the penalty lowers) against attack AUROC, over "
-            f"{count} merges: rank correlation {rho:.2f}.",
-        ]
+    terms = {"merged": "similarity to the closest sharer", "published": "mean similarity to the sharers"}
+    for family, term in terms.items():
+        for label, by_user in sorted(privacy.get(family, {}).items()):
+            values = [v["auroc_mean"] for v in by_user.values()]
+            sims = [v["similarity"] for v in by_user.values() if v["similarity"] is not None]
+            of = len(privacy["oppu"])
+            users = "" if len(by_user) == of else f", {len(by_user)} of {of} users"
+            lines.append(
+                f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
+                + (f" ({term} {np.mean(sims):.2f}{users})" if sims else "")
+            )
+    for family, key in (("merged", "similarity_vs_attack"), ("published", "published_similarity_vs_attack")):
+        found = privacy.get(key) or {"merges": 0}
+        if found["merges"] >= 3:
+            lines += [
+                "",
+                f"{terms[family][0].upper()}{terms[family][1:]} (what the penalty lowers) against attack AUROC, "
+                f"over {found['merges']} merges: rank correlation {found['rank_correlation']:.2f}.",
+            ]
     if "canaries" in privacy:
         canaries = privacy["canaries"]
         lines += [
@@ -187,9 +191,15 @@ def plots(results: dict, folder: Path) -> list[Path]:
         fig.savefig(made[-1], dpi=110)
         plt.close(fig)
 
-        merged = (summary["privacy"] or {}).get("merged", {})
-        alphas = sorted((float(label[7:]), label) for label in merged if label.startswith("prime-a"))
-        if len(alphas) > 1:
+        attacked = summary["privacy"] or {}
+        for family, prefix, utility, stem in (
+            ("merged", "prime-a", "held-out log-likelihood per token", "privacy-utility"),
+            ("published", "published-a", "held-out ROUGE-1 + ROUGE-L of answers", "published-privacy-utility"),
+        ):
+            merged = attacked.get(family, {})
+            alphas = sorted((float(label[len(prefix) :]), label) for label in merged if label.startswith(prefix))
+            if len(alphas) < 2:
+                continue
             fig, ax = plt.subplots(figsize=(6, 4))
             utilities = [np.mean([v["utility"] for v in merged[label].values()]) for _, label in alphas]
             attack = [np.nanmean([v["auroc_mean"] for v in merged[label].values()]) for _, label in alphas]
@@ -197,10 +207,10 @@ def plots(results: dict, folder: Path) -> list[Path]:
             for (alpha, _), x, y in zip(alphas, attack, utilities):
                 ax.annotate(f"alpha {alpha:g}", (x, y), textcoords="offset points", xytext=(4, 4))
             ax.set_xlabel("membership-inference AUROC on sharers' data (lower: more private)")
-            ax.set_ylabel("held-out log-likelihood per token (higher: more useful)")
-            ax.set_title(f"{task}: privacy/utility over the penalty weight")
+            ax.set_ylabel(f"{utility} (higher: more useful)")
+            ax.set_title(f"{task}: privacy/utility over the penalty weight ({prefix[:-2]})")
             fig.tight_layout()
-            made.append(folder / f"{task}-privacy-utility.png")
+            made.append(folder / f"{task}-{stem}.png")
             fig.savefig(made[-1], dpi=110)
             plt.close(fig)
 

@@ -94,9 +94,8 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
                 continue  # no community to merge, or nothing of this user's to score a merge on
             on_stage(f"{task}: merges for {user}")
             alphas = plan.alphas if number < plan.sweep_users else (0.0, plan.alpha)
-            models[user].merges = space.merges(
-                task, user, stores[user], pool, tuple(sorted(set(alphas) | {0.0, plan.alpha}))
-            )
+            alphas = tuple(sorted(set(alphas) | {0.0, plan.alpha}))
+            models[user].merges = space.merges(task, user, stores[user], pool, alphas)
             if plan.published and any(model.startswith("published-") for model in needs):
                 on_stage(f"{task}: merges by PriME's published objective for {user}")
                 few = space.pool(task, user, stores, pool, plan.published_pool)
@@ -105,7 +104,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
                     user,
                     stores[user],
                     few,
-                    (0.0, plan.alpha),
+                    alphas,
                     f"-published{plan.published_pool}",
                     False,
                     published=True,
@@ -149,6 +148,9 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
             by_amount = amounts.run(space, task, dataset, plan)
             on_stage(f"{task}: privacy")
             attacks = privacy.run(space, task, dataset, stores, models, plan)
+        elif any(models[u].merges or models[u].published for u in users):
+            on_stage(f"{task}: membership inference against the merges")
+            attacks = privacy.run(space, task, dataset, stores, models, plan, with_canaries=False)
         on_stage(f"{task}: diagnostics")
         diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table, partial=bool(methods))
         costs = {method: [models[u].record(spec.model) for u in users] for method, spec in table.items()}

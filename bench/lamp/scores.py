@@ -95,12 +95,14 @@ def rank_correlation(x, y) -> float:
     return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
-def similarity_predicts_attack(privacy: dict) -> tuple[float, int]:
-    """Does what the privacy penalty lowers (output similarity to the closest sharer) go with
-    what the attack finds (AUROC on the sharers' items)? (rank correlation, merges counted)."""
+def similarity_predicts_attack(privacy: dict, family: str = "merged") -> tuple[float, int]:
+    """Does what the privacy penalty lowers (output similarity: to the closest sharer for
+    Myna's merges, "merged"; the mean over the sharers for the published objective's,
+    "published") go with what the attack finds (AUROC on the sharers' items)? (rank
+    correlation, merges counted)."""
     pairs = [
         (r["similarity"], r["auroc_mean"])
-        for by_user in privacy["merged"].values()
+        for by_user in privacy.get(family, {}).values()
         for r in by_user.values()
         if r.get("similarity") is not None
     ]

@@ -66,8 +66,9 @@ def privacy_statistics(privacy: dict) -> dict:
     out = {}
     if privacy.get("examples"):
         out["chance_spread"] = chance_spread(min(privacy["examples"].values()))
-    rho, count = similarity_predicts_attack(privacy)
-    out["similarity_vs_attack"] = {"rank_correlation": rho, "merges": count}
+    for family, key in (("merged", "similarity_vs_attack"), ("published", "published_similarity_vs_attack")):
+        rho, count = similarity_predicts_attack(privacy, family)
+        out[key] = {"rank_correlation": rho, "merges": count}
     return out
 
 

@@ -5,6 +5,12 @@ Each author's texts become training examples exactly as an imported LaMP profile
 base model, shapes, data card and a profile vector (the mean embedding of the author's texts)
 that lets a user's merge pick the authors closest to them. The index is rewritten after every
 adapter, so an interrupted build continues where it stopped.
+
+With `task_adapter` (the default), the build first trains a task adapter on the authors' texts
+pooled together, folds it into the base model's weights, and trains every author's adapter on
+top of that task-adapted base, as PriME's authors do: the author adapters then only have to
+learn what sets each author apart. The task adapter is published in the hub beside them, and
+each author's entry names it; a merge of them is applied on top of it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from merger.data.examples import Example, record_example, split
 from merger.formats import gguf_lora
 from merger.formats.base_model import Architecture
 from merger.hub import client as hub
+from merger.training import torch_model
 from merger.training.train import TrainConfig, train
 
 Progress = Callable[[str, int, int], None]  # (author, authors done, authors in all)
@@ -52,61 +59,126 @@ def build(
     license: str = "",
     corpus: str = "",
     hub_name: str = "Myna community hub",
+    task_adapter: bool = True,
     on_progress: Progress | None = None,
 ) -> list[hub.Entry]:
-    """Train one adapter per author (their first `per_author` texts) into `folder`."""
+    """Train one adapter per author (their first `per_author` texts) into `folder`, on top of
+    a task adapter trained on all of them (unless `task_adapter` is False)."""
     folder = Path(folder)
     (folder / "adapters").mkdir(parents=True, exist_ok=True)
     entries = _existing(folder)
-    for number, (author, records) in enumerate(sorted(authors.items()), start=1):
-        if on_progress:
-            on_progress(author, number - 1, len(authors))
-        if author in entries and (folder / entries[author].file).is_file():
-            continue  # built before an interruption
-        examples = author_examples(records)[:per_author]
-        if len(examples) < 8:
-            raise MynaError(f"'{author}' has {len(examples)} usable texts; a community adapter needs at least 8.")
-        with tempfile.TemporaryDirectory(prefix="myna-hub-") as workdir:  # checkpoints, removed when done
-            result = train(
-                base,
-                split(examples, held_out_fraction=0.0),
-                config,
-                system=system,
-                workdir=Path(workdir),
-                min_examples=8,
+    examples = {}
+    for author, records in sorted(authors.items()):
+        if author == TASK_ADAPTER:
+            raise MynaError(f"An author cannot be called '{TASK_ADAPTER}': that is the task adapter's name in a hub.")
+        examples[author] = author_examples(records)[:per_author]
+        if len(examples[author]) < 8:
+            raise MynaError(
+                f"'{author}' has {len(examples[author])} usable texts; a community adapter needs at least 8."
             )
-        target = folder / "adapters" / f"{author}.gguf"
-        result.lora.metadata = {"author": author}
-        gguf_lora.write(result.lora, target, arch)
-        dates = sorted(e.date for e in examples if e.date)
-        entries[author] = hub.Entry(
-            name=author,
-            description=f"Writes like {author}: trained on {len(examples)} of its public texts ({corpus}).",
-            file=f"adapters/{author}.gguf",
-            sha256=sha256_file(target),
-            size=target.stat().st_size,
-            base_fingerprint=arch.fingerprint,
-            rank=result.lora.rank,
-            alpha=result.lora.alpha,
-            targets=result.lora.modules(),
-            license=license,
-            data_card={
-                "author": author,
-                "corpus": corpus,
-                "examples": len(examples),
-                "by_task": sorted({e.origin for e in examples}),
-                "first_date": dates[0] if dates else None,
-                "last_date": dates[-1] if dates else None,
-                "training": {k: v for k, v in result.config.items() if k != "checkpoint_every"},
-                "final_train_loss": result.losses[-1],
-                "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-            profile_vector=profile_vector([e.output for e in examples]),
-        )
-        hub.write_index(folder, hub_name, list(entries.values()))
+    steps = len(authors) + task_adapter
+    task = None
+    if task_adapter:
+        if on_progress:
+            on_progress(TASK_ADAPTER, 0, steps)
+        # Round-robin, so every author is in it, and at most four authors' worth: the task
+        # adapter learns the task's form, which needs no more.
+        pooled = [e for texts in zip(*examples.values()) for e in texts][: POOLED_AUTHORS * per_author]
+        built = entries.get(TASK_ADAPTER)
+        if built is None or not (folder / built.file).is_file():
+            entries = {}  # adapters trained on top of another task adapter are trained again
+            entries[TASK_ADAPTER] = _train_entry(
+                folder, TASK_ADAPTER, pooled, base, arch, system, config, license, corpus, kind="task"
+            )
+            hub.write_index(folder, hub_name, list(entries.values()))
+        task = gguf_lora.read(folder / entries[TASK_ADAPTER].file, arch)
+        torch_model.fold(base, task)  # the authors' adapters learn on the task-adapted base
+    try:
+        for number, author in enumerate(sorted(authors), start=1 + task_adapter):
+            if on_progress:
+                on_progress(author, number - 1, steps)
+            done = entries.get(author)
+            if done and (folder / done.file).is_file() and done.task_adapter == (TASK_ADAPTER if task else None):
+                continue  # built before an interruption
+            entries[author] = _train_entry(
+                folder,
+                author,
+                examples[author],
+                base,
+                arch,
+                system,
+                config,
+                license,
+                corpus,
+                task_adapter=TASK_ADAPTER if task else None,
+            )
+            hub.write_index(folder, hub_name, list(entries.values()))
+    finally:
+        if task is not None:
+            torch_model.fold(base, task, -1.0)  # the caller's base model as it was
     if on_progress:
-        on_progress("", len(authors), len(authors))
+        on_progress("", steps, steps)
     return list(entries.values())
+
+
+TASK_ADAPTER = "task-adapter"  # its name in a hub (authors' names are never this)
+POOLED_AUTHORS = 4  # the task adapter's examples: this many authors' worth, from all of them
+
+
+def _train_entry(
+    folder: Path,
+    name: str,
+    examples: list[Example],
+    base,
+    arch: Architecture,
+    system: str,
+    config: TrainConfig,
+    license: str,
+    corpus: str,
+    kind: str = "community",
+    task_adapter: str | None = None,
+) -> hub.Entry:
+    """Train an adapter on `examples`, write it into the hub and describe it."""
+    with tempfile.TemporaryDirectory(prefix="myna-hub-") as workdir:  # checkpoints, removed when done
+        result = train(
+            base, split(examples, held_out_fraction=0.0), config, system=system, workdir=Path(workdir), min_examples=8
+        )
+    target = folder / "adapters" / f"{name}.gguf"
+    result.lora.metadata = {"author": name}
+    gguf_lora.write(result.lora, target, arch)
+    dates = sorted(e.date for e in examples if e.date)
+    if kind == "task":
+        description = f"The task adapter: trained on {len(examples)} texts of all the hub's authors ({corpus})."
+    else:
+        description = f"Writes like {name}: trained on {len(examples)} of its public texts ({corpus})."
+        if task_adapter:
+            description += f" Applied on top of '{task_adapter}'."
+    return hub.Entry(
+        name=name,
+        description=description,
+        file=f"adapters/{name}.gguf",
+        sha256=sha256_file(target),
+        size=target.stat().st_size,
+        base_fingerprint=arch.fingerprint,
+        rank=result.lora.rank,
+        alpha=result.lora.alpha,
+        targets=result.lora.modules(),
+        license=license,
+        data_card={
+            "author": name if kind == "community" else None,
+            "corpus": corpus,
+            "examples": len(examples),
+            "by_task": sorted({e.origin for e in examples}),
+            "first_date": dates[0] if dates else None,
+            "last_date": dates[-1] if dates else None,
+            "training": {k: v for k, v in result.config.items() if k != "checkpoint_every"},
+            "final_train_loss": result.losses[-1],
+            "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        profile_vector=profile_vector([e.output for e in examples]),
+        kind=kind,
+        task_adapter=task_adapter,
+    )
 
 
 def _existing(folder: Path) -> dict[str, hub.Entry]:

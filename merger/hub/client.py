@@ -46,6 +46,8 @@ class Entry:
     license: str
     data_card: dict = field(default_factory=dict)
     profile_vector: list[float] | None = None
+    kind: str = "community"  # or "task": the adapter the others were trained on top of
+    task_adapter: str | None = None  # the name of the hub's task adapter this one is applied on top of
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ def open_hub(location: str) -> Hub:
         names = [entry.name for entry in entries]
         if len(set(names)) != len(names):
             raise ValueError("two adapters have the same name")
+        tasks = {entry.name for entry in entries if entry.kind == "task"}
+        for entry in entries:
+            if entry.task_adapter is not None and entry.task_adapter not in tasks:
+                raise ValueError(f"'{entry.name}' is applied on top of '{entry.task_adapter}', not a task adapter here")
     except (ValueError, RecursionError) as exc:
         raise MynaError(f"The hub index at {location} is not valid ({input_text.text(str(exc))}).") from None
     name = data.get("name") if isinstance(data.get("name"), str) else location
@@ -112,8 +118,11 @@ _TYPES = {
     "license": str,
     "data_card": dict,
     "profile_vector": (list, type(None)),
+    "kind": str,
+    "task_adapter": (str, type(None)),
 }
-_OPTIONAL = {"data_card", "profile_vector"}
+_OPTIONAL = {"data_card", "profile_vector", "kind", "task_adapter"}
+KINDS = ("community", "task")
 
 
 def _entry(item: object, number: int) -> Entry:
@@ -129,6 +138,11 @@ def _entry(item: object, number: int) -> Entry:
             raise ValueError(f"{label}: {key} has the wrong type")
     if not adapters.SAFE_NAME.fullmatch(item["name"]):
         raise ValueError(f"{label}: its name must be letters, digits, '.', '_' or '-' (up to 100)")
+    if item.get("kind", "community") not in KINDS:
+        raise ValueError(f"{label}: kind must be {' or '.join(KINDS)}")
+    below = item.get("task_adapter")
+    if below is not None and (not adapters.SAFE_NAME.fullmatch(below) or item.get("kind") == "task"):
+        raise ValueError(f"{label}: task_adapter must name the hub's task adapter, and a task adapter has none")
     label = f"adapter '{item['name']}'"
     if not (_SHA256.fullmatch(item["sha256"]) and _SHA256.fullmatch(item["base_fingerprint"])):
         raise ValueError(f"{label}: sha256 and base_fingerprint must be 64 lowercase hexadecimal digits")
@@ -153,18 +167,45 @@ def search(hub: Hub, query: str = "") -> list[Entry]:
 def pull(
     db: sqlite_utils.Database, hub: Hub, name: str, arch: Architecture, on_progress: Progress | None = None
 ) -> adapters.Adapter:
-    """Download, verify and install one adapter (not activated)."""
+    """Download, verify and install one adapter (not activated); and first, when it is applied
+    on top of the hub's task adapter, that task adapter, unless it is installed already."""
     entry = hub.find(name)
+    _check_offer(entry, arch)
+    if any(a.name == name for a in adapters.listing(db)):
+        raise MynaError(f"An adapter called '{name}' is installed already; remove it first to pull it again.")
+    card = {}
+    if entry.task_adapter:
+        below = hub.find(entry.task_adapter)
+        _check_offer(below, arch)
+        card = {"task_adapter": below.name, "task_adapter_sha256": below.sha256}
+        if task_adapter(db, below.sha256) is None:
+            _install(db, hub, below, arch, on_progress, {})
+    return _install(db, hub, entry, arch, on_progress, card)
+
+
+def task_adapter(db: sqlite_utils.Database, sha256: str) -> adapters.Adapter | None:
+    """The installed task adapter with this checksum (the one a community adapter names)."""
+    return next((a for a in adapters.listing(db) if a.kind == "task" and a.card.get("sha256") == sha256), None)
+
+
+def _check_offer(entry: Entry, arch: Architecture) -> None:
+    """What the index says about an adapter, checked before anything is downloaded."""
     if entry.base_fingerprint != arch.fingerprint:
         raise MynaError(
-            f"'{name}' was made for another base model (fingerprint {entry.base_fingerprint[:12]}, yours is "
+            f"'{entry.name}' was made for another base model (fingerprint {entry.base_fingerprint[:12]}, yours is "
             f"{arch.fingerprint[:12]}); it cannot be used with your model, so nothing was downloaded."
         )
     suffix = Path(entry.file).suffix.lower()
     if suffix not in (".gguf", ".safetensors"):
-        raise MynaError(f"'{name}' is offered as a '{suffix}' file; Myna installs only GGUF or safetensors adapters.")
-    if any(a.name == name for a in adapters.listing(db)):
-        raise MynaError(f"An adapter called '{name}' is installed already; remove it first to pull it again.")
+        raise MynaError(
+            f"'{entry.name}' is offered as a '{suffix}' file; Myna installs only GGUF or safetensors adapters."
+        )
+
+
+def _install(
+    db: sqlite_utils.Database, hub: Hub, entry: Entry, arch: Architecture, on_progress: Progress | None, extra: dict
+) -> adapters.Adapter:
+    name, suffix = entry.name, Path(entry.file).suffix.lower()
     partial = paths.subdir("downloads") / f"{entry.sha256}{suffix}.partial"  # a digest: a plain name
     _download(hub, entry, partial, on_progress)
     if partial.stat().st_size != entry.size:
@@ -185,7 +226,8 @@ def pull(
 
         card = {
             **entry.data_card,
-            "kind": "community",
+            **extra,
+            "kind": entry.kind,
             "hub": hub.location,
             "license": entry.license,
             "description": entry.description,
@@ -194,7 +236,7 @@ def pull(
         if entry.profile_vector:
             card["profile_vector"] = entry.profile_vector
         return publish(
-            db, lora, arch, stem=name, kind="community", card=card, activate=False, reason=f"pulled from {hub.location}"
+            db, lora, arch, stem=name, kind=entry.kind, card=card, activate=False, reason=f"pulled from {hub.location}"
         )
     finally:
         complete.unlink(missing_ok=True)
@@ -259,8 +301,11 @@ def _copy_local(source: Path, partial: Path, have: int, size: int, on_progress: 
 
 def remove(db: sqlite_utils.Database, name: str) -> None:
     adapter = adapters.get(db, name)
-    if adapter.kind != "community":
+    if adapter.kind not in KINDS:
         raise MynaError(f"'{name}' is a {adapter.kind} adapter, not a community one; use `myna adapters delete`.")
+    above = [a.name for a in adapters.listing(db) if a.card.get("task_adapter_sha256") == adapter.card.get("sha256")]
+    if adapter.kind == "task" and above:
+        raise MynaError(f"'{name}' is the task adapter {', '.join(above)} are applied on top of; remove them first.")
     adapters.delete(db, name)
 
 

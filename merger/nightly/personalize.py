@@ -2,8 +2,8 @@
 
 examples -> select community adapters -> evolutionary search of merge weights on the user's
 held-out examples (minus a privacy penalty) -> optionally train the user's own adapter on top
-of the merge -> check the winner in llama.cpp against the current adapter -> publish it only
-if it is better. Nothing leaves the machine; nothing changes unless it is an improvement.
+of the merge -> check the winner in llama.cpp against the current adapter, by the task metric
+of their answers to the held-out inputs -> publish it only if it is better. Nothing leaves the machine; nothing changes unless it is an improvement.
 
 A history smaller than `config.min_examples` gets no adapter work at all (a cold start):
 adapters trained on so little answered worse than memory alone in the benchmark (README,
@@ -145,8 +145,9 @@ def _run(
             "`myna adapters pull NAME --hub LOCATION` (a hub can be made with `myna hub build`)."
         )
     report("choosing community adapters")
-    chosen = [adapter for adapter, _ in selection.rank(db, community)[: config.max_adapters]]
+    chosen, task_adapter = _choose(db, community, config.max_adapters)
     loras = [gguf_lora.read(a.gguf, arch) for a in chosen]
+    task = gguf_lora.read(task_adapter.gguf, arch) if task_adapter else None
     if config.merge == "elementwise" and len({lora.rank for lora in loras}) > 1:
         raise MynaError("The chosen adapters have different ranks; merge them with --merge updates.")
 
@@ -156,16 +157,20 @@ def _run(
         engine, held_out, system, max_length=config.max_length, probes=config.probes, probe_tokens=config.probe_tokens
     )
     llama_files = scoring.LlamaFileBackend(
-        engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank
+        engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank, task=task
     )
     resources.callback(llama_files.close)
-    backend, base = _backend(config, engine, loras, spec, workdir, chosen)
+    backend, base = _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter)
     resources.callback(backend.close)
 
     objective = scoring.Objective(config.metric, config.task, config.privacy)
+    # Whatever the search maximizes, what is published must answer better: the current adapter
+    # and the winner are judged in llama.cpp by the task metric of their answers to the
+    # held-out inputs (minus alpha times the same privacy term).
+    check = scoring.Objective("task", config.task, config.privacy)
 
     def judge(on, sharers) -> tuple[float, float | None]:
-        return scoring.judge(on, scoring_set, sharers, objective)
+        return scoring.judge(on, scoring_set, sharers, check)
 
     # The "closest" term compares answers to the probes, PriME's "mean" term to every held-out input.
     compares = config.probes if config.privacy == "closest" else True
@@ -199,7 +204,9 @@ def _run(
     if should_stop():
         raise KeyboardInterrupt
     best_weights = np.asarray(result.best.weights)
-    winner = scoring.combine(loras, best_weights, config.merge, config.rank)
+    winner = scoring.candidate(loras, best_weights, config.merge, config.rank, task)
+    if winner is None:  # the search's best is the bare base model: an adapter that changes nothing
+        winner = scoring.combine(loras, best_weights, config.merge, config.rank)
     kind, label = "merged", "merged"
 
     if config.train_own:
@@ -252,6 +259,8 @@ def _run(
             "optimizer": config.optimizer,
             "budget": config.budget,
             "alpha": config.alpha,
+            "privacy_term": config.privacy,
+            "on_top_of_task_adapter": task_adapter.name if task_adapter else None,
         },
         "data": {
             **example_set.summary(),
@@ -265,7 +274,8 @@ def _run(
             "similarity_to_sharers_before": before_similarity,
             "similarity_to_sharers_after": after_similarity,
             "privacy_term": config.privacy,
-            "metric": config.metric,
+            "metric": "the task metric of answers in llama.cpp (held out)",
+            "search_metric": config.metric,
         },
         "privacy": "Merged from community adapters with weights chosen on your own history, which never left "
         "this machine. Share it only with people you would show that history to.",
@@ -282,17 +292,37 @@ def _run(
     )
 
 
-def _backend(config, engine, loras, spec, workdir, chosen):
+def _choose(db, community: list, count: int):
+    """The `count` community adapters most relevant to the user, all trained on top of the
+    same task adapter (or none) as the most relevant one, and that task adapter."""
+    from merger.hub.client import task_adapter
+
+    ranked = [adapter for adapter, _ in selection.rank(db, community)]
+    below = ranked[0].card.get("task_adapter_sha256")
+    chosen = [a for a in ranked if a.card.get("task_adapter_sha256") == below][:count]
+    if below is None:
+        return chosen, None
+    found = task_adapter(db, below)
+    if found is None:
+        raise MynaError(
+            f"'{chosen[0].name}' is applied on top of the task adapter '{chosen[0].card.get('task_adapter')}', "
+            f"which is not installed; remove '{chosen[0].name}' and pull it again to install both."
+        )
+    return chosen, found
+
+
+def _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter):
     if config.backend == "file":
         return scoring.LlamaFileBackend(
-            engine, loras, architecture(spec), workdir / "search", merge=config.merge, rank=config.rank
+            engine, loras, architecture(spec), workdir / "search", merge=config.merge, rank=config.rank, task=task
         ), None
     if config.backend == "scales":
-        return scoring.LlamaScalesBackend(engine, [a.gguf for a in chosen]), None
+        below = task_adapter.gguf if task_adapter else None
+        return scoring.LlamaScalesBackend(engine, [a.gguf for a in chosen], below), None
     from merger.training import torch_model
 
     base = torch_model.load(spec)
-    return scoring.TorchBackend(base, loras, merge=config.merge, rank=config.rank), base
+    return scoring.TorchBackend(base, loras, merge=config.merge, rank=config.rank, task=task), base
 
 
 def _train_own(base, spec, example_set, system, merged, config, workdir: Path):

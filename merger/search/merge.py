@@ -8,6 +8,9 @@
 
 Each adapter's alpha/rank scale is folded into its matrices first, so the result has scale 1
 (alpha = rank). Modules an adapter does not adapt count as zero for it.
+
+`on_top_of` stacks a merge on the task adapter its sharers were trained on top of (PriME's
+task-adapted base), the one adapter that is then served.
 """
 
 from __future__ import annotations
@@ -52,13 +55,18 @@ def merge_elementwise(loras: list[Lora], weights) -> Lora:
 
 
 def merge_updates(loras: list[Lora], weights, rank: int | None = None) -> Lora:
-    """sum w_i (B_i A_i): ranks concatenated (exact), or truncated by SVD to `rank`."""
+    """sum w_i (B_i A_i): ranks concatenated (exact), or truncated by SVD to `rank`. A module
+    one adapter does not adapt gets zeros in its place, so every module has the same rank."""
     weights = _check(loras, weights)
     scaled = [_scaled(lora) for lora in loras]
     pairs = {}
     for key in _keys(loras):
-        a_parts = [w * s[key][0] for w, s in zip(weights, scaled) if key in s]
-        b_parts = [s[key][1] for s in scaled if key in s]
+        a_in = next(s[key][0].shape[1] for s in scaled if key in s)
+        b_out = next(s[key][1].shape[0] for s in scaled if key in s)
+        zeros = [(np.zeros((lora.rank, a_in), np.float32), np.zeros((b_out, lora.rank), np.float32)) for lora in loras]
+        parts = [s.get(key, zero) for s, zero in zip(scaled, zeros)]
+        a_parts = [w * a for w, (a, _) in zip(weights, parts)]
+        b_parts = [b for _, b in parts]
         a = np.concatenate(a_parts, axis=0)  # (sum r, in)
         b = np.concatenate(b_parts, axis=1)  # (out, sum r)
         pairs[key] = (a, b) if rank is None or rank >= a.shape[0] else _truncate(a, b, rank)
@@ -76,3 +84,10 @@ def _truncate(a: np.ndarray, b: np.ndarray, rank: int) -> tuple[np.ndarray, np.n
     new_b = (qb @ u[:, :rank]) * root
     new_a = (root[:, None] * vt[:rank]) @ qa.T
     return new_a, new_b
+
+
+def on_top_of(task: Lora, lora: Lora | None) -> Lora:
+    """`lora` applied on top of a task adapter, as one adapter: their updates added (ranks
+    concatenated, exact). What a merge of adapters trained on a task-adapted base becomes when
+    it is served, trained further or published; the task adapter alone when `lora` is None."""
+    return merge_updates([task], [1.0]) if lora is None else merge_updates([task, lora], [1.0, 1.0])

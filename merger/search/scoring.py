@@ -37,7 +37,7 @@ from merger.formats import gguf_lora
 from merger.formats.base_model import HF_NAMES, Architecture
 from merger.formats.lora import Lora
 from merger.search.evolution import Trial, best_of
-from merger.search.merge import merge_elementwise, merge_updates
+from merger.search.merge import merge_elementwise, merge_updates, on_top_of
 from merger.search.options import ANSWER_TOKENS, MERGES, PRIVACY_TERMS, PROBE_TOKENS
 
 
@@ -76,11 +76,19 @@ def combine(loras: list[Lora], weights, merge: str = "elementwise", rank: int | 
     raise ValueError(f"unknown merge {merge!r}; choose from {', '.join(MERGES)}")
 
 
-def merged_rank(loras: list[Lora], merge: str, rank: int | None) -> int:
+def merged_rank(loras: list[Lora], merge: str, rank: int | None, task: Lora | None = None) -> int:
+    below = task.rank if task is not None else 0
     if merge == "elementwise":
-        return loras[0].rank
+        return loras[0].rank + below
     total = sum(lora.rank for lora in loras)
-    return min(rank, total) if rank else total
+    return (min(rank, total) if rank else total) + below
+
+
+def candidate(loras: list[Lora], weights, merge: str, rank: int | None, task: Lora | None = None) -> Lora | None:
+    """The one adapter a weight vector stands for: the combination of `loras`, on top of the
+    task adapter they were trained on top of when there is one; None for the bare base model."""
+    merged = combine(loras, weights, merge, rank) if np.any(weights) else None
+    return on_top_of(task, merged) if task is not None else merged
 
 
 # -- llama.cpp ---------------------------------------------------------------------------------
@@ -115,19 +123,22 @@ class LlamaFileBackend(LlamaBackend):
         *,
         merge: str = "elementwise",
         rank: int | None = None,
+        task: Lora | None = None,
     ) -> None:
         super().__init__(engine)
         self.loras, self.arch, self.folder, self.merge, self.rank = loras, arch, Path(folder), merge, rank
+        self.task = task
         self.folder.mkdir(parents=True, exist_ok=True)
         self._count = itertools.count()
         self._current: Path | None = None
 
     def apply(self, weights) -> None:
-        if not np.any(weights):
+        adapter = candidate(self.loras, weights, self.merge, self.rank, self.task)
+        if adapter is None:
             self.engine.set_adapters([])
         else:
             path = self.folder / f"candidate-{next(self._count)}.gguf"
-            gguf_lora.write(combine(self.loras, weights, self.merge, self.rank), path, self.arch)
+            gguf_lora.write(adapter, path, self.arch)
             self.engine.set_adapters([AdapterUse(path)])
             self._discard()
             self._current = path
@@ -146,12 +157,13 @@ class LlamaFileBackend(LlamaBackend):
 class LlamaScalesBackend(LlamaBackend):
     name = "llama.cpp, all adapters at once with scales"
 
-    def __init__(self, engine, paths: list[Path]) -> None:
+    def __init__(self, engine, paths: list[Path], task: Path | None = None) -> None:
         super().__init__(engine)
         self.paths = [Path(p) for p in paths]
+        self.below = [AdapterUse(Path(task))] if task else []  # the task adapter, always at scale 1
 
     def apply(self, weights) -> None:
-        self.engine.set_adapters([AdapterUse(p, float(w)) for p, w in zip(self.paths, weights) if w != 0])
+        self.engine.set_adapters(self.below + [AdapterUse(p, float(w)) for p, w in zip(self.paths, weights) if w != 0])
 
     def close(self) -> None:
         self.engine.set_adapters([])
@@ -164,7 +176,14 @@ class TorchBackend:
     name = "torch, merged matrices copied into PEFT, bfloat16 batches"
 
     def __init__(
-        self, base, loras: list[Lora], *, merge: str = "elementwise", rank: int | None = None, batch_size: int = 8
+        self,
+        base,
+        loras: list[Lora],
+        *,
+        merge: str = "elementwise",
+        rank: int | None = None,
+        batch_size: int = 8,
+        task: Lora | None = None,
     ) -> None:
         import torch
         from peft import LoraConfig, get_peft_model
@@ -172,8 +191,9 @@ class TorchBackend:
         from merger.training.train import bf16_native
 
         self.base, self.loras, self.merge, self.rank, self.batch_size = base, loras, merge, rank, batch_size
-        self.modules = sorted({m for lora in loras for m in lora.modules()})
-        self.width = merged_rank(loras, merge, rank)
+        self.task = task
+        self.modules = sorted({m for lora in [*loras, *([task] if task else [])] for m in lora.modules()})
+        self.width = merged_rank(loras, merge, rank, task)
         self.bf16 = bf16_native()
         self.model = get_peft_model(
             base.model,
@@ -195,7 +215,7 @@ class TorchBackend:
 
     def apply(self, weights) -> None:
         torch = self._torch
-        merged = combine(self.loras, weights, self.merge, self.rank) if np.any(weights) else None
+        merged = candidate(self.loras, weights, self.merge, self.rank, self.task)
         with torch.no_grad():
             for layer_number in range(len(self.model.get_base_model().model.layers)):
                 for module in self.modules:

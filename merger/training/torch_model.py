@@ -111,3 +111,19 @@ def _build_cache(spec: ModelSpec, target: Path) -> None:
     (partial / DONE_MARK).write_text(fingerprint(spec))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+def fold(base: TorchBase, lora, sign: float = 1.0) -> None:
+    """Add (sign 1) or take away (sign -1) an adapter's update in the base model's own
+    weights: a task-adapted base that other adapters are then trained on top of."""
+    import torch
+
+    from merger.formats.base_model import HF_NAMES
+
+    layers = base.model.model.layers
+    with torch.no_grad():
+        for key in lora.weights:
+            _, layer, module = key.split(".")
+            part, projection = HF_NAMES[module].split(".")
+            linear = getattr(getattr(layers[int(layer)], part), projection)
+            linear.weight += sign * torch.from_numpy(lora.delta(key)).to(linear.weight.dtype)

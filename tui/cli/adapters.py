@@ -295,7 +295,8 @@ def pull(rt: Runtime, names: tuple[str, ...], location: str | None) -> None:
 
     Each file is checked before it is installed: made for your base model, the size and
     SHA-256 the hub lists, GGUF or safetensors (never pickle), shapes that fit the model.
-    An interrupted download resumes when the command is run again.
+    An interrupted download resumes when the command is run again. An adapter trained
+    on top of the hub's task adapter brings that task adapter with it.
     """
     from assistant.catalogue import resolve
     from merger.formats.base_model import architecture
@@ -309,14 +310,18 @@ def pull(rt: Runtime, names: tuple[str, ...], location: str | None) -> None:
             adapter = hub.pull(
                 rt.db, source, name, arch, on_progress=lambda done, total: update(completed=done, total=total)
             )
-        click.echo(f"Installed '{adapter.name}' from {source.location}.")
+        below = adapter.card.get("task_adapter")
+        click.echo(
+            f"Installed '{adapter.name}' from {source.location}"
+            + (f", applied on top of its task adapter '{below}'." if below else ".")
+        )
 
 
 @adapters_group.command("remove")
 @click.argument("name")
 @pass_runtime
 def remove_(rt: Runtime, name: str) -> None:
-    """Remove an installed community adapter."""
+    """Remove an installed community adapter (or a task adapter no other one needs)."""
     from merger.hub import client as hub
 
     hub.remove(rt.db, name)

