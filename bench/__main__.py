@@ -27,6 +27,7 @@ def main() -> None:
     personalize.add_argument("--budget", type=int, default=40)
     personalize.add_argument("--adapters", type=int, default=8)
     personalize.add_argument("--held-out", type=int, default=50)
+    personalize.add_argument("--objectives", help="comma-separated, of shipped, published, excess, published per layer")
     lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
@@ -57,7 +58,7 @@ def main() -> None:
     elif args.name == "personalize":
         from bench import personalize as module
 
-        module.main(args.budget, args.adapters, args.held_out)
+        module.main(args.budget, args.adapters, args.held_out, args.objectives.split(",") if args.objectives else None)
     elif args.name == "recall":
         from bench import recall as module
 

@@ -1,10 +1,11 @@
 """Personalization: a full `myna personalize` (8 community adapters, budget 40, 50 held-out
 examples) with each objective side by side in one run (the shipped one: held-out likelihood
 minus alpha x similarity to the closest sharer; PriME's published one: the task metric of
-generated answers, raced, minus alpha x the mean similarity to the sharers), and candidate
-evaluations per minute for each evaluation backend.
+generated answers, raced, minus alpha x the mean similarity to the sharers; that fitness with
+the excess term; and with one weight per adapter and layer), and candidate evaluations per
+minute for each evaluation backend.
 
-    python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50]
+    python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
 
 The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
 bench/results/cache between runs); the user is a 9th account whose older tweets are its
@@ -126,8 +127,15 @@ def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
     return results
 
 
-# The objectives compared, as `myna personalize` options: what ships, and PriME's published code.
-OBJECTIVES = {"shipped": [], "published": ["--metric", "task", "--privacy", "mean"]}
+# The objectives compared, as `myna personalize` options: what ships, PriME's published code,
+# its fitness with the excess privacy term, and its one weight per adapter and layer.
+PUBLISHED = ["--metric", "task", "--privacy", "mean"]
+OBJECTIVES = {
+    "shipped": [],
+    "published": PUBLISHED,
+    "excess": ["--metric", "task", "--privacy", "excess"],
+    "published per layer": [*PUBLISHED, "--per-layer"],
+}
 
 
 def personalize_once(hub: Path, count: int, budget: int, held_out: int, options: list[str]) -> dict:
@@ -157,7 +165,7 @@ def personalize_once(hub: Path, count: int, budget: int, held_out: int, options:
     }
 
 
-def run(budget: int, count: int, held_out: int) -> dict:
+def run(budget: int, count: int, held_out: int, objectives: list[str]) -> dict:
     os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-hub-"))
     env = dict(os.environ)
     start = time.perf_counter()
@@ -168,11 +176,10 @@ def run(budget: int, count: int, held_out: int) -> dict:
         "adapters": count,
         "held_out": held_out,
         "hub_build_or_cache_s": hub_seconds,
-        "objectives": {
-            name: personalize_once(hub, count, budget, held_out, options) for name, options in OBJECTIVES.items()
-        },
+        "objectives": {name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name]) for name in objectives},
     }
-    figures.update(evaluations_per_minute({"MYNA_HOME": figures["objectives"]["shipped"]["home"]}, held_out))
+    first = figures["objectives"][objectives[0]]["home"]  # the same history and adapters in each
+    figures.update(evaluations_per_minute({"MYNA_HOME": first}, held_out))
     return figures
 
 
@@ -219,7 +226,10 @@ def report(f: dict) -> str:
     return table(rows)
 
 
-def main(budget: int, count: int, held_out: int) -> None:
-    figures = run(budget, count, held_out)
+def main(budget: int, count: int, held_out: int, objectives: list[str] | None = None) -> None:
+    unknown = set(objectives or []) - set(OBJECTIVES)
+    if unknown:
+        raise SystemExit(f"Unknown objective {', '.join(sorted(unknown))}; choose from {', '.join(OBJECTIVES)}.")
+    figures = run(budget, count, held_out, objectives or list(OBJECTIVES))
     print(report(figures))
     print(f"saved to {save('personalize', figures)}")

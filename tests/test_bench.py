@@ -137,6 +137,30 @@ def test_some_methods_are_chosen_by_name_with_the_baseline():
         chosen(table, "RAG(")
 
 
+def test_each_merge_label_is_found_in_its_family():
+    from bench.lamp.models import UserModels
+    from bench.lamp.plan import family_of
+    from bench.lamp.records import Merge, Merges
+
+    assert [family_of(x) for x in ("prime-a0.5", "published-a0", "excess-a1", "uniform", "lorahub")] == [
+        "merged",
+        "published",
+        "excess",
+        None,
+        None,
+    ]
+
+    def merges(*labels):
+        return Merges(
+            adapters=["v"], by_label={x: Merge(path=x, weights=[1.0], utility=0.0, similarity=None) for x in labels}
+        )
+
+    models = UserModels(merges=merges("prime-a0", "uniform"), published={"excess": merges("excess-a0.5")})
+    assert models.record("excess-a0.5").path == "excess-a0.5" and models.record("uniform").path == "uniform"
+    assert models.record("published-a0") is None and models.record("oppu") is None
+    assert [family for family, _ in models.families()] == ["merged", "excess"]
+
+
 def test_chance_spread_of_the_auroc():
     assert chance_spread(1) == 0.5  # one member, one non-member, coin flip: 0 or 1
     assert chance_spread(16) == pytest.approx((33 / 3072) ** 0.5)
@@ -200,6 +224,7 @@ def test_quick_benchmark_runs_every_method_end_to_end():
             "LoraHub (likelihood + L1)",
             "OPPU + RAG hybrid k=4",
             "RAG hybrid k=4, system layout",
+            "PriME published fitness, excess privacy term (alpha 0.5)",
         } | {f"RAG {m} k={k}" for m in ("bm25", "hybrid") for k in (1, 4)}
         assert expected <= set(methods)
         assert any(m.startswith("PriME (alpha 0.5) + RAG") for m in methods)
@@ -218,6 +243,8 @@ def test_quick_benchmark_runs_every_method_end_to_end():
         privacy = summary["privacy"]
         assert all(0 <= v <= 1 for v in privacy["oppu"].values())
         assert {"prime-a0", "prime-a0.5", "uniform", "lorahub", "best-single"} <= set(privacy["merged"])
+        # The sweep user's excess-term merges at alpha 0.5 and 1, attacked on their sharers' data.
+        assert {"excess-a0.5", "excess-a1"} == set(privacy["excess"]) and not privacy["published"]
         assert privacy["canaries"]["owner's adapter (exported)"]["recovered"] >= 0
         diagnostics = summary["diagnostics"]
         assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m}

@@ -93,6 +93,11 @@ def test_config_commands(runner):
     assert invoke(runner, "config", "get", "temperature").stdout == "0.2\n"
 
 
+def test_myna_alone_shows_what_it_can_do():
+    result = CliRunner().invoke(cli, [])
+    assert result.exit_code == 0 and "myna chat" in result.stdout and "Commands:" in result.stdout
+
+
 def test_every_command_has_useful_help():
     from tui.cli.docs import commands
 

@@ -24,6 +24,7 @@ def test_import_then_list_search_show_edit_delete(runner, db, tmp_path):
     notes.write_text("\n".join(json.dumps({"text": t}) for t in ["I am allergic to peanuts.", "I play the cello."]))
     result = invoke(runner, "import", str(notes))
     assert result.exit_code == 0 and "Imported 2 snippets from 1 files." in result.stdout
+    assert " elapsed, " in result.stderr and " left" in result.stderr  # the bar says which time is which
     assert "already imported and unchanged" in invoke(runner, "import", str(notes)).stdout
 
     listing = invoke(runner, "memory", "list").stdout

@@ -253,7 +253,7 @@ def test_remove_and_the_cli(db, served, base_arch):
     assert runner.invoke(cli, ["adapters", "remove", "alpha"]).exit_code == 0
     assert [a.name for a in adapters.listing(db)] == ["beta"]
     missing = runner.invoke(cli, ["adapters", "search"])
-    assert missing.exit_code == 1 and "Which hub?" in missing.stderr
+    assert missing.exit_code == 1 and "Which hub?" in missing.stderr and "myna hub build" in missing.stderr
 
 
 def test_the_server_listens_on_loopback_only(tmp_path, base_arch):

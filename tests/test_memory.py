@@ -328,6 +328,21 @@ def test_forget_everything_keeps_conversations(db, fake_engine, tmp_path):
     assert len(convs.messages(db, convs.latest_conversation_id(db))) == 2
 
 
+def test_a_chat_memory_is_named_by_the_chat_s_title(db, fake_engine):
+    from assistant import replies
+    from assistant.settings import Settings
+    from assistant.store import conversations as convs
+
+    fake_engine.queue("Sure.")
+    reply = replies.answer(db, fake_engine, Settings(), "My sister is called Ines.")
+    [said] = store.listing(db)
+    assert said.origin == 'chat "My sister is called Ines."'
+    convs.rename_conversation(db, reply.conversation_id, "Family")
+    assert store.get(db, said.id).origin == 'chat "Family"'
+    db.execute("UPDATE conversations SET title = '' WHERE id = ?", (reply.conversation_id,))  # untitled
+    assert store.get(db, said.id).origin == f"conversation {reply.conversation_id}"
+
+
 def test_deleting_a_conversation_deletes_its_memories(db, fake_engine):
     from assistant import replies
     from assistant.settings import Settings

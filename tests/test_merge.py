@@ -60,3 +60,20 @@ def test_refusals():
     other = random_lora(Architecture(**{**ARCH.__dict__, "fingerprint": "0" * 64}), rank=2)
     with pytest.raises(ValueError, match="different base models"):
         merge_updates([random_lora(ARCH, rank=2), other], [1, 1])
+
+
+@pytest.mark.parametrize("merge", [merge_elementwise, merge_updates])
+def test_one_weight_per_adapter_and_layer(merge):
+    """PriME's per-layer option: layer 0 takes the first adapter alone, layer 1 the second;
+    the search's flat vector (adapter by adapter) means the same as the matrix."""
+    adapters = loras(2)
+    matrix = np.array([[1.0, 0.0], [0.0, 1.0]])
+    merged = merge(adapters, matrix)
+    for key in merged.weights:
+        expected = adapters[0].delta(key) if key.startswith("blk.0.") else adapters[1].delta(key)
+        np.testing.assert_allclose(merged.delta(key), expected, rtol=1e-4, atol=1e-5)
+    flat = merge(adapters, matrix.ravel())
+    for key in merged.weights:
+        np.testing.assert_array_equal(flat.delta(key), merged.delta(key))
+    with pytest.raises(ValueError, match="weights for 1 layers"):
+        merge(adapters, np.array([[1.0], [1.0]]))

@@ -1,6 +1,6 @@
 """The merge search's objective on hand-computed cases: the task metric of generated answers
-(PriME's fitness), and the two privacy terms (the closest sharer on probes, PriME's mean over
-sharers on the user's own inputs). A scripted backend stands in for the model here; the real
+(PriME's fitness), and the privacy terms (the closest sharer on probes, PriME's mean over
+sharers on the user's own inputs, and that mean beyond the model without sharers). A scripted backend stands in for the model here; the real
 backends are in test_personalize.py."""
 
 import numpy as np
@@ -64,7 +64,7 @@ def test_task_fitness_is_rouge_1_plus_rouge_l_of_the_answers(scoring_set):
 def test_the_mean_term_averages_over_sharers_on_every_held_out_input(scoring_set):
     made = backend()
     sharers = scoring.sharer_outputs(made, scoring_set, 2, "mean")
-    assert sharers == [SHARER_A, SHARER_B]
+    assert sharers.answers == [SHARER_A, SHARER_B] and sharers.reference is None
     assert made.generated == [(2, ANSWER_TOKENS), (2, ANSWER_TOKENS)], "all held-out inputs, not the probe"
     made.apply(np.array([0.5, 0.5]))
     made.generated.clear()
@@ -78,10 +78,28 @@ def test_the_mean_term_averages_over_sharers_on_every_held_out_input(scoring_set
 def test_the_closest_term_takes_the_most_similar_sharer_on_the_probes(scoring_set):
     made = backend()
     sharers = scoring.sharer_outputs(made, scoring_set, 2)
-    assert sharers == [SHARER_A[:1], SHARER_B[:1]] and made.generated == [(1, 4), (1, 4)]
+    assert sharers.answers == [SHARER_A[:1], SHARER_B[:1]] and made.generated == [(1, 4), (1, 4)]
     made.apply(np.array([0.5, 0.5]))
     value, similarity = scoring.judge(made, scoring_set, sharers)
     assert value == -2.0 and similarity == pytest.approx(1.0)
+
+
+def test_the_excess_term_counts_only_what_the_model_without_sharers_did_not_share(scoring_set):
+    # Without any community adapter the model answers what sharer A does.
+    made = Scripted({(1.0, 0.0): SHARER_A, (0.0, 1.0): SHARER_B, (0.0, 0.0): SHARER_A, (0.5, 0.5): CANDIDATE})
+    sharers = scoring.sharer_outputs(made, scoring_set, 2, "excess")
+    assert sharers.answers == [SHARER_A, SHARER_B] and sharers.reference == SHARER_A
+    made.apply(np.array([0.5, 0.5]))
+    excess = scoring.Objective(metric="task", privacy="excess")
+    value, similarity = scoring.judge(made, scoring_set, sharers, excess)
+    # The candidate against A 1.0, against B 2.0 (as above); the reference against A 2.0 (the
+    # same answers), against B 1.0. Beyond the reference: A max(0, 1.0 - 2.0) = 0, B 1.0; mean
+    # 0.5 (the mean term says 1.5; without the floor it would be 0).
+    assert similarity == pytest.approx(0.5) and value == pytest.approx(1.8)
+    # Answers matching no one earn no less than the reference's own zero.
+    assert scoring.excess_similarity(["", ""], sharers.answers, sharers.reference) == 0.0
+    made.apply(np.zeros(2))
+    assert scoring.judge(made, scoring_set, sharers, excess)[1] == 0.0
 
 
 def test_likelihood_fitness_with_the_mean_term(scoring_set):
@@ -169,3 +187,8 @@ def test_racing_stops_a_candidate_behind_the_best_on_the_same_examples():
     # Without race_alpha (or with likelihood fitness) every candidate answers everything.
     plain = scoring.Evaluator(ByExample(answer), scoring_set, [], TASK)
     assert plain([1.0]) == (pytest.approx(1.2), None, True)
+
+
+def test_a_search_stopped_before_its_first_trial_has_no_best():
+    result = evolution.evolve(lambda w: (0.0, None), 2, budget=4, should_stop=lambda: True)
+    assert result.best is None and result.trials == []

@@ -162,7 +162,7 @@ def test_the_published_objective_on_the_real_model(torch_base, community):
     try:
         asked = scoring.prepare(torch_base, questions, "", probes=0, answer_tokens=8)
         sharers = scoring.sharer_outputs(backend, asked, 2, "mean")
-        history = [Example(q.input, answer, "chat") for q, answer in zip(questions, sharers[0])]
+        history = [Example(q.input, answer, "chat") for q, answer in zip(questions, sharers.answers[0])]
         scoring_set = scoring.prepare(torch_base, history, "", probes=0, answer_tokens=8)
         backend.apply(np.array([1.0, 0.0]))
         value, similarity = scoring.judge(backend, scoring_set, sharers, scoring.PUBLISHED)
@@ -171,9 +171,10 @@ def test_the_published_objective_on_the_real_model(torch_base, community):
     finally:
         backend.close()
     # An empty answer has no ROUGE, even against itself.
-    assert value == pytest.approx(scoring.mean_similarity(sharers[0], [sharers[0]])) and value > 0
+    own = sharers.answers[0]
+    assert value == pytest.approx(scoring.mean_similarity(own, [own])) and value > 0
     assert base_value < value
-    assert similarity == pytest.approx(scoring.mean_similarity(sharers[0], sharers))
+    assert similarity == pytest.approx(scoring.mean_similarity(own, sharers.answers))
 
 
 def test_racing_on_the_real_model(torch_base, community):
@@ -183,7 +184,7 @@ def test_racing_on_the_real_model(torch_base, community):
     backend = scoring.TorchBackend(torch_base, community[:2], merge="elementwise")
     try:
         asked = scoring.prepare(torch_base, questions, "", probes=0, answer_tokens=8)
-        written = scoring.sharer_outputs(backend, asked, 2, "mean")[0]
+        written = scoring.sharer_outputs(backend, asked, 2, "mean").answers[0]
         history = [Example(q.input, answer, "chat") for q, answer in zip(questions, written)]
         evaluate = scoring.Evaluator(
             backend, scoring.prepare(torch_base, history, "", probes=0, answer_tokens=8), [], scoring.PUBLISHED, 0.0
@@ -261,6 +262,26 @@ def test_personalize_publishes_a_better_adapter_and_records_the_run(db, clean_en
         "training your own adapter on top of the merge",
         "checking the winner in llama.cpp",
     } <= set(seen)
+
+
+def test_one_weight_per_adapter_and_layer(db, clean_engine, base_arch, community):
+    """PriME's per-layer option: the search runs over adapters x layers, the uniform average
+    (what the history was written by here) is among its points, and the card keeps the matrix
+    the published adapter was merged with."""
+    uniform = np.full(3, 1 / 3)
+    plant_history(db, outputs_of(clean_engine, merge_elementwise(community, uniform), base_arch, QUESTIONS, tokens=24))
+    install_community(db, community, base_arch)
+    outcome = personalize(db, USER, replace(QUICK, per_layer=True, budget=2))  # the base, then the uniform
+    assert outcome.status == "published", outcome.message
+    card = adapters.active(db).card["merge"]
+    matrix = np.array(card["weights_by_layer"])
+    assert matrix.shape == (3, base_arch.n_layers) and card["weights"] == outcome.weights
+    assert np.allclose(outcome.weights, matrix.mean(axis=1), atol=1e-4)
+    published = gguf_lora.read(adapters.active(db).gguf, base_arch)
+    expected = merge_elementwise(community, matrix)
+    assert max(float(np.abs(published.delta(k) - expected.delta(k)).max()) for k in expected.weights) < 1e-3
+    with pytest.raises(MynaError, match="weigh whole adapters"):
+        personalize(db, USER, replace(QUICK, per_layer=True, backend="scales", merge="updates"))
 
 
 def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, community):

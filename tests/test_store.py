@@ -2,10 +2,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 
 from assistant.errors import MynaError
+from assistant.memory.store import Snippet
 from assistant.store import conversations as convs
 from assistant.store import export, open_database
 from assistant.store.migrations import MIGRATIONS, applied, migrate
@@ -102,15 +104,21 @@ def test_export_markdown_and_json(db):
     convs.set_feedback(db, reply, correction="Better answer.")
     conv, messages = convs.get_conversation(db, cid), convs.messages(db, cid)
 
-    markdown = export.to_markdown(conv, messages)
+    note = Snippet(7, "Tomatoes like  sun\nand water.", "note", None, "garden.md")
+    markdown = export.to_markdown(conv, messages, {reply: [note]})
     assert markdown.startswith("# Question?\n")
     assert "## Assistant (interrupted)\n\nAnsw\n" in markdown
     assert "> Better answer." in markdown
+    assert "Sources:\n- [7] garden.md: Tomatoes like sun and water.\n" in markdown
+    # The start in local time to the minute, not the stored UTC stamp with microseconds.
+    started = datetime.fromisoformat(conv.created_at).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert f"started {started}." in markdown and conv.created_at not in markdown
 
-    data = json.loads(export.to_json(conv, messages))
+    data = json.loads(export.to_json(conv, messages, {reply: [note]}))
     assert data["id"] == cid
     assert [m["text"] for m in data["messages"]] == ["Question?", "Answ"]
     assert data["messages"][1]["correction"] == "Better answer."
+    assert data["messages"][1]["sources"][0]["origin"] == "garden.md" and data["messages"][0]["sources"] == []
 
 
 def test_reply_of_a_dead_process_becomes_interrupted(db):

@@ -8,6 +8,7 @@ import pytest
 from assistant.errors import MynaError
 from assistant.store import conversations as convs
 from tui.app import MynaApp
+from tui.screens import ConfirmScreen
 from tui.widgets.chat_view import ChatView, MessageView
 from tui.widgets.conversation_list import ConversationList
 
@@ -71,6 +72,30 @@ async def test_stop_key_stops_a_reply_and_keeps_it(db, fake_engine, key):
     assert reply.text == shown and 0 < len(reply.text.split()) < 400
 
 
+async def test_scrolling_up_during_a_reply_is_not_pulled_down(db, fake_engine):
+    fake_engine.queue(" ".join(f"w{i}" for i in range(400)))
+    fake_engine.piece_delay = threading.Event()  # never set: each piece waits 50 ms
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=(60, 16)) as pilot:
+        chat = app.query_one(ChatView)
+        await send(pilot, "Count")
+        await wait_until(pilot, lambda: chat.max_scroll_y > 6)  # the reply is taller than the view
+        assert chat.scroll_y == chat.max_scroll_y, "it follows the reply"
+        chat.focus()
+        await pilot.press("home")  # the user scrolls up to read
+        grown = chat.max_scroll_y
+        await wait_until(pilot, lambda: chat.max_scroll_y > grown + 2)  # more of the reply arrives
+        assert chat.scroll_y < grown, "it stays where the user is reading"
+        await wait_until(pilot, lambda: chat.scroll_y == 0)
+        await pilot.press("end")  # back at the end: it follows again
+        await wait_until(pilot, lambda: chat.scroll_y == chat.max_scroll_y)
+        bottom = chat.max_scroll_y
+        await wait_until(pilot, lambda: chat.max_scroll_y > bottom + 2)
+        await wait_until(pilot, lambda: chat.scroll_y == chat.max_scroll_y)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.replying)
+
+
 async def test_model_failure_is_shown_and_nothing_is_lost(db):
     def broken(settings):
         raise MynaError("The model file /x.gguf does not exist; pass another with --model PATH.")
@@ -121,6 +146,12 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
         await wait_until(pilot, lambda: convs.get_conversation(db, first).title == "Renamed")
 
         await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("enter")  # the dialog's default is Cancel
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert app.conversation_id == first and len(convs.list_conversations(db)) == 2
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_until(pilot, lambda: app.conversation_id is None)
         assert [c.id for c in convs.list_conversations(db)] == [second]
@@ -137,6 +168,13 @@ async def test_rating_a_reply(db, fake_engine):
         await pilot.press("plus")
         await wait_until(pilot, lambda: "rated good" in (views(app)[1].border_subtitle or ""))
     assert convs.get_message(db, 2).rating == 1
+
+    convs.set_feedback(db, 2, rating=-1, correction="A better answer.")  # as `myna rate --correct` does
+    reopened = MynaApp(conversation_id=convs.get_message(db, 2).conversation_id, engine_factory=lambda s: fake_engine)
+    async with reopened.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(views(pilot.app)) == 2)
+        reply = views(pilot.app)[1]
+        assert reply.text == "A better answer." and reply.border_subtitle == "rated bad, corrected"
 
 
 async def test_window_appears_before_the_model_is_loaded(db, fake_engine):
@@ -269,6 +307,9 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
         await wait_until(pilot, lambda: isinstance(app.screen, PersonalizeScreen))
+        # Nothing installed: it says where community adapters come from before "press s".
+        hint = str(app.screen.query_one("#run-phase").render())
+        assert "No community adapters yet" in hint and "myna adapters pull" in hint
         text = str(app.screen.query_one("#runs").render())
         assert "published  fitness -3.100 → -2.900, similarity to the closest sharer 0.30 → 0.45  (2.0 min)" in text
         assert "a ×+0.50, b ×-0.20" in text

@@ -279,8 +279,7 @@ class MynaApp(App):
             db.conn.close()
 
     def on_myna_app_reply_text(self, message: ReplyText) -> None:
-        message.view.append(message.piece)
-        self.query_one(ChatView).scroll_end(animate=False)
+        message.view.append(message.piece)  # the chat view's anchor follows it, unless the user scrolled up
 
     def on_myna_app_reply_started(self, message: ReplyStarted) -> None:
         message.view.message_id = message.message_id

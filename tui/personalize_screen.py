@@ -63,6 +63,18 @@ class PersonalizeScreen(Screen):
         self.refresh_runs()
         self.set_interval(1.0, self.refresh_runs)
 
+    def _idle_hint(self) -> str:
+        """What to do next when nothing runs: a run needs community adapters from a hub first."""
+        from assistant import adapters
+
+        if not any(a.kind == "community" for a in adapters.listing(self.app.db)):
+            return (
+                "No community adapters yet: a run merges adapters others share. Get some with "
+                "`myna adapters search --hub FOLDER|URL` and `myna adapters pull NAME` (or build a hub "
+                "with `myna hub build`), then press s."
+            )
+        return "No run in progress; press s to start one (`myna schedule install` runs one nightly)."
+
     def refresh_runs(self) -> None:
         runs.mark_interrupted(self.app.db)
         recent = runs.recent(self.app.db, 8)
@@ -78,7 +90,7 @@ class PersonalizeScreen(Screen):
             bar.update(total=max(running.total, 1), progress=running.done)
             bar.display = True
         else:
-            phase.update("No run in progress; press s to start one (`myna schedule install` runs one nightly).")
+            phase.update(self._idle_hint())
             bar.display = False
         text = "\n".join(describe(run) for run in recent) if recent else "No personalization run yet."
         self.query_one("#runs", Static).update(text)

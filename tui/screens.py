@@ -23,6 +23,9 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("Cancel (Esc)", id="no")
 
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()  # Enter alone must not destroy anything
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
 

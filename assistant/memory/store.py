@@ -25,7 +25,7 @@ class Snippet:
     text: str
     kind: str
     date: str | None
-    origin: str  # where it came from: a file's name, or "conversation 3"
+    origin: str  # where it came from: a file's name, or a chat's title ('chat "Tomatoes"')
     source_id: int | None = None
     message_id: int | None = None
     conversation_id: int | None = None
@@ -36,6 +36,11 @@ class Snippet:
     def ids(self) -> tuple[int, ...]:
         """Every snippet this memory's text is made of."""
         return self.parts or (self.id,)
+
+    def preview(self, width: int = 90) -> str:
+        """Its text on one line, cut to `width` characters."""
+        text = " ".join(self.text.split())
+        return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -49,15 +54,24 @@ class Source:
     imported_at: str
 
 
-_SELECT = """SELECT s.id, s.text, s.kind, s.date, src.location, s.source_id, s.message_id, m.conversation_id, s.record
+_SELECT = """SELECT s.id, s.text, s.kind, s.date, src.location, s.source_id, s.message_id, m.conversation_id, s.record,
+    c.title
 FROM snippets s
 LEFT JOIN sources src ON src.id = s.source_id
-LEFT JOIN messages m ON m.id = s.message_id"""
+LEFT JOIN messages m ON m.id = s.message_id
+LEFT JOIN conversations c ON c.id = m.conversation_id"""
+
+
+def _origin(location: str | None, message_id: int | None, conversation_id: int | None, title: str | None) -> str:
+    """Where a snippet came from, as a person would name it: the chat's title, or the file's name."""
+    if message_id is None:
+        return Path(location or "?").name
+    return f'chat "{title}"' if title else f"conversation {conversation_id}"
 
 
 def _snippet(row: tuple) -> Snippet:
-    snippet_id, text, kind, date, location, source_id, message_id, conversation_id, record = row
-    origin = f"conversation {conversation_id}" if message_id is not None else Path(location or "?").name
+    snippet_id, text, kind, date, location, source_id, message_id, conversation_id, record, title = row
+    origin = _origin(location, message_id, conversation_id, title)
     return Snippet(snippet_id, text, kind, date, origin, source_id, message_id, conversation_id, record)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bench.lamp.plan import FAMILIES, family_of
 from bench.lamp.records import Adapter, Merge, Merges
 
 # Adapters trained for the user, by the name methods give them (also their stage's file name),
@@ -17,7 +18,8 @@ class UserModels:
     oppu_memory: Adapter | None = None  # their own adapter, trained with what memory gives each example
     prime_oppu: Adapter | None = None  # their own adapter, trained on top of the penalized merge
     merges: Merges | None = None  # None: nothing merged for them
-    published: Merges | None = None  # merged by PriME's published objective (labels "published-a...")
+    # Merged by PriME's published fitness, by family (plan.FAMILIES: "published", "excess").
+    published: dict[str, Merges] = field(default_factory=dict)
 
     @property
     def own(self) -> str | None:
@@ -42,6 +44,13 @@ class UserModels:
         if model in TRAINED:
             record = getattr(self, TRAINED[model])
             return record if record and record.path else None
-        if model.startswith("published-"):
-            return self.published.by_label.get(model) if self.published else None
+        family = family_of(model)
+        if family and family != "merged":
+            merges = self.published.get(family)
+            return merges.by_label.get(model) if merges else None
         return self.merged().get(model)
+
+    def families(self) -> list[tuple[str, Merges]]:
+        """Every family of merges made for them, Myna's ("merged") first."""
+        found = [("merged", self.merges)] + [(f, self.published.get(f)) for f in FAMILIES if f != "merged"]
+        return [(family, merges) for family, merges in found if merges]

@@ -11,7 +11,40 @@ MAX_TOKENS = {"LaMP_1": 6, "LaMP_2": 8, "LaMP_3": 4, "LaMP_4": 24, "LaMP_5": 32,
 
 # Not part of Plan.key(): which tasks run, and what only the published-objective merges use
 # (their cache files carry the pool size; see run.py).
-OWN_KEYS = ("tasks", "published", "published_pool")
+OWN_KEYS = ("tasks", "published", "published_pool", "published_terms")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of merge search a run compares: Myna's shipped objective ("merged"), or
+    PriME's published fitness (the task metric of generated answers) with one of the
+    answer-based privacy terms (merger.search.options.PRIVACY_TERMS)."""
+
+    prefix: str  # its merges' labels: "{prefix}-a{alpha}"
+    privacy: str | None  # the privacy term; None: Myna's shipped objective
+    term: str  # what its privacy term measures, as reports say it
+    utility: str  # what its utility is, as plots say it
+
+
+FAMILIES = {
+    "merged": Family("prime", None, "similarity to the closest sharer", "held-out log-likelihood per token"),
+    "published": Family("published", "mean", "mean similarity to the sharers", "held-out task metric of answers"),
+    "excess": Family(
+        "excess", "excess", "mean similarity to the sharers beyond the base", "held-out task metric of answers"
+    ),
+}
+TERM_FAMILY = {family.privacy: name for name, family in FAMILIES.items() if family.privacy}
+
+
+def attack_key(family: str) -> str:
+    """Where a run's privacy figures keep the rank correlation of a family's privacy term with
+    the attack's AUROC."""
+    return "similarity_vs_attack" if family == "merged" else f"{family}_similarity_vs_attack"
+
+
+def family_of(label: str) -> str | None:
+    """The family of a merge's label ("published-a0.5" -> "published"); None for the baselines."""
+    return next((name for name, f in FAMILIES.items() if label.startswith(f"{f.prefix}-a")), None)
 
 
 @dataclass(frozen=True)
@@ -42,9 +75,11 @@ class Plan:
     oppu_variants: bool = True  # OPPU trained with memory, and OPPU trained on top of PriME
     pool: int = 8  # community adapters merged for a user at most: the most similar authors
     # PriME as its authors' code runs it, beside Myna's search: the task metric of generated
-    # answers as fitness, the mean over sharers as privacy term, the n_sim most similar sharers.
+    # answers as fitness, the mean over sharers as privacy term, the n_sim most similar sharers;
+    # and the same with the "excess" term (alpha 0 is the same search as the published one's).
     published: bool = True
     published_pool: int = 3
+    published_terms: tuple[str, ...] = ("mean", "excess")
     lorahub_l1: float = 0.05
     mia_examples: int = 16
     canaries: int = 4
@@ -84,7 +119,8 @@ QUICK = Plan(
     # The two extra OPPU trainings per user cost a fifth of the quick run; the full run has
     # them, and training on top of an adapter is tested on its own (test_training_real.py).
     oppu_variants=False,
-    published=False,
+    # The excess term's merges only (alpha > 0): the code every published-fitness family shares.
+    published_terms=("excess",),
 )
 
 
@@ -127,9 +163,13 @@ def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
         table["uniform average of community adapters"] = Method("uniform", None)
         table["best single community adapter"] = Method("best-single", None)
         table["LoraHub (likelihood + L1)"] = Method("lorahub", None)
-        if plan.published:
+        if plan.published and "mean" in plan.published_terms:
             table[f"PriME published objective (alpha {plan.alpha:g})"] = Method(f"published-a{plan.alpha:g}", None)
             table["PriME published objective (no privacy penalty)"] = Method("published-a0", None)
+        if plan.published and "excess" in plan.published_terms:
+            table[f"PriME published fitness, excess privacy term (alpha {plan.alpha:g})"] = Method(
+                f"excess-a{plan.alpha:g}", None
+            )
         if plan.oppu_variants:
             table[f"OPPU on top of PriME (alpha {plan.alpha:g})"] = Method("prime-oppu", None)
             table[f"OPPU on top of PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method("prime-oppu", rag)

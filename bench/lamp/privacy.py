@@ -24,6 +24,7 @@ import numpy as np
 
 from assistant.tasks import TASKS
 from bench.lamp.cache import cached
+from bench.lamp.plan import FAMILIES
 from bench.lamp.scores import auroc
 from merger.data.examples import Example, record_example
 
@@ -77,8 +78,8 @@ def membership(bench, lora, members: list[Example], others: list[Example], base:
 
 def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canaries: bool = True) -> dict:
     """Membership inference against every user's own adapter and every merge (Myna's search's
-    under "merged", the published objective's under "published", each attacked on its own
-    sharers' items), and, with `with_canaries`, the canaries."""
+    under "merged", the published fitness's under its family, plan.FAMILIES, each attacked on
+    its own sharers' items), and, with `with_canaries`, the canaries."""
 
     def compute():
         users = [u for u in dataset.users() if models[u].own]  # cold starts have no adapter to attack
@@ -89,11 +90,11 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canari
         # The base model's losses on an author's items, computed once for every adapter tested on them.
         own = {u: bench.lora(models[u].own) for u in users}
         base = {u: _losses(bench, own[u], items[u], 0.0) for u in users}
-        out = {"oppu": {}, "merged": {}, "published": {}, "examples": {u: len(items[u]) // 2 for u in users}}
+        out = {"oppu": {}, **{f: {} for f in FAMILIES}, "examples": {u: len(items[u]) // 2 for u in users}}
         for user in users:
             out["oppu"][user] = membership(bench, own[user], train[user], unseen[user], base[user])
-            for family, merges in (("merged", models[user].merges), ("published", models[user].published)):
-                for label, record in (merges.by_label if merges else {}).items():
+            for family, merges in models[user].families():
+                for label, record in merges.by_label.items():
                     lora = bench.lora(record.path)
                     per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in merges.adapters]
                     out[family].setdefault(label, {})[user] = {
@@ -102,22 +103,22 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canari
                         "similarity": record.similarity,
                         "utility": record.utility,
                     }
-        if with_canaries and len(users) > 1:
-            out["canaries"] = canaries(bench, task, dataset, stores, models, plan)
         return out
 
-    if with_canaries:
-        return cached(bench.work / task / "privacy.json", compute)
-    # Merges only (a run of some methods): named by the merges it attacks.
+    # Named by the merges it attacks: a run that makes more merges attacks them too.
     made = sorted(
-        (user, label)
-        for user in dataset.users()
-        for merges in (models[user].merges, models[user].published)
-        if merges
-        for label in merges.by_label
+        (user, label) for user in dataset.users() for _, merges in models[user].families() for label in merges.by_label
     )
     digest = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:8]
-    return cached(bench.work / task / f"privacy-merges-{digest}.json", compute)
+    out = cached(bench.work / task / f"privacy-merges-{digest}.json", compute)
+    if with_canaries and sum(1 for u in dataset.users() if models[u].own) > 1:
+        out = {
+            **out,
+            "canaries": cached(
+                bench.work / task / "canaries.json", lambda: canaries(bench, task, dataset, stores, models, plan)
+            ),
+        }
+    return out
 
 
 def _secret(rng: random.Random) -> str:

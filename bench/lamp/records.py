@@ -53,7 +53,7 @@ class Merge(Stage):
     weights: list[float]
     # What the search maximizes and what its privacy term measures: mean log-probability per
     # token and ROUGE-L of probe answers to the closest sharer's; for a merge by PriME's
-    # published objective, the task metric of its answers and their mean similarity to the sharers'.
+    # published fitness, the task metric of its answers and their family's term (plan.FAMILIES).
     utility: float
     similarity: float | None
     bytes: int = 0

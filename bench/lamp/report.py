@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.lamp.plan import FAMILIES, attack_key
+
 
 def markdown(results: dict) -> str:
     lines = [
@@ -95,7 +97,7 @@ def privacy_markdown(privacy: dict) -> list[str]:
         lines.append(
             f"- users' own OPPU adapters, on their own training data: {np.nanmean(list(privacy['oppu'].values())):.3f}"
         )
-    terms = {"merged": "similarity to the closest sharer", "published": "mean similarity to the sharers"}
+    terms = {name: family.term for name, family in FAMILIES.items()}
     for family, term in terms.items():
         for label, by_user in sorted(privacy.get(family, {}).items()):
             values = [v["auroc_mean"] for v in by_user.values()]
@@ -106,8 +108,8 @@ def privacy_markdown(privacy: dict) -> list[str]:
                 f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
                 + (f" ({term} {np.mean(sims):.2f}{users})" if sims else "")
             )
-    for family, key in (("merged", "similarity_vs_attack"), ("published", "published_similarity_vs_attack")):
-        found = privacy.get(key) or {"merges": 0}
+    for family in FAMILIES:
+        found = privacy.get(attack_key(family)) or {"merges": 0}
         if found["merges"] >= 3:
             lines += [
                 "",
@@ -192,10 +194,9 @@ def plots(results: dict, folder: Path) -> list[Path]:
         plt.close(fig)
 
         attacked = summary["privacy"] or {}
-        for family, prefix, utility, stem in (
-            ("merged", "prime-a", "held-out log-likelihood per token", "privacy-utility"),
-            ("published", "published-a", "held-out ROUGE-1 + ROUGE-L of answers", "published-privacy-utility"),
-        ):
+        for family, kind in FAMILIES.items():
+            prefix, utility = f"{kind.prefix}-a", kind.utility
+            stem = "privacy-utility" if family == "merged" else f"{family}-privacy-utility"
             merged = attacked.get(family, {})
             alphas = sorted((float(label[len(prefix) :]), label) for label in merged if label.startswith(prefix))
             if len(alphas) < 2:

@@ -21,7 +21,17 @@ from bench.datasets import BUILDERS, Dataset, load
 from bench.lamp import amounts, diagnose, privacy, report, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
 from bench.lamp.models import UserModels
-from bench.lamp.plan import QUICK, Method, Plan, as_served, default_method, methods_for, nightly_method
+from bench.lamp.plan import (
+    QUICK,
+    TERM_FAMILY,
+    Method,
+    Plan,
+    as_served,
+    default_method,
+    family_of,
+    methods_for,
+    nightly_method,
+)
 from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
@@ -96,18 +106,23 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
             alphas = plan.alphas if number < plan.sweep_users else (0.0, plan.alpha)
             alphas = tuple(sorted(set(alphas) | {0.0, plan.alpha}))
             models[user].merges = space.merges(task, user, stores[user], pool, alphas)
-            if plan.published and any(model.startswith("published-") for model in needs):
-                on_stage(f"{task}: merges by PriME's published objective for {user}")
+            for term in plan.published_terms if plan.published else ():
+                family = TERM_FAMILY[term]
+                if not any(family_of(model) == family for model in needs):
+                    continue
+                on_stage(f"{task}: merges by PriME's published fitness, {term} privacy term, for {user}")
                 few = space.pool(task, user, stores, pool, plan.published_pool)
-                models[user].published = space.merges(
+                # At alpha 0 the term does not count: the published family's search is that one.
+                searched = alphas if term == "mean" else tuple(a for a in alphas if a > 0)
+                models[user].published[family] = space.merges(
                     task,
                     user,
                     stores[user],
                     few,
-                    alphas,
-                    f"-published{plan.published_pool}",
+                    searched,
+                    f"-{family}{plan.published_pool}",
                     False,
-                    published=True,
+                    privacy=term,
                 )
         if plan.oppu_variants:
             for user in trained:
@@ -148,7 +163,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
             by_amount = amounts.run(space, task, dataset, plan)
             on_stage(f"{task}: privacy")
             attacks = privacy.run(space, task, dataset, stores, models, plan)
-        elif any(models[u].merges or models[u].published for u in users):
+        elif any(models[u].families() for u in users):
             on_stage(f"{task}: membership inference against the merges")
             attacks = privacy.run(space, task, dataset, stores, models, plan, with_canaries=False)
         on_stage(f"{task}: diagnostics")

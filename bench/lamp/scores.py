@@ -97,8 +97,8 @@ def rank_correlation(x, y) -> float:
 
 def similarity_predicts_attack(privacy: dict, family: str = "merged") -> tuple[float, int]:
     """Does what the privacy penalty lowers (output similarity: to the closest sharer for
-    Myna's merges, "merged"; the mean over the sharers for the published objective's,
-    "published") go with what the attack finds (AUROC on the sharers' items)? (rank
+    Myna's merges, "merged"; the mean over the sharers, or that mean beyond the base, for the
+    published fitness's, "published" and "excess") go with what the attack finds (AUROC on the sharers' items)? (rank
     correlation, merges counted)."""
     pairs = [
         (r["similarity"], r["auroc_mean"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.lamp.plan import FAMILIES, attack_key
 from bench.lamp.scores import (
     aggregate,
     bootstrap,
@@ -66,9 +67,9 @@ def privacy_statistics(privacy: dict) -> dict:
     out = {}
     if privacy.get("examples"):
         out["chance_spread"] = chance_spread(min(privacy["examples"].values()))
-    for family, key in (("merged", "similarity_vs_attack"), ("published", "published_similarity_vs_attack")):
+    for family in FAMILIES:
         rho, count = similarity_predicts_attack(privacy, family)
-        out[key] = {"rank_correlation": rho, "merges": count}
+        out[attack_key(family)] = {"rank_correlation": rho, "merges": count}
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.datasets import Question
 from bench.lamp.cache import cached
-from bench.lamp.plan import MAX_TOKENS, Plan
+from bench.lamp.plan import FAMILIES, MAX_TOKENS, TERM_FAMILY, Plan
 from bench.lamp.records import Adapter, Answers, Merge, Merges
 
 
@@ -135,13 +135,14 @@ class Workspace:
         alphas: tuple[float, ...],
         tag: str = "",
         baselines: bool = True,
-        published: bool = False,
+        privacy: str | None = None,
     ) -> Merges:
         """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
         LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
-        user's held-out examples. `published`: by the objective of PriME's published code (the
-        task metric of generated answers, minus alpha times the mean similarity of those
-        answers to each sharer's), labelled "published-a{alpha}", without baselines."""
+        user's held-out examples. With a `privacy` term: by the fitness of PriME's published
+        code (the task metric of generated answers, minus alpha times that answer-based term:
+        "mean", as published, or "excess"), labelled by its family (plan.FAMILIES:
+        "published-a{alpha}", "excess-a{alpha}"), without baselines."""
         from merger.formats import gguf_lora
         from merger.search import evolution as search
         from merger.search import scoring
@@ -161,7 +162,8 @@ class Workspace:
             )
             backend = scoring.TorchBackend(self.base, loras, merge="elementwise")
             out = Merges(adapters=names)
-            objective = replace(scoring.PUBLISHED, task=task) if published else scoring.Objective()
+            objective = replace(scoring.PUBLISHED, task=task, privacy=privacy) if privacy else scoring.Objective()
+            prefix = FAMILIES[TERM_FAMILY[privacy]].prefix if privacy else FAMILIES["merged"].prefix
             try:
                 started = time.perf_counter()
                 sharers = scoring.sharer_outputs(backend, scoring_set, len(loras), objective.privacy)
@@ -199,7 +201,7 @@ class Workspace:
                     )
                     seconds[alpha] = time.perf_counter() - started + probe_seconds
                 for alpha in alphas:
-                    label = f"{'published' if published else 'prime'}-a{alpha:g}"
+                    label = f"{prefix}-a{alpha:g}"
                     save(label, evaluate.best(alpha).weights, seconds[alpha])
                 if baselines:
                     self._baselines(names, evaluate, save)

@@ -21,6 +21,7 @@ class PersonalizeConfig:
     optimizer: str = "NGOpt"
     merge: str = "elementwise"
     rank: int | None = None  # rank budget of an "updates" merge (None: ranks concatenated)
+    per_layer: bool = False  # PriME's option: one weight per adapter and layer, not per adapter
     backend: str = "torch"
     metric: str = "likelihood"  # or "task": the task's metric on generated outputs
     task: str | None = None
@@ -45,12 +46,14 @@ class PersonalizeConfig:
             raise MynaError(f"Unknown backend '{self.backend}'; choose {', '.join(BACKENDS)}.")
         if self.backend == "scales" and self.merge != "updates":
             raise MynaError("llama.cpp scales compute the sum of updates: use --merge updates with --backend scales.")
+        if self.backend == "scales" and self.per_layer:
+            raise MynaError("llama.cpp scales weigh whole adapters: use --backend torch or file with --per-layer.")
         if self.budget < 2 or self.max_adapters < 1 or self.alpha < 0 or self.min_examples < 0:
             raise MynaError(
                 "The budget must be at least 2, at least one adapter used, and alpha and the minimum history not "
                 "negative."
             )
         if self.privacy not in PRIVACY_TERMS:
-            raise MynaError(f"Unknown privacy term '{self.privacy}'; choose {' or '.join(PRIVACY_TERMS)}.")
+            raise MynaError(f"Unknown privacy term '{self.privacy}'; choose {', '.join(PRIVACY_TERMS)}.")
         if self.metric not in METRICS:
             raise MynaError(f"Unknown metric '{self.metric}'; choose {' or '.join(METRICS)}.")

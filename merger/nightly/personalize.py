@@ -172,10 +172,14 @@ def _run(
     def judge(on, sharers) -> tuple[float, float | None]:
         return scoring.judge(on, scoring_set, sharers, check)
 
-    # The "closest" term compares answers to the probes, PriME's "mean" term to every held-out input.
+    # The "closest" term compares answers to the probes, the answer-based terms every held-out input.
     compares = config.probes if config.privacy == "closest" else True
     report("asking each community adapter", 0, len(loras))
-    sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy) if compares else []
+    sharers = (
+        scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy)
+        if compares
+        else scoring.Sharers([])
+    )
     # The current adapter, judged in llama.cpp: the stack that answers the user.
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
@@ -188,18 +192,24 @@ def _run(
         search_sharers = sharers
 
     evaluate = scoring.Evaluator(
-        backend, scoring_set, search_sharers if config.alpha > 0 else [], objective, race_alpha=config.alpha
+        backend,
+        scoring_set,
+        search_sharers if config.alpha > 0 else scoring.Sharers([]),
+        objective,
+        race_alpha=config.alpha,
     )
+    # Per adapter, or per adapter and layer (adapter by adapter: merge.py reads it so).
+    dimensions = len(loras) * (arch.n_layers if config.per_layer else 1)
     result = evolve(
         evaluate,
-        len(loras),
+        dimensions,
         budget=config.budget,
         alpha=config.alpha,
         optimizer=config.optimizer,
         seed=config.seed,
         on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),
         should_stop=should_stop,
-        starts=(np.full(len(loras), 1.0 / len(loras)),),  # the uniform average: the search ends no worse
+        starts=(np.full(dimensions, 1.0 / len(loras)),),  # the uniform average: the search ends no worse
     )
     if should_stop():
         raise KeyboardInterrupt
@@ -223,7 +233,8 @@ def _run(
     fitness_after = after_utility - config.alpha * (after_similarity or 0.0)
     engine.set_adapters([])
     names = [a.name for a in chosen]
-    weights = [round(float(w), 4) for w in best_weights]
+    by_layer = best_weights.reshape(len(loras), -1)
+    weights = [round(float(w), 4) for w in by_layer.mean(axis=1)]  # per layer: each adapter's mean
     common = dict(
         run_id=run_id,
         adapters=names,
@@ -255,6 +266,7 @@ def _run(
         "merge": {
             "adapters": names,
             "weights": weights,
+            **({"weights_by_layer": by_layer.round(4).tolist()} if config.per_layer else {}),
             "method": config.merge,
             "optimizer": config.optimizer,
             "budget": config.budget,

@@ -42,12 +42,15 @@ class Run:
 
     def figures(self) -> str:
         """Its fitness and its privacy figure (similarity to the sharers: by the run's privacy
-        term, the closest sharer's or the mean over them), before and after; "" if it has none."""
+        term, the closest sharer's, the mean over them, or that mean beyond the model without
+        them), before and after; "" if it has none."""
         parts = []
         if self.fitness_before is not None and self.fitness_after is not None:
             parts.append(f"fitness {self.fitness_before:.3f} → {self.fitness_after:.3f}")
         if self.similarity_before is not None and self.similarity_after is not None:
-            term = "the closest sharer" if self.config.get("privacy", "closest") == "closest" else "the sharers"
+            term = {"closest": "the closest sharer", "excess": "the sharers beyond the base"}.get(
+                self.config.get("privacy", "closest"), "the sharers"
+            )
             parts.append(f"similarity to {term} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
         return ", ".join(parts)
 

@@ -32,7 +32,7 @@ class Trial:
 
 @dataclass
 class SearchResult:
-    best: Trial
+    best: Trial | None  # None: stopped before the first trial
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
     optimizer: str = ""
@@ -93,5 +93,8 @@ def evolve(
         if on_trial:
             on_trial(number, budget, trial)
     return SearchResult(
-        best=best_of(trials, alpha), trials=trials, seconds=time.perf_counter() - started, optimizer=optimizer
+        best=best_of(trials, alpha) if trials else None,
+        trials=trials,
+        seconds=time.perf_counter() - started,
+        optimizer=optimizer,
     )

@@ -9,6 +9,9 @@
 Each adapter's alpha/rank scale is folded into its matrices first, so the result has scale 1
 (alpha = rank). Modules an adapter does not adapt count as zero for it.
 
+Weights are one per adapter, or (PriME's option) one per adapter and layer: a matrix, or the
+search's flat vector of adapters x layers, adapter by adapter.
+
 `on_top_of` stacks a merge on the task adapter its sharers were trained on top of (PriME's
 task-adapted base), the one adapter that is then served.
 """
@@ -29,14 +32,31 @@ def _keys(loras: list[Lora]) -> list[str]:
     return sorted({key for lora in loras for key in lora.weights})
 
 
+def layer_of(key: str) -> int:
+    """The layer of a module key: "blk.3.attn_q" -> 3."""
+    return int(key.split(".")[1])
+
+
 def _check(loras: list[Lora], weights) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim == 1 and loras and weights.size > len(loras) and weights.size % len(loras) == 0:
+        weights = weights.reshape(len(loras), -1)  # the search's flat vector of per-layer weights
     if not loras or len(loras) != len(weights):
         raise ValueError(f"{len(loras)} adapters but {len(weights)} weights")
     fingerprints = {lora.base_fingerprint for lora in loras if lora.base_fingerprint}
     if len(fingerprints) > 1:
         raise ValueError("adapters for different base models cannot be merged")
     return weights
+
+
+def _at(weights: np.ndarray, key: str) -> np.ndarray:
+    """Each adapter's weight for one module: its only weight, or its weight for that layer."""
+    if weights.ndim == 1:
+        return weights
+    layer = layer_of(key)
+    if layer >= weights.shape[1]:
+        raise ValueError(f"weights for {weights.shape[1]} layers, but the adapters have layer {layer}")
+    return weights[:, layer]
 
 
 def merge_elementwise(loras: list[Lora], weights) -> Lora:
@@ -48,8 +68,9 @@ def merge_elementwise(loras: list[Lora], weights) -> Lora:
     scaled = [_scaled(lora) for lora in loras]
     merged = {}
     for key in _keys(loras):
-        a = sum(w * s[key][0] for w, s in zip(weights, scaled) if key in s)
-        b = sum(w * s[key][1] for w, s in zip(weights, scaled) if key in s)
+        at = _at(weights, key)
+        a = sum(w * s[key][0] for w, s in zip(at, scaled) if key in s)
+        b = sum(w * s[key][1] for w, s in zip(at, scaled) if key in s)
         merged[key] = (np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
     return Lora(rank=rank, alpha=float(rank), weights=merged, base_fingerprint=loras[0].base_fingerprint)
 
@@ -65,7 +86,7 @@ def merge_updates(loras: list[Lora], weights, rank: int | None = None) -> Lora:
         b_out = next(s[key][1].shape[0] for s in scaled if key in s)
         zeros = [(np.zeros((lora.rank, a_in), np.float32), np.zeros((b_out, lora.rank), np.float32)) for lora in loras]
         parts = [s.get(key, zero) for s, zero in zip(scaled, zeros)]
-        a_parts = [w * a for w, (a, _) in zip(weights, parts)]
+        a_parts = [w * a for w, (a, _) in zip(_at(weights, key), parts)]
         b_parts = [b for _, b in parts]
         a = np.concatenate(a_parts, axis=0)  # (sum r, in)
         b = np.concatenate(b_parts, axis=1)  # (out, sum r)

@@ -7,5 +7,9 @@ PROBE_TOKENS = 24  # tokens of each probe answer compared with the sharers' (the
 ANSWER_TOKENS = 32  # tokens generated per held-out example when a merge is scored on its answers
 # The privacy term: similarity to the CLOSEST sharer on a few probe prompts (ROUGE-L), or, as
 # PriME publishes it, the MEAN over the sharers of the task metric between the candidate's
-# answers and each sharer adapter's answers to all of the user's held-out inputs.
-PRIVACY_TERMS = ("closest", "mean")
+# answers and each sharer adapter's answers to all of the user's held-out inputs; or "excess":
+# that mean counting only what the candidate shares with each sharer BEYOND what the model
+# without any community adapter already shares with it (floored at zero). Without the floor
+# and the reference, a search at alpha >= 1 wins the mean term by breaking the model (weights
+# summing to ~3.5: answers that match nobody, LaMP_7, 30 November).
+PRIVACY_TERMS = ("closest", "mean", "excess")

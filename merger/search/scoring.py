@@ -16,8 +16,9 @@ model say to a prompt (greedy). Three backends, compared in bench/personalize.py
 Utility is the held-out log-likelihood, or (PriME's published fitness) the task's metrics of
 generated answers. Privacy similarity is how closely a candidate's outputs match the sharer
 adapters' own: ROUGE-L on a few probe prompts for the closest sharer, or (as published) the
-task's metrics on all held-out inputs, averaged over the sharers. A merge should not let any
-one person's adapter speak through it.
+task's metrics on all held-out inputs, averaged over the sharers, or that average counting
+only what exceeds the model without any community adapter ("excess"). A merge should not let
+any one person's adapter speak through it.
 """
 
 from __future__ import annotations
@@ -294,11 +295,42 @@ def task_score(predictions: list[str], scoring: ScoringSet, task: str | None = N
     return metrics.fitness(kind, predictions, [e.output for e in scoring.examples], labels)
 
 
+@dataclass(frozen=True)
+class Sharers:
+    """What each sharer's adapter alone answers (to the probes for the "closest" term, to the
+    held-out inputs otherwise) and, for the "excess" term, what the model without any
+    community adapter (the base, or the task adapter alone) answers to the same inputs."""
+
+    answers: list[list[str]]
+    reference: list[str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.answers)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+
+def _per_sharer(candidate: list[str], sharers: list[list[str]], task: str | None) -> np.ndarray:
+    kind, labels = _metric(task)
+    return np.array([metrics.fitness(kind, candidate, outputs[: len(candidate)], labels) for outputs in sharers])
+
+
 def mean_similarity(candidate: list[str], sharers: list[list[str]], task: str | None = None) -> float:
     """PriME's privacy term: the mean over the sharers of the task metric between the
     candidate's answers and that sharer adapter's answers to the same inputs."""
-    kind, labels = _metric(task)
-    return float(np.mean([metrics.fitness(kind, candidate, outputs, labels) for outputs in sharers]))
+    return float(np.mean(_per_sharer(candidate, sharers, task)))
+
+
+def excess_similarity(
+    candidate: list[str], sharers: list[list[str]], reference: list[str], task: str | None = None
+) -> float:
+    """The mean over the sharers of how much more the candidate's answers match that sharer's
+    than the answers without any community adapter do, floored at zero: similarity the model
+    had before any sharer's adapter reveals nothing about the sharer, and a candidate cannot
+    earn a lower term than zero by answering worse."""
+    before = _per_sharer(reference[: len(candidate)], sharers, task)
+    return float(np.mean(np.maximum(0.0, _per_sharer(candidate, sharers, task) - before)))
 
 
 def similarity(candidate: list[str], sharers: list[list[str]]) -> tuple[float, int]:
@@ -322,27 +354,29 @@ class Objective:
 PUBLISHED = Objective(metric="task", privacy="mean")  # PriME's published code, for a given task
 
 
-def judge(backend, scoring: ScoringSet, sharers: list[list[str]], objective: Objective = Objective()):
+def judge(backend, scoring: ScoringSet, sharers: Sharers, objective: Objective = Objective()):
     """(utility, similarity to the sharers by the objective's privacy term) of whatever the
     backend holds now; no similarity (None) when there are no sharers' outputs to compare
     with. `sharers` are what `sharer_outputs` gave for the same term."""
     metric, privacy = objective.metric, objective.privacy
     if privacy not in PRIVACY_TERMS:
         raise ValueError(f"unknown privacy term {privacy!r}; choose from {', '.join(PRIVACY_TERMS)}")
-    # One generation of the held-out answers serves the task metric and the "mean" term.
-    said = answers(backend, scoring) if metric == "task" or (privacy == "mean" and sharers) else None
+    # One generation of the held-out answers serves the task metric and the answer-based terms.
+    said = answers(backend, scoring) if metric == "task" or (privacy != "closest" and sharers) else None
     value = task_score(said, scoring, objective.task) if metric == "task" else backend.mean_logprob(scoring)
     return value, _similarity(backend, scoring, sharers, objective, said)
 
 
-def _similarity(backend, scoring: ScoringSet, sharers, objective: Objective, said: list[str] | None):
-    """The privacy term for answers `said` to the first held-out inputs (the "mean" term
-    compares them with the sharers' answers to the same inputs)."""
+def _similarity(backend, scoring: ScoringSet, sharers: Sharers, objective: Objective, said: list[str] | None):
+    """The privacy term for answers `said` to the first held-out inputs (the answer-based
+    terms compare them with the sharers' answers to the same inputs)."""
     if not sharers:
         return None
     if objective.privacy == "mean":
-        return mean_similarity(said, [outputs[: len(said)] for outputs in sharers], objective.task)
-    return similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers)[0]
+        return mean_similarity(said, sharers.answers, objective.task)
+    if objective.privacy == "excess":
+        return excess_similarity(said, sharers.answers, sharers.reference, objective.task)
+    return similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers.answers)[0]
 
 
 RACE_FIRST = 16  # held-out examples a raced candidate is judged on first; doubled at each step
@@ -380,7 +414,7 @@ class Evaluator:
         self,
         backend,
         scoring: ScoringSet,
-        sharers: list[list[str]],
+        sharers: Sharers,
         objective: Objective = Objective(),
         race_alpha: float | None = None,
     ) -> None:
@@ -411,7 +445,7 @@ class Evaluator:
             said += answers(self.backend, _first(self.scoring, len(said), end))
             answered = _first(self.scoring, 0, end)
             utility = task_score(said, answered, self.objective.task)
-            if number == 0 or self.objective.privacy == "mean":  # the "closest" term's probes: asked once
+            if number == 0 or self.objective.privacy != "closest":  # the "closest" term's probes: asked once
                 sim = _similarity(self.backend, answered, self.sharers, self.objective, said)
             path.append(utility - self.alpha * (sim or 0.0))
             if number < len(self.steps) - 1 and self.bar is not None and path[-1] < self.bar[number]:
@@ -426,16 +460,21 @@ class Evaluator:
         return best_of([Trial(k, u, s, u - alpha * (s or 0.0), done) for k, (u, s, done) in self.judged.items()], alpha)
 
 
-def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> list[list[str]]:
+def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> Sharers:
     """Each community adapter's own outputs (weight 1 on it, 0 on the rest): on the probes for
-    the "closest" term, on every held-out input for PriME's "mean" term."""
+    the "closest" term, on every held-out input for the answer-based terms; for "excess", also
+    the answers with every weight 0."""
     outputs = []
     for index in range(count):
         weights = np.zeros(count)
         weights[index] = 1.0
         backend.apply(weights)
-        if privacy == "mean":
-            outputs.append(answers(backend, scoring))
-        else:
+        if privacy == "closest":
             outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
-    return outputs
+        else:
+            outputs.append(answers(backend, scoring))
+    reference = None
+    if privacy == "excess":
+        backend.apply(np.zeros(count))
+        reference = answers(backend, scoring)
+    return Sharers(outputs, reference)

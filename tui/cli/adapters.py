@@ -261,7 +261,10 @@ def _hub(rt: Runtime, location: str | None):
 
     location = location or rt.settings.hub
     if not location:
-        raise MynaError("Which hub? Give --hub FOLDER|URL, or set one with `myna config set hub URL`.")
+        raise MynaError(
+            "Which hub? Community adapters come from a hub, a folder or http(s) address someone shares (or one "
+            "you build with `myna hub build`): give --hub FOLDER|URL, or set one with `myna config set hub URL`."
+        )
     return hub.open_hub(location)
 
 

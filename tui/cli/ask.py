@@ -102,6 +102,6 @@ def _print_sources(sources) -> None:
         return
     click.echo("\nSources:")
     for snippet in sources:
-        text = " ".join(snippet.text.split())
-        text = text if len(text) <= 90 else text[:89] + "…"
-        click.echo(f"  [{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, {snippet.origin}: {text}")
+        click.echo(
+            f"  [{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, {snippet.origin}: {snippet.preview()}"
+        )

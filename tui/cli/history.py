@@ -67,12 +67,15 @@ def show(rt: Runtime, conversation_id: int | None, last: bool) -> None:
 def export(rt: Runtime, conversation_id: int | None, last: bool, fmt: str, output: Path | None) -> None:
     """Export a conversation as Markdown or JSON."""
     from assistant.atomic import atomic_write_text
+    from assistant.memory import store as memory_store
     from assistant.store import conversations as convs
     from assistant.store import export as exporter
 
     conv = convs.get_conversation(rt.db, _which(rt, conversation_id, last))
     render = exporter.to_json if fmt == "json" else exporter.to_markdown
-    text = render(conv, convs.messages(rt.db, conv.id))
+    messages = convs.messages(rt.db, conv.id)
+    sources = {m.id: memory_store.used_by(rt.db, m.id) for m in messages if m.role == "assistant"}
+    text = render(conv, messages, sources)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -17,7 +17,7 @@ from tui.cli.models import models
 from tui.cli.personalize import personalize, schedule
 
 
-@click.group(cls=MynaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=MynaGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--model",
     "-m",
@@ -38,6 +38,8 @@ def cli(ctx: click.Context, model: str | None) -> None:
 
     paths.make_process_private()  # the history, adapters and exports are the user's alone
     ctx.obj = Runtime(model=model)
+    if ctx.invoked_subcommand is None:  # `myna` alone: what it can do, not a usage error
+        click.echo(ctx.get_help())
 
 
 for command in (

@@ -35,7 +35,8 @@ DEFAULTS = PersonalizeConfig()
     type=click.Choice(PRIVACY_TERMS),
     default=DEFAULTS.privacy,
     show_default=True,
-    help="What the penalty measures: answers like the closest sharer's (probes), or PriME's mean over sharers.",
+    help="What the penalty measures: answers like the closest sharer's (probes), PriME's mean over sharers, or "
+    "that mean beyond what the model without sharers already shares with them (excess).",
 )
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
 @click.option(
@@ -44,6 +45,12 @@ DEFAULTS = PersonalizeConfig()
     default=DEFAULTS.merge,
     show_default=True,
     help="elementwise: sum of A and of B matrices (PriME); updates: sum of B·A.",
+)
+@click.option(
+    "--per-layer",
+    is_flag=True,
+    default=DEFAULTS.per_layer,
+    help="One weight per adapter and layer (PriME's option), not one per adapter.",
 )
 @click.option(
     "--backend",
@@ -77,6 +84,7 @@ def personalize(
     privacy,
     optimizer,
     merge,
+    per_layer,
     backend,
     metric,
     train_own,
@@ -116,6 +124,7 @@ def personalize(
         privacy=privacy,
         optimizer=optimizer,
         merge=merge,
+        per_layer=per_layer,
         backend=backend,
         metric=metric,
         train_own=train_own,

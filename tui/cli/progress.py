@@ -27,8 +27,9 @@ def progress_bar(description: str, unit: str = "") -> Iterator[Update]:
         MofNCompleteColumn(),
         TextColumn(unit),
         TimeElapsedColumn(),
-        TextColumn("left"),
+        TextColumn("elapsed,"),
         TimeRemainingColumn(),
+        TextColumn("left"),
     ]
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=None)

@@ -39,6 +39,7 @@ class MessageView(Static, can_focus=True):
         message_id: int | None = None,
         status: str = "complete",
         rating: int | None = None,
+        corrected: bool = False,
     ) -> None:
         super().__init__(classes=role)
         self.role = role
@@ -46,6 +47,7 @@ class MessageView(Static, can_focus=True):
         self.message_id = message_id
         self.status = status
         self.rating = rating
+        self.corrected = corrected  # the text shown is the user's correction of the reply
         self.border_title = ROLE_LABEL.get(role, role)
         self._refresh_text()
 
@@ -57,6 +59,7 @@ class MessageView(Static, can_focus=True):
             message_id=message.id,
             status=message.status,
             rating=message.rating,
+            corrected=bool(message.correction),
         )
 
     def append(self, piece: str) -> None:
@@ -78,12 +81,17 @@ class MessageView(Static, can_focus=True):
             self.post_message(self.Rated(self, rating))
 
     def _refresh_text(self) -> None:
-        self.border_subtitle = (STATUS_NOTE.get(self.status, "") + RATING_NOTE.get(self.rating, "")).strip()
+        note = STATUS_NOTE.get(self.status, "") + RATING_NOTE.get(self.rating, "")
+        self.border_subtitle = (note + (", corrected" if self.corrected else "")).strip(" ,")
         self.update(Text(self.text or ("…" if self.status == "streaming" else "")))
 
 
 class ChatView(VerticalScroll):
-    """Messages top to bottom; follows the newest one while a reply streams."""
+    """Messages top to bottom; follows the newest one while a reply streams, unless the user
+    has scrolled up to read (Textual's anchor: released by scrolling up, restored at the end)."""
+
+    def on_mount(self) -> None:
+        self.anchor()
 
     def show(self, messages: list[Message], sources: dict[int, list[Snippet]]) -> None:
         """A conversation's messages, each reply followed by the memories it was given."""
@@ -99,7 +107,6 @@ class ChatView(VerticalScroll):
     def add_sources(self, view: MessageView, snippets: list[Snippet]) -> None:
         if snippets:
             self.mount(SourcesBar(snippets), after=view)
-            self.scroll_end(animate=False)
 
     def add(self, view: MessageView) -> MessageView:
         self.mount(view)
