@@ -38,6 +38,7 @@ class Settings:
     memory_copy_bias: float = 5.0  # how strongly answers favour the words of the notes they are given
     recency_weight: float = 0.0
     hub: str = ""  # where community adapters come from: a folder or an http(s) address
+    theme: str = "textual-dark"  # the chat app's colours; the app keeps what the user picks (Ctrl+P)
 
 
 # What each setting means and which values it takes, for `myna config` and validation.
@@ -61,6 +62,7 @@ DESCRIPTIONS = {
     "memory_copy_bias": "how strongly answers favour the words of the notes they are given, 0 (not at all) to 20",
     "recency_weight": "how much newer snippets are preferred, 0 (not at all) to 1",
     "hub": "the community adapter hub: a folder or an http(s) address (see `myna hub`)",
+    "theme": "the chat app's colour theme, one of Textual's (textual-dark, nord, gruvbox, ...)",
 }
 _CHOICES = {
     "memory": ("on", "off"),
@@ -124,6 +126,11 @@ def parse(key: str, raw: str) -> object:
         value = _checked_model(raw)
     if key == "hub":
         value = _checked_hub(raw)
+    if key == "theme":
+        from textual.theme import BUILTIN_THEMES  # only when a theme is set: textual is the app's
+
+        if raw not in BUILTIN_THEMES:
+            raise MynaError(f"theme = {raw!r} is not a theme; choose one of {', '.join(BUILTIN_THEMES)}.")
     return value
 
 

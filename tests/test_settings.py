@@ -24,6 +24,7 @@ def test_defaults_then_stored_values(db):
         ("max_tokens", "1.5", "not a valid int"),
         ("system_prompt", "  ", "cannot be empty"),
         ("colour", "blue", "no setting 'colour'"),
+        ("theme", "neon", "not a theme; choose one of textual-dark"),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(db, key, raw, message):

@@ -1,5 +1,6 @@
 """The chat app, driven with Textual's pilot."""
 
+import contextlib
 import threading
 import time
 
@@ -32,6 +33,17 @@ async def send(pilot, text):
 
 def views(app):
     return list(app.query_one(ChatView).query(MessageView))
+
+
+@contextlib.asynccontextmanager
+async def answered(fake_engine, reply: str, question: str = "Question"):
+    """The app, run until it has answered one question with `reply`."""
+    fake_engine.queue(reply)
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, question)
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        yield app, pilot
 
 
 async def test_typed_message_gets_a_streamed_reply_stored(db, fake_engine, monkeypatch):
@@ -158,15 +170,37 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
         await wait_until(pilot, lambda: len(listing.children) == 1)
 
 
-async def test_rating_a_reply(db, fake_engine):
-    fake_engine.queue("A fine answer.")
+async def test_a_restart_restores_the_last_conversation_and_the_theme(db, fake_engine):
+    from assistant import settings as settings_mod
+
+    older = convs.create_conversation(db)
+    convs.add_message(db, older, "user", "older question")
+    last = convs.create_conversation(db)
+    convs.add_message(db, last, "user", "last question")
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=SIZE) as pilot:
-        await send(pilot, "Question")
-        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        await wait_until(pilot, lambda: [v.text for v in views(app)] == ["last question"])
+        assert app.conversation_id == last and app.theme == "textual-dark"
+        app.theme = "nord"  # as the palette's "Change theme" does
+        await wait_until(pilot, lambda: settings_mod.load(db).theme == "nord")
+    again = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: again.conversation_id == last and len(views(again)) == 1)
+        assert again.theme == "nord"
+    fresh = MynaApp(new=True, engine_factory=lambda settings: fake_engine)
+    async with fresh.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert fresh.conversation_id is None and views(fresh) == []
+
+
+async def test_rating_a_reply(db, fake_engine):
+    async with answered(fake_engine, "A fine answer.") as (app, pilot):
         views(app)[1].focus()
         await pilot.press("plus")
         await wait_until(pilot, lambda: "rated good" in (views(app)[1].border_subtitle or ""))
+        await pilot.press("c")  # copy the focused reply
+        await wait_until(pilot, lambda: app.clipboard == "A fine answer.")
+        assert any("Copied 14 characters" in str(n.message) for n in app._notifications)
     assert convs.get_message(db, 2).rating == 1
 
     convs.set_feedback(db, 2, rating=-1, correction="A better answer.")  # as `myna rate --correct` does
@@ -175,6 +209,29 @@ async def test_rating_a_reply(db, fake_engine):
         await wait_until(pilot, lambda: len(views(pilot.app)) == 2)
         reply = views(pilot.app)[1]
         assert reply.text == "A better answer." and reply.border_subtitle == "rated bad, corrected"
+
+
+async def test_the_palette_lists_myna_s_commands(db, fake_engine):
+    from textual.command import CommandList, CommandPalette
+
+    from tui.personalize_screen import PersonalizeScreen
+
+    async with answered(fake_engine, "Copy me.") as (app, pilot):
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"New chat", "Rename chat", "Delete chat", "Copy last reply", "Memory", "Personalize"} <= set(titles)
+        assert "Theme" in titles  # Textual's own stay
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"copy last")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.clipboard == "Copy me.")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"personalize")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PersonalizeScreen))
 
 
 async def test_window_appears_before_the_model_is_loaded(db, fake_engine):

@@ -7,10 +7,10 @@ by a worker thread; the UI only ever hears about it through messages, so it neve
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Iterable
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -22,7 +22,7 @@ from assistant.errors import MynaError
 from assistant.store import conversations as convs
 from assistant.store import open_database
 from tui.screens import ConfirmScreen, RenameScreen
-from tui.widgets.chat_view import ChatView, MessageView
+from tui.widgets.chat_view import ChatView, MessageView, copy_text
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.sources import SourcesBar
 
@@ -98,10 +98,13 @@ class MynaApp(App):
         *,
         model: str | None = None,
         conversation_id: int | None = None,
+        new: bool = False,
         engine_factory: EngineFactory | None = None,
     ) -> None:
         super().__init__()
         self.conversation_id = conversation_id
+        self._new = new  # start with a blank conversation instead of the last one
+        self._theme_restored = False  # until then a theme change is the app's own, not the user's
         self._engine_factory = engine_factory or default_engine_factory(model)
         self.engine = None
         self.engine_error: str | None = None
@@ -130,6 +133,11 @@ class MynaApp(App):
         except MynaError as exc:
             self.exit(return_code=1, message=str(exc))
             return
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        self._theme_restored = True
+        if self.conversation_id is None and not self._new:  # where the user left off
+            self.conversation_id = convs.latest_conversation_id(self.db)
         self.update_status()
         self.refresh_conversations()
         if self.conversation_id is not None:
@@ -150,6 +158,12 @@ class MynaApp(App):
         finally:
             self._engine_loaded.set()
         self.post_message(self.ModelFailed(self.engine_error) if self.engine_error else self.ModelReady())
+
+    def watch_theme(self, theme: str) -> None:
+        """Keep the theme the user picks (Ctrl+P) for the next start."""
+        if self._theme_restored and theme != self.settings.theme:
+            settings_mod.set_value(self.db, "theme", theme)
+            self.settings = settings_mod.load(self.db)
 
     def on_myna_app_model_ready(self) -> None:
         self.update_status()
@@ -328,6 +342,28 @@ class MynaApp(App):
             self.notify("Press Ctrl+Q to quit.")
         else:
             self.query_one("#prompt", Input).focus()
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        """Myna's own commands in the palette (Ctrl+P), then Textual's (theme, keys, quit)."""
+        if screen is self.screen_stack[0]:
+            yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", self.action_new_conversation)
+            yield SystemCommand("Rename chat", "Give this conversation a title (F2)", self.action_rename)
+            yield SystemCommand("Delete chat", "Delete this conversation, after a question (F8)", self.action_delete)
+            yield SystemCommand("Copy last reply", "Copy the latest reply to the clipboard", self.action_copy_reply)
+            yield SystemCommand("Memory", "Search, read and delete what Myna remembers (F3)", self.action_memory)
+            yield SystemCommand(
+                "Personalize", "Nightly merges of community adapters: runs and progress (F4)", self.action_personalize
+            )
+            yield SystemCommand(
+                "Memory on/off",
+                "Answer with or without your memory in this session (Ctrl+T)",
+                self.action_toggle_memory,
+            )
+        yield from super().get_system_commands(screen)
+
+    def action_copy_reply(self) -> None:
+        replies = [v for v in self.query_one(ChatView).query(MessageView) if v.role == "assistant"]
+        copy_text(self, replies[-1].text if replies else "")
 
     def action_memory(self) -> None:
         from tui.memory_screen import MemoryScreen

@@ -23,6 +23,7 @@ class MessageView(Static, can_focus=True):
     BINDINGS = [
         Binding("plus,equals_sign", "rate(1)", "Rate good"),
         Binding("minus", "rate(-1)", "Rate bad"),
+        Binding("c", "copy", "Copy"),
     ]
 
     class Rated(TextualMessage):
@@ -76,6 +77,9 @@ class MessageView(Static, can_focus=True):
         self.rating = rating
         self._refresh_text()
 
+    def action_copy(self) -> None:
+        copy_text(self.app, self.text)
+
     def action_rate(self, rating: int) -> None:
         if self.role == "assistant" and self.message_id is not None and self.status != "streaming":
             self.post_message(self.Rated(self, rating))
@@ -84,6 +88,15 @@ class MessageView(Static, can_focus=True):
         note = STATUS_NOTE.get(self.status, "") + RATING_NOTE.get(self.rating, "")
         self.border_subtitle = (note + (", corrected" if self.corrected else "")).strip(" ,")
         self.update(Text(self.text or ("…" if self.status == "streaming" else "")))
+
+
+def copy_text(app, text: str) -> None:
+    """Put a message on the clipboard (the terminal's, by OSC 52) and say so."""
+    if not text:
+        app.notify("There is nothing to copy yet.")
+        return
+    app.copy_to_clipboard(text)
+    app.notify(f"Copied {len(text)} characters to the clipboard.")
 
 
 class ChatView(VerticalScroll):
