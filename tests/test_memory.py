@@ -354,3 +354,15 @@ def test_deleting_a_conversation_deletes_its_memories(db, fake_engine):
     convs.delete_conversation(db, reply.conversation_id)
     assert store.count(db) == 0
     assert retrieval.bm25(db, "Ines") == []
+
+
+def test_find_keeps_what_matches_by_word_or_meaning(db, tmp_path):
+    notes = tmp_path / "n.jsonl"
+    notes.write_text("\n".join(json.dumps({"text": t}) for t in ["I play the cello.", "Say hello in five words."]))
+    ingest.import_paths(db, [notes])
+    assert retrieval.search(db, "tomato", k=5), "the prompt's ranking lists everything"
+    assert retrieval.find(db, "tomato", min_relevance=0.45) == []
+    assert [h.snippet.text for h in retrieval.find(db, "musical instrument", min_relevance=0.45)] == [
+        "I play the cello."
+    ]
+    assert [h.snippet.text for h in retrieval.find(db, "five", min_relevance=0.99)] == ["Say hello in five words."]

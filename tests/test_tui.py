@@ -211,6 +211,19 @@ async def test_rating_a_reply(db, fake_engine):
         assert reply.text == "A better answer." and reply.border_subtitle == "rated bad, corrected"
 
 
+async def test_a_markdown_reply_is_rendered(db, fake_engine):
+    reply = "1. **Use a Tomato Plant**: water it.\n\n```python\nprint('hi')\n```"
+    async with answered(fake_engine, reply) as (app, pilot):
+        view = views(app)[1]
+        lines = [strip.text for strip in view.render_lines(view.region.reset_offset)]
+        shown = "\n".join(lines)
+        assert "Use a Tomato Plant" in shown and "**" not in shown and "```" not in shown
+        assert "print('hi')" in shown
+        row = next(strip for strip in view.render_lines(view.region.reset_offset) if "Tomato" in strip.text)
+        assert any(segment.style and segment.style.bold for segment in row if "Tomato" in segment.text)
+        assert views(app)[0].text == "Question"  # what the user typed stays as typed
+
+
 async def test_the_palette_lists_myna_s_commands(db, fake_engine):
     from textual.command import CommandList, CommandPalette
 
@@ -310,15 +323,19 @@ async def test_memory_screen_searches_and_deletes(db, fake_engine, tmp_path):
         await wait_until(pilot, lambda: isinstance(app.screen, MemoryScreen))
         screen = app.screen
         assert len(screen.query(SnippetItem)) == 2
-        await pilot.press(*"musical instrument")
-        await wait_until(pilot, lambda: "found for" in str(screen.query_one("#memory-status").render()))
-        items = list(screen.query(SnippetItem))
-        assert "cello" in items[0].snippet.text
-        listing = screen.query_one("#memory-list")
-        listing.focus()
-        listing.index = 0
-        await pilot.press("enter")
+        await pilot.press(*"tomato")  # related to nothing remembered: nothing listed
+        await wait_until(
+            pilot, lambda: "Nothing found for 'tomato'" in str(screen.query_one("#memory-status").render())
+        )
+        assert not screen.query(SnippetItem)
+        await pilot.press(*["backspace"] * 6, *"musical instrument")
+        await wait_until(
+            pilot, lambda: "found for 'musical instrument'" in str(screen.query_one("#memory-status").render())
+        )
+        assert [item.snippet.text for item in screen.query(SnippetItem)] == ["I play the cello."]  # by meaning
+        await pilot.press("enter")  # from the search box: the best match opens
         await wait_until(pilot, lambda: isinstance(app.screen, SnippetScreen))
+        assert "cello" in app.screen.snippet.text
         await pilot.press("d")
         await pilot.press("y")
         await wait_until(pilot, lambda: app.screen is screen)

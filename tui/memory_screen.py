@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, ListItem, ListView, Static, TextArea
+from textual.worker import get_current_worker
 
 from assistant.memory import retrieval
 from assistant.memory import store as memory_store
@@ -88,13 +89,17 @@ class MemoryScreen(Screen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Label("Memory: what Myna remembers about you. Type to search; Enter opens a memory.", id="memory-title")
+        yield Label(
+            "Memory: what Myna remembers about you. Type to search; Enter opens the best match.", id="memory-title"
+        )
         yield Input(placeholder="Search memories", id="memory-search")
         yield ListView(id="memory-list")
         yield Label("", id="memory-status")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.shown_query = ""  # the query whose results the list shows ("" for the newest)
+        self.open_first = False  # Enter was pressed before the results of its query arrived
         self.query_one("#memory-search", Input).focus()
         self.show_recent()
 
@@ -104,11 +109,16 @@ class MemoryScreen(Screen):
             f"{memory_store.count(self.app.db)} memories; the newest first.",
         )
 
-    def show(self, snippets: list[Snippet], status: str) -> None:
+    def show(self, snippets: list[Snippet], status: str, query: str = "") -> None:
         listing = self.query_one("#memory-list", ListView)
         listing.clear()
         listing.extend(SnippetItem(snippet) for snippet in snippets)
         self.query_one("#memory-status", Label).update(status)
+        self.shown_query = query
+        if self.open_first and query == self.query_one("#memory-search", Input).value:
+            self.open_first = False
+            if snippets:
+                self._open(snippets[0])
 
     @on(Input.Changed, "#memory-search")
     def search_changed(self, event: Input.Changed) -> None:
@@ -118,27 +128,39 @@ class MemoryScreen(Screen):
             self.show_recent()
 
     @on(Input.Submitted, "#memory-search")
-    def search_submitted(self) -> None:
-        self.query_one("#memory-list", ListView).focus()
+    def search_submitted(self, event: Input.Submitted) -> None:
+        """Enter opens the best match: now if its results are shown, else when they arrive."""
+        items = self.query_one("#memory-list", ListView).children
+        if event.value == self.shown_query and items:
+            self._open(items[0].snippet)
+        elif event.value.strip():
+            self.open_first = True
 
     @work(thread=True, exclusive=True, group="memory-search")
     def search(self, query: str) -> None:
+        settings = self.app.settings
         db = open_database()  # searching may embed the query: off the UI thread
         try:
-            hits = retrieval.search(db, query, k=50, mode=self.app.settings.retrieval_mode)
+            hits = retrieval.find(
+                db, query, k=50, mode=settings.retrieval_mode, min_relevance=settings.memory_min_relevance
+            )
         finally:
             db.conn.close()
-        self.app.call_from_thread(self.show, [hit.snippet for hit in hits], f"{len(hits)} found for '{query}'.")
+        if not get_current_worker().is_cancelled:  # a newer search replaced this one: its results win
+            status = f"{len(hits)} found for '{query}'." if hits else f"Nothing found for '{query}'."
+            self.app.call_from_thread(self.show, [hit.snippet for hit in hits], status, query)
 
     @on(ListView.Selected, "#memory-list")
     def open_snippet(self, event: ListView.Selected) -> None:
         event.stop()
+        self._open(event.item.snippet)
 
+    def _open(self, snippet: Snippet) -> None:
         def done(changed: str | None) -> None:
             if changed:
                 self.refresh_view()
 
-        self.app.push_screen(SnippetScreen(event.item.snippet), done)
+        self.app.push_screen(SnippetScreen(snippet), done)
 
     def refresh_view(self) -> None:
         query = self.query_one("#memory-search", Input).value

@@ -200,3 +200,19 @@ def search(
         if len(hits) == k:
             break
     return hits
+
+
+def find(db: sqlite_utils.Database, query: str, *, k: int = 50, mode: str = "hybrid", min_relevance: float = 0.0):
+    """What a person searching their memory asks for: the snippets that contain the query's
+    words (BM25) or come within `min_relevance` of its meaning (cosine), best first; not
+    every snippet ranked, as `search` gives the prompt."""
+    query_vector = None
+    index = None
+    if mode != "bm25" and store.count(db):
+        index, query_vector = prepare_dense(db, query)
+    hits = search(db, query, k=k, mode=mode, query_vector=query_vector)
+    if index is None or query_vector is None:
+        return hits  # keywords only: every hit contains them
+    worded = {snippet_id for snippet_id, _ in bm25(db, query)}
+    cosines = index.cosines(query_vector, [h.snippet.id for h in hits])
+    return [h for h in hits if h.snippet.id in worded or cosines.get(h.snippet.id, 0.0) >= min_relevance]

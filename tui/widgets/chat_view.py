@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markdown import Markdown
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,7 +19,8 @@ RATING_NOTE = {1: "  rated good", -1: "  rated bad", 0: ""}
 
 
 class MessageView(Static, can_focus=True):
-    """A message; replies can be rated with + and - when focused."""
+    """A message; replies are shown as Markdown (bold, lists, highlighted code), and can be
+    rated with + and - and copied with c when focused."""
 
     BINDINGS = [
         Binding("plus,equals_sign", "rate(1)", "Rate good"),
@@ -87,7 +89,9 @@ class MessageView(Static, can_focus=True):
     def _refresh_text(self) -> None:
         note = STATUS_NOTE.get(self.status, "") + RATING_NOTE.get(self.rating, "")
         self.border_subtitle = (note + (", corrected" if self.corrected else "")).strip(" ,")
-        self.update(Text(self.text or ("…" if self.status == "streaming" else "")))
+        shown = self.text or ("…" if self.status == "streaming" else "")
+        # What the user typed is shown as typed; a reply is the model's Markdown, rendered.
+        self.update(Markdown(shown, code_theme="monokai") if self.role == "assistant" and self.text else Text(shown))
 
 
 def copy_text(app, text: str) -> None:
