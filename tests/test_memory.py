@@ -192,6 +192,15 @@ def test_bad_files_are_named_and_nothing_stored_is_lost(db, tmp_path):
     assert [s.text for s in snippets(db)] == ["A memory that must survive."]
 
 
+def test_two_files_with_the_same_text_in_one_import(db, tmp_path):
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("My cat Miso sleeps in the garden.")
+    report = ingest.import_paths(db, [tmp_path / "a.txt", tmp_path / "b.txt"])
+    assert report.snippets == 1 and not report.errors
+    assert any("b.txt has the same content as" in note and "imported once" in note for note in report.notes)
+    assert [s.text for s in store.listing(db)] == ["My cat Miso sleeps in the garden."]
+
+
 def test_wrong_encoding_is_read_and_said(db, tmp_path):
     path = tmp_path / "old.txt"
     path.write_bytes("Café in Zürich, naïve résumé".encode("cp1252"))

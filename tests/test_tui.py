@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from textual.widgets._footer import FooterKey
 
 from assistant.errors import MynaError
 from assistant.store import conversations as convs
@@ -75,6 +76,7 @@ async def test_stop_key_stops_a_reply_and_keeps_it(db, fake_engine, key):
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "Count")
         await wait_until(pilot, lambda: len(views(app)) == 2 and views(app)[1].text.count("w") >= 3)
+        await wait_until(pilot, lambda: "escape" in {k.key for k in app.query(FooterKey)})  # "Stop" shows
         await pilot.press(key)
         await wait_until(pilot, lambda: not app.replying)
         shown = views(app)[1].text
@@ -305,6 +307,33 @@ async def test_sources_under_a_reply_open_the_memory(db, fake_engine, tmp_path):
         # reopening the conversation shows the same sources
         app.open_conversation(app.conversation_id)
         await wait_until(pilot, lambda: len(app.query(SourcesBar)) == 1)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (90, 30)])
+async def test_a_small_terminal_keeps_every_key_and_source_in_view(db, fake_engine, tmp_path, size):
+    from assistant.memory import ingest
+    from tui.widgets.sources import SourcesBar
+
+    for name, where in (("garden-notes-from-last-summer.txt", "garden"), ("cats.txt", "kitchen")):
+        (tmp_path / name).write_text(f"My cat Miso sleeps in the {where} among the tomatoes.")
+    ingest.import_paths(db, [tmp_path / "garden-notes-from-last-summer.txt", tmp_path / "cats.txt"])
+    fake_engine.queue("Miso sleeps in the garden.")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.query_one("#conversations").outer_size.width == 22)  # narrowed
+        footer = {key.key: key for key in app.query(FooterKey)}
+        assert "f8" not in footer, "no conversation open: no key to delete one"
+        await send(pilot, "Where does my cat sleep?")
+        await wait_until(pilot, lambda: not app.replying and app.query(SourcesBar))
+        await pilot.pause()
+        keys = {key.key: key for key in app.query(FooterKey)}
+        assert {"ctrl+n", "f2", "f3", "f4", "f8", "ctrl+q", "ctrl+p"} <= set(keys) and "escape" not in keys
+        cut = {k: (key.region.x, key.region.right) for k, key in keys.items()}
+        assert all(key.region.right <= size[0] for key in keys.values()), f"a key is cut off: {cut}"
+        buttons = list(app.query_one(SourcesBar).query("Button"))
+        assert len(buttons) == 2
+        for button in buttons:
+            assert button.region.right <= size[0] and button.size.width >= len(str(button.label))
 
 
 async def test_memory_screen_searches_and_deletes(db, fake_engine, tmp_path):

@@ -14,6 +14,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import Footer, Header, Input
 
 from assistant import feedback
@@ -41,18 +42,24 @@ def default_engine_factory(model: str | None) -> EngineFactory:
 class MynaApp(App):
     CSS_PATH = "myna.tcss"
     TITLE = "Myna"
+    # Below 110 columns the screen is "-narrow": a narrower sidebar, sources one per line.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
-        Binding("ctrl+n", "new_conversation", "New chat"),
-        Binding("escape", "stop_reply", "Stop reply"),
+        Binding("ctrl+n", "new_conversation", "New"),
+        Binding("escape", "stop_reply", "Stop"),  # shown while a reply streams
+        Binding("escape", "leave", show=False),  # otherwise: back to the message box
         # Ctrl+C stops a streaming reply, as in a terminal; otherwise it copies as usual.
         Binding("ctrl+c", "interrupt", "Stop reply", show=False, priority=True),
         Binding("f2", "rename", "Rename"),
         Binding("f3", "memory", "Memory"),
         Binding("f4", "personalize", "Personalize"),
-        Binding("ctrl+t", "toggle_memory", "Memory on/off"),
-        Binding("f8", "delete", "Delete chat"),
+        Binding("ctrl+t", "toggle_memory", "Memory on/off", show=False),  # in the palette; the footer is full
+        Binding("f8", "delete", "Delete"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
+    # The footer follows both.
+    conversation_id: reactive[int | None] = reactive(None, bindings=True)
+    replying: reactive[bool] = reactive(False, bindings=True)
 
     class ModelReady(Message):
         pass
@@ -327,21 +334,27 @@ class MynaApp(App):
             prompt.value = message.text
         self.notify(message.error, severity="error", timeout=15)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "interrupt":
-            return self.replying
-        return True
-
     def action_interrupt(self) -> None:
         self._stop.set()
 
     def action_stop_reply(self) -> None:
-        if self.replying:
-            self._stop.set()
-        elif isinstance(self.focused, Input):
+        self._stop.set()
+
+    def action_leave(self) -> None:
+        if isinstance(self.focused, Input):
             self.notify("Press Ctrl+Q to quit.")
         else:
             self.query_one("#prompt", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Ctrl+C stops a reply only while one streams (else it copies); the keys for the
+        open conversation only show when one is open (the footer has room for what matters
+        at 80 columns)."""
+        if action in ("interrupt", "stop_reply"):
+            return self.replying
+        if action in ("rename", "delete") and self.conversation_id is None:
+            return False
+        return True
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         """Myna's own commands in the palette (Ctrl+P), then Textual's (theme, keys, quit)."""

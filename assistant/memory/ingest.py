@@ -63,6 +63,10 @@ def import_paths(
             report.errors.append(str(exc))
             continue
         report.notes.extend(document.notes)
+        twin = next((job.document.path for job in jobs if job.document.content_hash == document.content_hash), None)
+        if twin:  # the same text twice in one import: one source holds it
+            report.notes.append(f"{path} has the same content as {twin}; it was imported once.")
+            continue
         job = _plan(db, document, report)
         if job:
             jobs.append(job)

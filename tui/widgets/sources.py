@@ -23,7 +23,8 @@ class SourcesBar(HorizontalGroup):
     def compose(self) -> ComposeResult:
         yield Label("Sources:")
         for snippet in self.snippets:
-            button = Button(f"[{snippet.id}] {snippet.origin}", compact=True, flat=True, classes="source")
+            origin = snippet.origin if len(snippet.origin) <= 32 else snippet.origin[:31] + "…"
+            button = Button(f"[{snippet.id}] {origin}", compact=True, flat=True, classes="source")
             button.snippet = snippet
             yield button
 
