@@ -172,6 +172,23 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
         await wait_until(pilot, lambda: len(listing.children) == 1)
 
 
+async def test_a_new_user_is_welcomed_with_the_first_steps(db, fake_engine):
+    from tui.widgets.chat_view import Welcome
+
+    fake_engine.queue("Hello!")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.query(Welcome))
+        view = app.query_one(Welcome)
+        shown = "\n".join(strip.text for strip in view.render_lines(view.region.reset_offset))
+        assert "myna import" in shown and "F3" in shown and "F4" in shown and "Ctrl+P" in shown
+        await send(pilot, "Hi")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        assert not app.query(Welcome), "the conversation replaces it"
+        await pilot.press("ctrl+n")  # a new, empty conversation welcomes again
+        await wait_until(pilot, lambda: app.query(Welcome))
+
+
 async def test_a_restart_restores_the_last_conversation_and_the_theme(db, fake_engine):
     from assistant import settings as settings_mod
 
@@ -192,7 +209,7 @@ async def test_a_restart_restores_the_last_conversation_and_the_theme(db, fake_e
     fresh = MynaApp(new=True, engine_factory=lambda settings: fake_engine)
     async with fresh.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert fresh.conversation_id is None and views(fresh) == []
+        assert fresh.conversation_id is None and views(fresh) == [] and fresh.query("#welcome")
 
 
 async def test_rating_a_reply(db, fake_engine):

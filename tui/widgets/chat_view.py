@@ -103,17 +103,43 @@ def copy_text(app, text: str) -> None:
     app.notify(f"Copied {len(text)} characters to the clipboard.")
 
 
+WELCOME = """\
+**Myna learns you, on this machine.** Type a message below and press Enter.
+
+First steps:
+
+1. **Give it your notes**: `myna import ~/notes` (text, Markdown, email, JSON). Answers then
+   use them, and list them as sources under the reply.
+2. **See what it remembers**: F3 opens your memory, to search, read, edit or delete.
+3. **Let it adapt to you**: rate replies with + and - (Tab to a reply). F4 shows the nightly
+   personalization, which merges community adapters from a hub
+   (`myna adapters search --hub FOLDER|URL`) and trains your own on your history.
+
+Ctrl+P lists every command; nothing you write leaves this machine.
+"""
+
+
+class Welcome(Static):
+    """What an empty conversation shows: what Myna does and what to try first."""
+
+    def __init__(self) -> None:
+        super().__init__(Markdown(WELCOME), id="welcome")
+
+
 class ChatView(VerticalScroll):
     """Messages top to bottom; follows the newest one while a reply streams, unless the user
     has scrolled up to read (Textual's anchor: released by scrolling up, restored at the end)."""
 
     def on_mount(self) -> None:
         self.anchor()
+        if not self.children:
+            self.mount(Welcome())
 
     def show(self, messages: list[Message], sources: dict[int, list[Snippet]]) -> None:
-        """A conversation's messages, each reply followed by the memories it was given."""
+        """A conversation's messages, each reply followed by the memories it was given; the
+        welcome when there are none."""
         self.remove_children()
-        widgets = []
+        widgets = [] if messages else [Welcome()]
         for message in messages:
             widgets.append(MessageView.of(message))
             if sources.get(message.id):
@@ -126,6 +152,7 @@ class ChatView(VerticalScroll):
             self.mount(SourcesBar(snippets), after=view)
 
     def add(self, view: MessageView) -> MessageView:
+        self.query(Welcome).remove()
         self.mount(view)
         self.scroll_end(animate=False)
         return view
