@@ -369,6 +369,9 @@ async def test_memory_screen_searches_and_deletes(db, fake_engine, tmp_path):
         await wait_until(pilot, lambda: isinstance(app.screen, MemoryScreen))
         screen = app.screen
         assert len(screen.query(SnippetItem)) == 2
+        # Its footer has its own keys, not the chat's that do nothing here.
+        await wait_until(pilot, lambda: "f9" in {k.key for k in screen.query(FooterKey)})
+        assert not {"ctrl+n", "f2", "f3", "f4", "f8"} & {k.key for k in screen.query(FooterKey)}
         await pilot.press(*"tomato")  # related to nothing remembered: nothing listed
         await wait_until(
             pilot, lambda: "Nothing found for 'tomato'" in str(screen.query_one("#memory-status").render())
@@ -430,6 +433,8 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         # Nothing installed: it says where community adapters come from before "press s".
         hint = str(app.screen.query_one("#run-phase").render())
         assert "No community adapters yet" in hint and "myna adapters pull" in hint
+        await wait_until(pilot, lambda: "s" in {k.key for k in app.screen.query(FooterKey)})
+        assert not {"ctrl+n", "f3", "f4"} & {k.key for k in app.screen.query(FooterKey)}
         text = str(app.screen.query_one("#runs").render())
         assert "published  fitness -3.100 → -2.900, similarity to the closest sharer 0.30 → 0.45  (2.0 min)" in text
         assert "a ×+0.50, b ×-0.20" in text

@@ -39,6 +39,12 @@ def default_engine_factory(model: str | None) -> EngineFactory:
     return load
 
 
+# What the chat screen's keys do; other screens have their own.
+CHAT_ACTIONS = frozenset(
+    {"new_conversation", "stop_reply", "leave", "rename", "memory", "personalize", "toggle_memory", "delete"}
+)
+
+
 class MynaApp(App):
     CSS_PATH = "myna.tcss"
     TITLE = "Myna"
@@ -347,10 +353,14 @@ class MynaApp(App):
             self.query_one("#prompt", Input).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Ctrl+C stops a reply only while one streams (else it copies); the keys for the
-        open conversation only show when one is open (the footer has room for what matters
-        at 80 columns)."""
-        if action in ("interrupt", "stop_reply"):
+        """Ctrl+C stops a reply only while one streams (else it copies); the chat's keys only
+        work and show on the chat screen (not under F3 or F4), those for the open conversation
+        only when one is open (the footer has room for what matters at 80 columns)."""
+        if action == "interrupt":
+            return self.replying
+        if action in CHAT_ACTIONS and self.screen is not self.screen_stack[0]:
+            return False
+        if action == "stop_reply":
             return self.replying
         if action in ("rename", "delete") and self.conversation_id is None:
             return False
