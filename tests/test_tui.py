@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from textual import events
 from textual.widgets._footer import FooterKey
 
 from assistant.errors import MynaError
@@ -108,6 +109,24 @@ async def test_scrolling_up_during_a_reply_is_not_pulled_down(db, fake_engine):
         await wait_until(pilot, lambda: chat.scroll_y == chat.max_scroll_y)
         await pilot.press("escape")
         await wait_until(pilot, lambda: not app.replying)
+
+
+async def test_a_pasted_multi_line_message_is_sent_whole(db, fake_engine):
+    fake_engine.queue("Noted.")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one("#prompt")
+        prompt.focus()
+        app.post_message(events.Paste("line one\nline two\nline three"))  # as the terminal sends it
+        await wait_until(pilot, lambda: prompt.text.count("\n") == 2)
+        await pilot.press("shift+enter", *"four", "ctrl+j", *"five")  # new lines, not sends
+        assert views(app) == []
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
+        assert prompt.text == ""
+    sent = convs.messages(db, convs.latest_conversation_id(db))[0]
+    assert sent.text == "line one\nline two\nline three\nfour\nfive"
+    assert fake_engine.prompts[-1][-1]["content"].endswith("line three\nfour\nfive")
 
 
 async def test_model_failure_is_shown_and_nothing_is_lost(db):

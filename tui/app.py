@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Footer, Header
 
 from assistant import feedback
 from assistant import settings as settings_mod
@@ -25,6 +25,7 @@ from assistant.store import open_database
 from tui.screens import ConfirmScreen, RenameScreen
 from tui.widgets.chat_view import ChatView, MessageView, copy_text
 from tui.widgets.conversation_list import ConversationList
+from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sources import SourcesBar
 
 EngineFactory = Callable[[settings_mod.Settings], object]
@@ -133,7 +134,7 @@ class MynaApp(App):
             yield ConversationList(id="conversations")
             with Vertical(id="main"):
                 yield ChatView(id="chat")
-                yield Input(placeholder="Type a message, Enter to send", id="prompt")
+                yield PromptInput(id="prompt")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -155,7 +156,7 @@ class MynaApp(App):
         self.refresh_conversations()
         if self.conversation_id is not None:
             self.open_conversation(self.conversation_id)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptInput).focus()
         self.load_model()
 
     # -- the model -------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class MynaApp(App):
             self.notify("Wait for the reply to finish (or press Escape to stop it) before switching.")
             return
         self.open_conversation(event.item.conversation.id)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptInput).focus()
 
     def action_new_conversation(self) -> None:
         if self.replying:
@@ -219,7 +220,7 @@ class MynaApp(App):
             return
         self.open_conversation(None)
         self.query_one(ConversationList).index = None
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptInput).focus()
 
     def action_rename(self) -> None:
         if self.conversation_id is None:
@@ -251,8 +252,8 @@ class MynaApp(App):
 
     # -- replies ---------------------------------------------------------------------------
 
-    @on(Input.Submitted, "#prompt")
-    def send(self, event: Input.Submitted) -> None:
+    @on(PromptInput.Submitted, "#prompt")
+    def send(self, event: PromptInput.Submitted) -> None:
         text = event.value
         if self.replying:
             self.notify("A reply is still being written; press Escape to stop it.")
@@ -263,7 +264,7 @@ class MynaApp(App):
         if self.engine_error:
             self.notify(self.engine_error, severity="error", timeout=30)
             return
-        event.input.clear()
+        event.prompt.clear()
         chat = self.query_one(ChatView)
         chat.add(MessageView("user", text))
         view = chat.add(MessageView("assistant", status="streaming"))
@@ -336,7 +337,7 @@ class MynaApp(App):
             views = list(chat.query(MessageView))
             for view in views[-2:]:
                 view.remove()
-            prompt = self.query_one("#prompt", Input)
+            prompt = self.query_one("#prompt", PromptInput)
             prompt.value = message.text
         self.notify(message.error, severity="error", timeout=15)
 
@@ -347,10 +348,10 @@ class MynaApp(App):
         self._stop.set()
 
     def action_leave(self) -> None:
-        if isinstance(self.focused, Input):
+        if isinstance(self.focused, PromptInput):
             self.notify("Press Ctrl+Q to quit.")
         else:
-            self.query_one("#prompt", Input).focus()
+            self.query_one("#prompt", PromptInput).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Ctrl+C stops a reply only while one streams (else it copies); the chat's keys only
