@@ -15,6 +15,7 @@ import sqlite_utils
 from assistant import adapters as adapter_registry
 from assistant import input_text, tasks
 from assistant import prompt as prompts
+from assistant import settings as settings_mod
 from assistant.engine import AdapterUse, Completion, SamplingParams
 from assistant.errors import MynaError
 from assistant.memory import recall
@@ -124,22 +125,92 @@ def begin(
     notices = [n for n in (cleaned.notice("your message"), sync_adapter(db, engine)) if n]
     notice = " ".join(notices) or None
     history = history_turns(convs.messages(db, conversation_id)) if conversation_id else []
+    built, grounded = build(db, engine, settings, text, history, conversation_id, use_memory)
+    with transaction(db):  # all of it or none: a failed write leaves no empty conversation
+        if conversation_id is None:
+            conversation_id = convs.create_conversation(db)
+        user_id = convs.add_message(db, conversation_id, "user", text)
+        reply_id = record_reply(db, engine, conversation_id, built, grounded)
+        memory_store.remember_user_message(db, user_id, text)
+    return Pending(
+        conversation_id, user_id, reply_id, built, list(grounded.used), notice, favoured_tokens(engine, grounded.quoted)
+    )
+
+
+def begin_again(
+    db: sqlite_utils.Database, engine: ReplyEngine, settings: Settings, conversation_id: int, *, use_memory: bool = True
+) -> Pending:
+    """Answer a conversation's last message again: the reply to it is replaced by a new empty
+    one, to be streamed like any other (the old one's rating and sources go with it). Raises
+    MynaError, changing nothing, when there is no message to answer or the user corrected
+    the reply (answering again would drop the correction)."""
+    messages = convs.messages(db, conversation_id)
+    asked = [number for number, message in enumerate(messages) if message.role == "user"]
+    if not asked:
+        raise MynaError("There is nothing to answer again in this conversation; send a message first.")
+    question, replaced = messages[asked[-1]], messages[asked[-1] + 1 :]
+    if any(message.correction for message in replaced):
+        raise MynaError(
+            "You corrected the last reply, and answering again would drop your correction; "
+            "send the question again instead."
+        )
+    notice = sync_adapter(db, engine)
+    history = history_turns(messages[: asked[-1]])
+    built, grounded = build(db, engine, settings, question.text, history, conversation_id, use_memory)
+    with transaction(db):
+        convs.delete_messages(db, [message.id for message in replaced])
+        reply_id = record_reply(db, engine, conversation_id, built, grounded)
+    return Pending(
+        conversation_id,
+        question.id,
+        reply_id,
+        built,
+        list(grounded.used),
+        notice,
+        favoured_tokens(engine, grounded.quoted),
+    )
+
+
+def settings_for(db: sqlite_utils.Database, settings: Settings, conversation_id: int | None) -> Settings:
+    """What a reply in this conversation is written with: its own system prompt and
+    temperature, if it has them, over `settings`."""
+    if conversation_id is None:
+        return settings
+    return settings_mod.for_conversation(settings, convs.get_conversation(db, conversation_id))
+
+
+def build(
+    db: sqlite_utils.Database,
+    engine: ReplyEngine,
+    settings: Settings,
+    text: str,
+    history: list[prompts.Turn],
+    conversation_id: int | None,
+    use_memory: bool,
+) -> tuple[prompts.Prompt, prompts.Grounded]:
+    """The prompt for `text` after `history`, with what memory holds for it when it fits."""
     budget = engine.context_size - prompts.reply_reserve(engine.context_size, settings.max_tokens)
     bare = prompts.Grounded(settings.system_prompt, (), text, ())
     grounded = bare
     if use_memory and settings.memory == "on":
         grounded = with_memory(db, engine, settings, text, conversation_id)
     try:
-        built = fit(engine, grounded, history, budget)
+        return fit(engine, grounded, history, budget), grounded
     except MynaError:
         if not grounded.used:
             raise
-        grounded = bare  # the message itself needs the room
-        built = fit(engine, grounded, history, budget)
-    with transaction(db):  # all of it or none: a failed write leaves no empty conversation
-        if conversation_id is None:
-            conversation_id = convs.create_conversation(db)
-        user_id = convs.add_message(db, conversation_id, "user", text)
+        return fit(engine, bare, history, budget), bare  # the message itself needs the room
+
+
+def record_reply(
+    db: sqlite_utils.Database,
+    engine: ReplyEngine,
+    conversation_id: int,
+    built: prompts.Prompt,
+    grounded: prompts.Grounded,
+) -> int:
+    """An empty reply, marked as being written, and the memories its prompt holds."""
+    with transaction(db):
         reply_id = convs.add_message(
             db,
             conversation_id,
@@ -150,11 +221,8 @@ def begin(
             adapter=engine.adapter_name,
             prompt_tokens=len(built.tokens),
         )
-        memory_store.remember_user_message(db, user_id, text)
         memory_store.record_used(db, reply_id, list(grounded.used))
-    return Pending(
-        conversation_id, user_id, reply_id, built, list(grounded.used), notice, favoured_tokens(engine, grounded.quoted)
-    )
+    return reply_id
 
 
 def favoured_tokens(engine: ReplyEngine, texts: Sequence[str]) -> tuple[int, ...]:

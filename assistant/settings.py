@@ -190,3 +190,9 @@ def with_overrides(settings: Settings, **values: object) -> Settings:
     """`settings` with some values replaced for one command, checked like `myna config set`."""
     checked = {key: parse(key, str(value)) for key, value in values.items() if value is not None}
     return dataclasses.replace(settings, **checked)
+
+
+def for_conversation(settings: Settings, conversation) -> Settings:
+    """The settings a reply in `conversation` (store.conversations.Conversation) is written
+    with: its own system prompt and temperature over the configured ones."""
+    return with_overrides(settings, system_prompt=conversation.system_prompt, temperature=conversation.temperature)

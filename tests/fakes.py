@@ -27,6 +27,7 @@ class FakeEngine:
     fingerprint: str = "fake-fingerprint"
     adapters: list = field(default_factory=list)
     favoured: list[list[int]] = field(default_factory=list)  # what each generate() was asked to favour
+    params: list[SamplingParams] = field(default_factory=list)  # how each generate() was asked to sample
 
     def set_adapters(self, adapters) -> None:
         self.adapters = list(adapters)
@@ -53,6 +54,7 @@ class FakeEngine:
         favoured: Sequence[int] = (),
     ) -> Completion:
         self.favoured.append(list(favoured))
+        self.params.append(params)
         text = self.replies.popleft() if self.replies else "(no reply queued)"
         done = Completion(finish="stop")
         for index, word in enumerate(text.split(" ")):

@@ -49,6 +49,7 @@ def test_ask_reads_stdin_and_continues(runner, fake_engine, db):
         (["ask", "--temperature", "9", "hi"], "out of range"),
         (["history", "show"], "Give a conversation id"),
         (["history", "rate", "1", "good"], "no message 1"),
+        (["history", "settings", "3", "--temperature", "0.5"], "no conversation 3"),
         (["config", "set", "context_size", "big"], "not a valid int"),
     ],
 )
@@ -82,6 +83,23 @@ def test_history_commands(runner, fake_engine, db, tmp_path):
     assert convs.list_conversations(db)
     invoke(runner, "history", "delete", str(cid), "--yes")
     assert convs.list_conversations(db) == []
+
+
+def test_a_conversation_s_own_settings_and_search_from_the_command_line(runner, fake_engine, db):
+    fake_engine.queue("Plant them in May.", "Arr, in May.", "In May.")
+    invoke(runner, "ask", "When do tomatoes go out?")
+    cid = convs.latest_conversation_id(db)
+    saved = invoke(runner, "history", "settings", str(cid), "--system", "Talk like a pirate.", "--temperature", "0.8")
+    assert "system prompt 'Talk like a pirate.' and temperature 0.8" in saved.stdout
+    invoke(runner, "ask", "--conversation", str(cid), "And peppers?")
+    assert fake_engine.prompts[-1][0]["content"] == "Talk like a pirate." and fake_engine.params[-1].temperature == 0.8
+    assert "temperature 0.8" in invoke(runner, "history", "show", str(cid)).stdout
+    invoke(runner, "ask", "--conversation", str(cid), "--temperature", "0", "Beans?")
+    assert fake_engine.params[-1].temperature == 0, "an option of one answer wins over the conversation's"
+    assert "the configured system prompt" in invoke(runner, "history", "settings", str(cid), "--reset").stdout
+    found = invoke(runner, "history", "search", "tomato").stdout
+    assert f"{cid:>5}" in found and "tomatoes" in found
+    assert "No conversation" in invoke(runner, "history", "search", "zebra").stdout
 
 
 def test_config_commands(runner):

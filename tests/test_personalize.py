@@ -1,11 +1,8 @@
 """Personalization on the real stack: merge search, privacy penalty, the pipeline, its guards."""
 
 import hashlib
-import os
-import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +23,6 @@ from merger.nightly.personalize import personalize
 from merger.search import evolution as search
 from merger.search import scoring
 from merger.search.merge import merge_elementwise, merge_updates
-from tests.conftest import MYNA, run_env, share_torch_cache
 
 pytestmark = pytest.mark.real
 QUESTIONS = [
@@ -435,42 +431,6 @@ def test_one_run_at_a_time(db, clean_engine):
     with runs.exclusive():
         with pytest.raises(MynaError, match="Another personalization run is in progress"):
             personalize(db, USER, QUICK)
-
-
-def test_a_killed_run_leaves_the_active_adapter_intact(db, myna_home, session_home, clean_engine, base_arch, community):
-    writer = random_lora(base_arch, rank=4, seed=99, std=1.0, modules=("attn_q", "attn_v"))
-    plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
-    publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
-    install_community(db, community, base_arch)
-    digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
-    share_torch_cache(session_home, myna_home)
-    proc = subprocess.Popen(
-        [MYNA, "personalize", "--budget", "40", "--min-examples", "0"],
-        env=run_env(myna_home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    # Wait on the run's own progress, however slow the machine: only a run that ends, or
-    # hangs for half an hour, without reaching the search fails this.
-    hang_guard = time.monotonic() + 1800
-    while proc.poll() is None and time.monotonic() < hang_guard:
-        run = runs.latest(db)
-        if run and run.phase == "searching merge weights" and run.done >= 2:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"the run {'ended' if proc.returncode is not None else 'hung'} before reaching the search")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert runs.latest(db).status == "running"  # as the killed process left it
-    runs.mark_interrupted(db)
-    assert runs.latest(db).status == "interrupted"
-    assert adapters.active(db).name == "mine"
-    assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
-    with runs.exclusive():
-        pass  # the lock went with the killed process
 
 
 def test_if_idle_skips_a_busy_machine(db, monkeypatch):

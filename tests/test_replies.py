@@ -81,3 +81,61 @@ def test_long_conversations_drop_the_oldest_turns(db, fake_engine):
     assert reply.prompt_tokens <= 150
     assert fake_engine.prompts[-1][-1]["content"].startswith("question11")
     assert len(convs.messages(db, cid)) == 24, "trimming the prompt never deletes history"
+
+
+def test_a_conversation_s_own_system_prompt_and_temperature_write_its_replies(db, fake_engine):
+    fake_engine.queue("first", "second", "third")
+    first = replies.answer(db, fake_engine, SETTINGS, "one")
+    conversation = convs.set_conversation_settings(
+        db, first.conversation_id, system_prompt="Answer like a pirate.", temperature=0.9
+    )
+    assert (conversation.system_prompt, conversation.temperature) == ("Answer like a pirate.", 0.9)
+    own = replies.settings_for(db, SETTINGS, first.conversation_id)
+    assert (own.system_prompt, own.temperature, own.max_tokens) == ("Answer like a pirate.", 0.9, SETTINGS.max_tokens)
+    replies.answer(db, fake_engine, own, "two", conversation_id=first.conversation_id)
+    assert fake_engine.prompts[-1][0]["content"] == "Answer like a pirate."
+    assert fake_engine.params[-1].temperature == 0.9
+    other = replies.answer(db, fake_engine, replies.settings_for(db, SETTINGS, None), "three")
+    assert fake_engine.prompts[-1][0]["content"] == "You are a test.", "other conversations keep the configured one"
+    assert convs.get_conversation(db, other.conversation_id).system_prompt is None
+    back = convs.set_conversation_settings(db, first.conversation_id, system_prompt=None, temperature=None)
+    assert (back.system_prompt, back.temperature) == (None, None)
+
+
+@pytest.mark.parametrize("temperature", [7.0, -1.0])
+def test_a_conversation_s_temperature_is_checked(db, fake_engine, temperature):
+    fake_engine.queue("first")
+    first = replies.answer(db, fake_engine, SETTINGS, "one")
+    with pytest.raises(MynaError, match="out of range"):
+        convs.set_conversation_settings(db, first.conversation_id, system_prompt=None, temperature=temperature)
+    assert convs.get_conversation(db, first.conversation_id).temperature is None
+
+
+def test_answering_again_replaces_the_last_reply(db, fake_engine):
+    fake_engine.queue("first answer", "a bad answer", "a better answer")
+    first = replies.answer(db, fake_engine, SETTINGS, "one")
+    second = replies.answer(db, fake_engine, SETTINGS, "two", conversation_id=first.conversation_id)
+    convs.set_feedback(db, second.message_id, rating=-1)
+    pending = replies.begin_again(db, fake_engine, SETTINGS, first.conversation_id)
+    again = replies.stream(db, fake_engine, SETTINGS, pending)
+    assert again.text == "a better answer"
+    assert [m["content"] for m in fake_engine.prompts[-1]] == ["You are a test.", "one", "first answer", "two"]
+    stored = convs.messages(db, first.conversation_id)
+    assert [(m.role, m.text, m.rating) for m in stored] == [
+        ("user", "one", None),
+        ("assistant", "first answer", None),
+        ("user", "two", None),
+        ("assistant", "a better answer", None),
+    ], "the old reply is gone with its rating"
+
+
+def test_answering_again_keeps_a_corrected_reply_and_needs_a_question(db, fake_engine):
+    fake_engine.queue("an answer")
+    first = replies.answer(db, fake_engine, SETTINGS, "one")
+    convs.set_feedback(db, first.message_id, correction="the right answer")
+    with pytest.raises(MynaError, match="correction"):
+        replies.begin_again(db, fake_engine, SETTINGS, first.conversation_id)
+    assert convs.get_message(db, first.message_id).correction == "the right answer"
+    empty = convs.create_conversation(db)
+    with pytest.raises(MynaError, match="nothing to answer again"):
+        replies.begin_again(db, fake_engine, SETTINGS, empty)

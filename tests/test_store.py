@@ -183,3 +183,28 @@ def test_locked_database_gives_a_clear_message(db, myna_home):
     finally:
         holder.conn.rollback()
     assert convs.create_conversation(db) > 0
+
+
+def test_conversations_are_found_by_title_and_by_the_words_of_their_messages(db):
+    garden = convs.create_conversation(db, "Garden plans")
+    convs.add_message(db, garden, "user", "When should I plant the tomatoes?")
+    trip = convs.create_conversation(db)
+    convs.add_message(db, trip, "user", "Book a train to Lyon")
+    reply = convs.add_message(db, trip, "assistant", "", status="streaming")
+    convs.update_message(
+        db, reply, text="The 9:04 train reaches Lyon at noon; tomato salad on board.", status="complete"
+    )
+
+    def ids(query):
+        return [found.conversation.id for found in convs.search_conversations(db, query)]
+
+    assert ids("tomato") == [garden, trip]  # "tomatoes" is found by its stem, the streamed reply too
+    assert ids("toma") == [garden, trip], "a word is matched as typed so far"
+    assert ids("garden") == [garden], "by its title"
+    assert ids("lyon noon") == [trip], "every word"
+    assert ids("tomato lyon") == [trip]
+    assert ids("the") == [] and ids("") == [] and ids("zebra") == []
+    [found] = convs.search_conversations(db, "noon")
+    assert "noon" in found.excerpt
+    convs.delete_messages(db, [reply])
+    assert ids("noon") == [], "a deleted message is no longer found"

@@ -12,7 +12,7 @@ from assistant.errors import MynaError
 from assistant.store import conversations as convs
 from tui.app import MynaApp
 from tui.screens import ConfirmScreen
-from tui.widgets.chat_view import ChatView, MessageView
+from tui.widgets.chat_view import ChatView, MessageView, Welcome
 from tui.widgets.conversation_list import ConversationList
 
 SIZE = (110, 36)
@@ -192,8 +192,6 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
 
 
 async def test_a_new_user_is_welcomed_with_the_first_steps(db, fake_engine):
-    from tui.widgets.chat_view import Welcome
-
     fake_engine.queue("Hello!")
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=SIZE) as pilot:
@@ -228,7 +226,7 @@ async def test_a_restart_restores_the_last_conversation_and_the_theme(db, fake_e
     fresh = MynaApp(new=True, engine_factory=lambda settings: fake_engine)
     async with fresh.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert fresh.conversation_id is None and views(fresh) == [] and fresh.query("#welcome")
+        assert fresh.conversation_id is None and views(fresh) == [] and fresh.query(Welcome)
 
 
 async def test_rating_a_reply(db, fake_engine):
@@ -269,7 +267,17 @@ async def test_the_palette_lists_myna_s_commands(db, fake_engine):
 
     async with answered(fake_engine, "Copy me.") as (app, pilot):
         titles = [command.title for command in app.get_system_commands(app.screen)]
-        assert {"New chat", "Rename chat", "Delete chat", "Copy last reply", "Memory", "Personalize"} <= set(titles)
+        assert {
+            "New chat",
+            "Rename chat",
+            "Delete chat",
+            "Copy last reply",
+            "Answer again",
+            "Chat settings",
+            "Find a chat",
+            "Memory",
+            "Personalize",
+        } <= set(titles)
         assert "Theme" in titles  # Textual's own stay
         await pilot.press("ctrl+p")
         await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
@@ -283,6 +291,70 @@ async def test_the_palette_lists_myna_s_commands(db, fake_engine):
         await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, PersonalizeScreen))
+
+
+async def test_search_finds_a_conversation_by_a_word_in_its_text(db, fake_engine):
+    from textual.command import CommandList, CommandPalette
+
+    garden = convs.create_conversation(db, "Garden")
+    convs.add_message(db, garden, "user", "When do the tomatoes go out?")
+    trip = convs.create_conversation(db, "Trip")
+    convs.add_message(db, trip, "user", "Which train reaches Lyon by noon?")
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        listed = app.query_one(ConversationList)
+        assert app.conversation_id == trip and len(listed.children) == 2
+        await pilot.press("ctrl+f", *"tomato")  # the list keeps only the matches
+        await wait_until(pilot, lambda: [i.conversation.id for i in listed.children] == [garden])
+        await pilot.press("enter")  # opens the best match
+        await wait_until(pilot, lambda: app.conversation_id == garden and app.query_one("#prompt").has_focus)
+        assert "tomatoes" in views(app)[0].text
+        await pilot.press("ctrl+f", "escape")  # leaving the box shows every conversation again
+        await wait_until(pilot, lambda: len(listed.children) == 2)
+        await pilot.press("ctrl+p")  # and from the palette
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"lyon")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        assert "Open chat: Trip" in str(app.screen.query_one(CommandList).get_option_at_index(0).prompt)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.conversation_id == trip)
+
+
+async def test_answer_again_replaces_the_last_reply(db, fake_engine):
+    async with answered(fake_engine, "A first try.") as (app, pilot):
+        fake_engine.queue("A second try.")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not app.replying and views(app)[-1].text == "A second try.")
+        assert [v.text for v in views(app)] == ["Question", "A second try."]
+        assert [m.text for m in convs.messages(db, app.conversation_id)] == ["Question", "A second try."]
+
+
+async def test_a_conversation_gets_its_own_system_prompt_and_temperature(db, fake_engine):
+    from textual.widgets import Input, TextArea
+
+    from tui.screens import ChatSettingsScreen
+
+    async with answered(fake_engine, "Hello.") as (app, pilot):
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatSettingsScreen))
+        await pilot.pause()  # laid out, so the clicks land
+        assert app.screen.query_one("#system", TextArea).text == app.settings.system_prompt
+        app.screen.query_one("#system", TextArea).load_text("Answer in one word.")
+        app.screen.query_one("#temperature", Input).value = "9"
+        await pilot.click("#save")
+        await wait_until(pilot, lambda: "out of range" in str(app.screen.query_one("#settings-error").content))
+        # A button ignores clicks while it shows the last one (Textual's active effect).
+        await wait_until(pilot, lambda: not app.screen.query_one("#save").has_class("-active"))
+        app.screen.query_one("#temperature", Input).value = "0.7"
+        await pilot.click("#save")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ChatSettingsScreen))
+        fake_engine.queue("Fine.")
+        await send(pilot, "How are you?")
+        await wait_until(pilot, lambda: not app.replying and len(views(app)) == 4)
+        assert fake_engine.prompts[-1][0]["content"] == "Answer in one word."
+        assert fake_engine.params[-1].temperature == 0.7
+    conversation = convs.get_conversation(db, convs.latest_conversation_id(db))
+    assert (conversation.system_prompt, conversation.temperature) == ("Answer in one word.", 0.7)
 
 
 async def test_window_appears_before_the_model_is_loaded(db, fake_engine):
@@ -356,7 +428,7 @@ async def test_a_small_terminal_keeps_every_key_and_source_in_view(db, fake_engi
     fake_engine.queue("Miso sleeps in the garden.")
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=size) as pilot:
-        await wait_until(pilot, lambda: app.query_one("#conversations").outer_size.width == 22)  # narrowed
+        await wait_until(pilot, lambda: app.query_one("#sidebar").outer_size.width == 22)  # narrowed
         footer = {key.key: key for key in app.query(FooterKey)}
         assert "f8" not in footer, "no conversation open: no key to delete one"
         await send(pilot, "Where does my cat sleep?")

@@ -15,14 +15,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Input
 
 from assistant import feedback
 from assistant import settings as settings_mod
 from assistant.errors import MynaError
 from assistant.store import conversations as convs
 from assistant.store import open_database
-from tui.screens import ConfirmScreen, RenameScreen
+from tui.conversation_finder import ConversationFinder
+from tui.screens import ChatSettingsScreen, ConfirmScreen, RenameScreen
 from tui.widgets.chat_view import ChatView, MessageView, copy_text
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.prompt_input import PromptInput
@@ -42,12 +43,25 @@ def default_engine_factory(model: str | None) -> EngineFactory:
 
 # What the chat screen's keys do; other screens have their own.
 CHAT_ACTIONS = frozenset(
-    {"new_conversation", "stop_reply", "leave", "rename", "memory", "personalize", "toggle_memory", "delete"}
+    {
+        "new_conversation",
+        "stop_reply",
+        "leave",
+        "rename",
+        "memory",
+        "personalize",
+        "toggle_memory",
+        "delete",
+        "regenerate",
+        "chat_settings",
+        "find_conversation",
+    }
 )
 
 
 class MynaApp(App):
     CSS_PATH = "myna.tcss"
+    COMMANDS = App.COMMANDS | {ConversationFinder}
     TITLE = "Myna"
     # Below 110 columns the screen is "-narrow": a narrower sidebar, sources one per line.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
@@ -62,6 +76,10 @@ class MynaApp(App):
         Binding("f4", "personalize", "Personalize"),
         Binding("ctrl+t", "toggle_memory", "Memory on/off", show=False),  # in the palette; the footer is full
         Binding("f8", "delete", "Delete"),
+        # In the palette (Ctrl+P) with their keys; the footer keeps room for the ones above.
+        Binding("ctrl+r", "regenerate", "Answer again", show=False),
+        Binding("ctrl+f", "find_conversation", "Find a chat", show=False),
+        Binding("f9", "chat_settings", "Chat settings", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
     # The footer follows both.
@@ -100,7 +118,7 @@ class MynaApp(App):
             self.status = status
 
     class ReplyFailed(Message):
-        def __init__(self, view: MessageView, text: str, error: str, stored: bool) -> None:
+        def __init__(self, view: MessageView, text: str | None, error: str, stored: bool) -> None:
             super().__init__()
             self.view = view
             self.text = text
@@ -131,7 +149,9 @@ class MynaApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            yield ConversationList(id="conversations")
+            with Vertical(id="sidebar"):
+                yield Input(placeholder="Find a chat (Ctrl+F)", id="find", compact=True)
+                yield ConversationList(id="conversations")
             with Vertical(id="main"):
                 yield ChatView(id="chat")
                 yield PromptInput(id="prompt")
@@ -195,7 +215,29 @@ class MynaApp(App):
     # -- conversations ---------------------------------------------------------------------
 
     def refresh_conversations(self) -> None:
-        self.query_one(ConversationList).show(convs.list_conversations(self.db), self.conversation_id)
+        """The conversation list; only those the find box matches while it holds words."""
+        words = self.query_one("#find", Input).value
+        if words.strip():
+            shown = [found.conversation for found in convs.search_conversations(self.db, words, limit=100)]
+        else:
+            shown = convs.list_conversations(self.db)
+        self.query_one(ConversationList).show(shown, self.conversation_id)
+
+    @on(Input.Changed, "#find")
+    def find_changed(self) -> None:
+        self.refresh_conversations()
+
+    @on(Input.Submitted, "#find")
+    def find_submitted(self) -> None:
+        """Enter opens the best match."""
+        listed = self.query_one(ConversationList)
+        if not listed.children:
+            self.notify("No conversation has all of those words.")
+            return
+        self.switch_to(listed.children[0].conversation.id)
+
+    def action_find_conversation(self) -> None:
+        self.query_one("#find", Input).focus()
 
     def open_conversation(self, conversation_id: int | None) -> None:
         self.conversation_id = conversation_id
@@ -208,11 +250,53 @@ class MynaApp(App):
 
     @on(ConversationList.Selected, "#conversations")
     def conversation_selected(self, event: ConversationList.Selected) -> None:
+        self.switch_to(event.item.conversation.id)
+
+    def switch_to(self, conversation_id: int) -> None:
         if self.replying:
             self.notify("Wait for the reply to finish (or press Escape to stop it) before switching.")
             return
-        self.open_conversation(event.item.conversation.id)
+        self.open_conversation(conversation_id)
+        self.refresh_conversations()
         self.query_one("#prompt", PromptInput).focus()
+
+    def action_chat_settings(self) -> None:
+        """This conversation's own system prompt and temperature (a new one starts now)."""
+        if self.replying:
+            self.notify("Wait for the reply to finish (or press Escape to stop it).")
+            return
+        current = convs.get_conversation(self.db, self.conversation_id) if self.conversation_id else None
+
+        def done(chosen: tuple[str | None, float | None] | None) -> None:
+            if chosen is None:
+                return
+            conversation_id = current.id if current else convs.create_conversation(self.db)
+            try:
+                saved = convs.set_conversation_settings(
+                    self.db, conversation_id, system_prompt=chosen[0], temperature=chosen[1]
+                )
+            except MynaError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.open_conversation(conversation_id)
+            self.refresh_conversations()
+            own = saved.system_prompt is not None or saved.temperature is not None
+            self.notify(
+                "This conversation has its own settings now."
+                if own
+                else "This conversation follows your configuration."
+            )
+
+        title = f"'{current.title}'" if current and current.title else "this conversation"
+        self.push_screen(
+            ChatSettingsScreen(
+                title,
+                current.system_prompt if current else None,
+                current.temperature if current else None,
+                self.settings,
+            ),
+            done,
+        )
 
     def action_new_conversation(self) -> None:
         if self.replying:
@@ -272,8 +356,28 @@ class MynaApp(App):
         self._stop.clear()
         self.write_reply(text, self.conversation_id, view)
 
+    def action_regenerate(self) -> None:
+        """Answer the last message again, in place of its reply."""
+        if self.replying or self.conversation_id is None:
+            self.notify("Open a conversation (and let its reply finish) to answer its last message again.")
+            return
+        if self.engine_error:
+            self.notify(self.engine_error, severity="error", timeout=30)
+            return
+        chat = self.query_one(ChatView)
+        shown = list(chat.query(MessageView))
+        if not shown or shown[-1].role != "assistant":
+            self.notify("There is no reply to write again here; send a message instead.")
+            return
+        chat.remove_last_reply()
+        view = chat.add(MessageView("assistant", status="streaming"))
+        self.replying = True
+        self._stop.clear()
+        self.write_reply(None, self.conversation_id, view)
+
     @work(thread=True, group="reply")
-    def write_reply(self, text: str, conversation_id: int | None, view: MessageView) -> None:
+    def write_reply(self, text: str | None, conversation_id: int | None, view: MessageView) -> None:
+        """Answer `text`, or (None) the conversation's last message again, in place of its reply."""
         from assistant import replies
 
         self._engine_loaded.wait()
@@ -283,9 +387,13 @@ class MynaApp(App):
         stored = False
         db = open_database()  # a connection of this thread's own
         try:
-            pending = replies.begin(
-                db, self.engine, self.settings, text, conversation_id=conversation_id, use_memory=self.use_memory
-            )
+            settings = replies.settings_for(db, self.settings, conversation_id)
+            if text is None:
+                pending = replies.begin_again(db, self.engine, settings, conversation_id, use_memory=self.use_memory)
+            else:
+                pending = replies.begin(
+                    db, self.engine, settings, text, conversation_id=conversation_id, use_memory=self.use_memory
+                )
             stored = True
             self.post_message(
                 self.ReplyStarted(view, pending.conversation_id, pending.message_id, pending.sources, pending.notice)
@@ -293,7 +401,7 @@ class MynaApp(App):
             reply = replies.stream(
                 db,
                 self.engine,
-                self.settings,
+                settings,
                 pending,
                 on_text=lambda piece: self.post_message(self.ReplyText(view, piece)),
                 should_stop=self._stop.is_set,
@@ -331,6 +439,8 @@ class MynaApp(App):
         self.replying = False
         if message.stored:
             message.view.finish("interrupted")
+        elif message.text is None:  # answering again changed nothing: show the reply it kept
+            self.open_conversation(self.conversation_id)
         else:
             # Nothing was recorded: take the message back into the input so nothing is lost.
             chat = self.query_one(ChatView)
@@ -350,8 +460,11 @@ class MynaApp(App):
     def action_leave(self) -> None:
         if isinstance(self.focused, PromptInput):
             self.notify("Press Ctrl+Q to quit.")
-        else:
-            self.query_one("#prompt", PromptInput).focus()
+            return
+        find = self.query_one("#find", Input)
+        if self.focused is find and find.value:
+            find.value = ""  # the whole list again
+        self.query_one("#prompt", PromptInput).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Ctrl+C stops a reply only while one streams (else it copies); the chat's keys only
@@ -363,7 +476,9 @@ class MynaApp(App):
             return False
         if action == "stop_reply":
             return self.replying
-        if action in ("rename", "delete") and self.conversation_id is None:
+        if action in ("rename", "delete", "regenerate") and self.conversation_id is None:
+            return False
+        if action == "regenerate" and self.replying:
             return False
         return True
 
@@ -374,6 +489,17 @@ class MynaApp(App):
             yield SystemCommand("Rename chat", "Give this conversation a title (F2)", self.action_rename)
             yield SystemCommand("Delete chat", "Delete this conversation, after a question (F8)", self.action_delete)
             yield SystemCommand("Copy last reply", "Copy the latest reply to the clipboard", self.action_copy_reply)
+            yield SystemCommand(
+                "Answer again", "Write the last reply again, in its place (Ctrl+R)", self.action_regenerate
+            )
+            yield SystemCommand(
+                "Chat settings",
+                "This conversation's own system prompt and temperature (F9)",
+                self.action_chat_settings,
+            )
+            yield SystemCommand(
+                "Find a chat", "Search your conversations by title and words (Ctrl+F)", self.action_find_conversation
+            )
             yield SystemCommand("Memory", "Search, read and delete what Myna remembers (F3)", self.action_memory)
             yield SystemCommand(
                 "Personalize", "Nightly merges of community adapters: runs and progress (F4)", self.action_personalize

@@ -8,7 +8,6 @@ snippet both lists put first, a discount can.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ from assistant import input_text
 from assistant.memory import index as vectors
 from assistant.memory import store
 from assistant.memory.store import Snippet
+from assistant.store.words import stemmed_terms
 
 MODES = ("hybrid", "bm25", "embeddings")
 RRF_K = 60
@@ -27,46 +27,12 @@ CANDIDATES = 50  # per list, before fusion and filtering
 # in BM25) until their postings reach this budget; measured at 100k snippets (bench/memory.py)
 # it keeps ~80 % of the unrestricted top 10 at a quarter of the cost.
 MAX_POSTINGS = 20_000
-# Must match the tokenizer of snippets_fts (migration m002): query terms are stemmed by it.
-TOKENIZER = "porter unicode61 remove_diacritics 2"
-
-# Words too common to say anything about what a message is about; BM25 would rank them low
-# anyway, but matching them makes the query scan most of the index.
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further had
-    has have having he her here hers herself him himself his how i if in into is it its itself just
-    me more most my myself no nor not now of off on once only or other our ours ourselves out over own
-    same she should so some such than that the their theirs them themselves then there these they
-    this those through to too under until up very was we were what when where which while who whom
-    why will with would you your yours yourself yourselves""".split()
-)
 
 
 @dataclass(frozen=True)
 class Hit:
     snippet: Snippet
     score: float  # the fused (or single-list) score; higher is better
-
-
-def keywords(query: str) -> list[str]:
-    words = re.findall(r"\w+", query.lower())
-    return list(dict.fromkeys(w for w in words if w not in STOPWORDS and len(w) > 1))
-
-
-def stemmed_terms(db: sqlite_utils.Database, query: str) -> list[str]:
-    """The query's terms as the full-text index stores them (stemmed), stopwords dropped."""
-    words = keywords(query)
-    if not words:
-        return []
-    # FTS5's own tokenizer, run on a one-row table in this connection's private temp schema.
-    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_text USING fts5(text, tokenize='{TOKENIZER}')")
-    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_text, 'instance')")
-    db.execute("DELETE FROM temp.query_text")
-    db.execute("INSERT INTO temp.query_text (rowid, text) VALUES (1, ?)", (" ".join(words),))
-    terms = [row[0] for row in db.execute("SELECT DISTINCT term FROM temp.query_terms")]
-    db.execute("DELETE FROM temp.query_text")
-    return terms
 
 
 # Document frequencies, remembered per process only: query terms are the user's words, and a

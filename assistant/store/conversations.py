@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 import sqlite_utils
 
 from assistant import input_text
+from assistant import settings as settings_mod
 from assistant.errors import MynaError
 from assistant.store.transaction import transaction
+from assistant.store.words import keywords, stemmed_terms
 
 TITLE_CHARS = 60
 
@@ -26,6 +28,9 @@ class Conversation:
     created_at: str
     updated_at: str
     message_count: int = 0
+    # Its own system prompt and temperature; None: the configured ones (settings.py).
+    system_prompt: str | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def create_conversation(db: sqlite_utils.Database, title: str = "") -> int:
 
 def list_conversations(db: sqlite_utils.Database, limit: int | None = None) -> list[Conversation]:
     """Most recently active first."""
-    sql = """SELECT c.id, c.title, c.created_at, c.updated_at, COUNT(m.id)
+    sql = """SELECT c.id, c.title, c.created_at, c.updated_at, COUNT(m.id), c.system_prompt, c.temperature
              FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id
              GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC"""
     params: tuple = ()
@@ -73,10 +78,44 @@ def list_conversations(db: sqlite_utils.Database, limit: int | None = None) -> l
     return [Conversation(*row) for row in db.execute(sql, params)]
 
 
+@dataclass(frozen=True)
+class Found:
+    conversation: Conversation
+    excerpt: str  # the best matching message's words around the match; "" for a title match
+
+
+def search_conversations(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[Found]:
+    """Conversations with every word of `query` in their title (first, newest first) or in one
+    message (then by BM25 of the best message), words matched as typed so far ("toma" finds
+    "tomatoes")."""
+    words = keywords(query)
+    if not words:
+        return []
+    found: dict[int, str] = {}
+    titles = " AND ".join("lower(title) LIKE ? ESCAPE '\\'" for _ in words)
+    escaped = ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
+    for (conversation_id,) in db.execute(
+        f"SELECT id FROM conversations WHERE {titles} ORDER BY updated_at DESC, id DESC", escaped
+    ):
+        found.setdefault(conversation_id, "")
+    stems = [(stemmed_terms(db, word) or [word])[0] for word in words]
+    match = " AND ".join('"' + stem.replace('"', '""') + '"*' for stem in stems)
+    rows = db.execute(
+        """SELECT m.conversation_id, snippet(messages_fts, 0, '', '', '…', 10) FROM messages_fts
+           JOIN messages m ON m.id = messages_fts.rowid
+           WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts) LIMIT ?""",
+        (match, 20 * limit),
+    )
+    for conversation_id, excerpt in rows:
+        found.setdefault(conversation_id, " ".join(excerpt.split()))
+    chosen = list(found.items())[:limit]
+    return [Found(get_conversation(db, conversation_id), excerpt) for conversation_id, excerpt in chosen]
+
+
 def get_conversation(db: sqlite_utils.Database, conversation_id: int) -> Conversation:
     row = db.execute(
         """SELECT c.id, c.title, c.created_at, c.updated_at,
-                  (SELECT COUNT(*) FROM messages WHERE conversation_id = c.id)
+                  (SELECT COUNT(*) FROM messages WHERE conversation_id = c.id), c.system_prompt, c.temperature
            FROM conversations c WHERE c.id = ?""",
         (conversation_id,),
     ).fetchone()
@@ -99,11 +138,36 @@ def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: 
         db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
 
 
+def set_conversation_settings(
+    db: sqlite_utils.Database, conversation_id: int, *, system_prompt: str | None, temperature: float | None
+) -> Conversation:
+    """Give a conversation its own system prompt and temperature, checked like `myna config
+    set`; None (or the configured value itself) follows the configuration instead."""
+    get_conversation(db, conversation_id)
+    configured = settings_mod.load(db)
+    values = {}
+    for key, value in (("system_prompt", system_prompt), ("temperature", temperature)):
+        value = None if value is None else settings_mod.parse(key, str(value))
+        values[key] = None if value == getattr(configured, key) else value
+    with transaction(db):
+        db.execute(
+            "UPDATE conversations SET system_prompt = ?, temperature = ? WHERE id = ?",
+            (values["system_prompt"], values["temperature"], conversation_id),
+        )
+    return get_conversation(db, conversation_id)
+
+
 def delete_conversation(db: sqlite_utils.Database, conversation_id: int) -> None:
     """Delete a conversation with its messages and feedback (foreign keys cascade)."""
     get_conversation(db, conversation_id)
     with transaction(db):
         db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+
+def delete_messages(db: sqlite_utils.Database, message_ids: list[int]) -> None:
+    """Delete messages with their feedback, memories and sources (foreign keys cascade)."""
+    with transaction(db):
+        db.conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
 
 
 _MESSAGE_COLUMNS = """m.id, m.conversation_id, m.role, m.text, m.status, m.created_at, m.updated_at,

@@ -292,3 +292,36 @@ def m007_task_adapters(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE adapters")
     db.execute("ALTER TABLE adapters_new RENAME TO adapters")
     db.conn.executemany("UPDATE adapter_activations SET adapter_id = ? WHERE id = ?", [(a, i) for i, a in links])
+
+
+@migration
+def m008_conversation_settings_and_search(db: sqlite_utils.Database) -> None:
+    """A conversation may have its own system prompt and temperature (NULL: the configured
+    ones), and conversations are found by the words of their messages (FTS5, with the
+    memory's tokenizer, so "tomatoes" finds "tomato")."""
+    columns = {column.name for column in db["conversations"].columns}
+    for name, kind in (("system_prompt", "TEXT"), ("temperature", "REAL")):
+        if name not in columns:
+            db.execute(f"ALTER TABLE conversations ADD COLUMN {name} {kind}")
+    db.execute(
+        """CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+            text, content='messages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+        )"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF text ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+        END"""
+    )
+    db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")

@@ -49,16 +49,19 @@ def ask(
         text = piped.text
         if piped.replaced:
             click.echo(piped.notice("standard input"), err=True)
-    settings = settings_mod.with_overrides(
-        rt.settings, system_prompt=system, max_tokens=max_tokens, temperature=temperature
-    )
-    prompts.check_user_text(text, settings.context_size)  # before paying for the model
     if continue_last:
         conversation_id = convs.latest_conversation_id(rt.db)
         if conversation_id is None:
             raise MynaError("There is no conversation to continue yet; ask without --continue first.")
-    if conversation_id is not None:
-        convs.get_conversation(rt.db, conversation_id)
+    # The conversation's own system prompt and temperature (`myna history settings`), then
+    # this command's options over them.
+    settings = settings_mod.with_overrides(
+        replies.settings_for(rt.db, rt.settings, conversation_id),
+        system_prompt=system,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
+    prompts.check_user_text(text, settings.context_size)  # before paying for the model
 
     engine = rt.engine()
     pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)

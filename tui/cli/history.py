@@ -13,7 +13,7 @@ RATINGS = {"good": 1, "neutral": 0, "bad": -1}
 
 @click.group()
 def history() -> None:
-    """Your conversations: list, show, export, rename, rate, correct, delete."""
+    """Your conversations: list, search, show, export, rename, settings, rate, correct, delete."""
 
 
 @history.command("list")
@@ -34,6 +34,59 @@ def list_(rt: Runtime, limit: int) -> None:
 
 
 @history.command()
+@click.argument("words", nargs=-1, required=True)
+@click.option("--limit", "-n", type=int, default=20, show_default=True, help="How many to show at most.")
+@pass_runtime
+def search(rt: Runtime, words: tuple[str, ...], limit: int) -> None:
+    """Find conversations with all of WORDS in their title or in one of their messages."""
+    from assistant.store import conversations as convs
+
+    found = convs.search_conversations(rt.db, " ".join(words), limit=limit)
+    if not found:
+        click.echo("No conversation has all of those words; try fewer or shorter ones.")
+        return
+    for hit in found:
+        conv = hit.conversation
+        click.echo(f"{conv.id:>5}  {conv.updated_at[:16].replace('T', ' ')}  {conv.title}")
+        if hit.excerpt:
+            click.echo(f"       {hit.excerpt}")
+
+
+@history.command()
+@click.argument("conversation_id", type=int)
+@click.option("--system", metavar="TEXT", help="This conversation's own instructions to the model.")
+@click.option("--temperature", type=float, metavar="T", help="This conversation's own sampling temperature (0 to 2).")
+@click.option("--reset", is_flag=True, help="Follow the configured system prompt and temperature again.")
+@pass_runtime
+def settings(rt: Runtime, conversation_id: int, system: str | None, temperature: float | None, reset: bool) -> None:
+    """Show or set a conversation's own system prompt and temperature (its replies, in the app
+    and with `myna ask --conversation ID`, are written with them)."""
+    from assistant.errors import MynaError
+    from assistant.store import conversations as convs
+
+    conv = convs.get_conversation(rt.db, conversation_id)
+    if reset and (system is not None or temperature is not None):
+        raise MynaError("Give either --reset or new values, not both.")
+    if reset or system is not None or temperature is not None:
+        conv = convs.set_conversation_settings(
+            rt.db,
+            conversation_id,
+            system_prompt=None if reset else (system if system is not None else conv.system_prompt),
+            temperature=None if reset else (temperature if temperature is not None else conv.temperature),
+        )
+        click.echo(f"Saved the settings of conversation {conversation_id}.")
+    click.echo(_settings_line(conv))
+
+
+def _settings_line(conv) -> str:
+    own = [
+        f"system prompt {conv.system_prompt!r}" if conv.system_prompt is not None else "the configured system prompt",
+        f"temperature {conv.temperature:g}" if conv.temperature is not None else "the configured temperature",
+    ]
+    return f"Conversation {conv.id} uses {' and '.join(own)}."
+
+
+@history.command()
 @click.argument("conversation_id", type=int, required=False)
 @click.option("--last", is_flag=True, help="Show the most recent conversation.")
 @pass_runtime
@@ -43,6 +96,8 @@ def show(rt: Runtime, conversation_id: int | None, last: bool) -> None:
 
     conv = convs.get_conversation(rt.db, _which(rt, conversation_id, last))
     click.echo(f"# {conv.id}: {conv.title or 'Untitled'}")
+    if conv.system_prompt is not None or conv.temperature is not None:
+        click.echo(_settings_line(conv))
     for message in convs.messages(rt.db, conv.id):
         marks = [message.status] if message.status != "complete" else []
         if message.rating is not None:

@@ -123,7 +123,7 @@ class Welcome(Static):
     """What an empty conversation shows: what Myna does and what to try first."""
 
     def __init__(self) -> None:
-        super().__init__(Markdown(WELCOME), id="welcome")
+        super().__init__(Markdown(WELCOME))
 
 
 class ChatView(VerticalScroll):
@@ -150,6 +150,15 @@ class ChatView(VerticalScroll):
     def add_sources(self, view: MessageView, snippets: list[Snippet]) -> None:
         if snippets:
             self.mount(SourcesBar(snippets), after=view)
+
+    def remove_last_reply(self) -> None:
+        """The last reply and the memories shown under it (it is being written again)."""
+        children = list(self.children)
+        replies = [
+            n for n, child in enumerate(children) if isinstance(child, MessageView) and child.role == "assistant"
+        ]
+        if replies:
+            self.remove_children(children[replies[-1] :])
 
     def add(self, view: MessageView) -> MessageView:
         self.query(Welcome).remove()

@@ -31,7 +31,7 @@ class PromptInput(TextArea):
             show_line_numbers=False,
             tab_behavior="focus",
             highlight_cursor_line=False,
-            placeholder="Type a message: Enter sends, Shift+Enter or Ctrl+J starts a new line",
+            placeholder="Type a message (Enter sends, Shift+Enter: new line)",
         )
 
     @property
