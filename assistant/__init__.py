@@ -6,17 +6,22 @@ Nothing in this package imports torch: chatting must not pay for the training st
 import sys
 
 
-def _load_sqlite_utils_without_pandas() -> None:
-    # sqlite-utils imports pandas when it is installed, only to store pandas values, which
-    # Myna never does; that import is about 0.15 s of every cold `myna ask` (bench/speed.py).
-    # Hide pandas while sqlite-utils loads; anything importing pandas later gets it as usual.
-    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+def _load_sqlite_utils_lightly() -> None:
+    # sqlite-utils imports pandas and NumPy when they are installed, only to map their value
+    # types to column types when its insert/upsert API creates tables; Myna writes with SQL
+    # alone, so they are never used. Importing them costs every cold `myna ask` (pandas about
+    # 0.15 s) and the chat window's first frame (NumPy about 0.05 s; bench/speed.py times
+    # both). Hide them while sqlite-utils loads; anything importing them later gets them.
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    if "sqlite_utils" in sys.modules or not hidden:
         return
-    sys.modules["pandas"] = None  # type: ignore[assignment]  # makes `import pandas` fail
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
     try:
         import sqlite_utils.db  # noqa: F401
     finally:
-        del sys.modules["pandas"]
+        for name in hidden:
+            del sys.modules[name]
 
 
-_load_sqlite_utils_without_pandas()
+_load_sqlite_utils_lightly()

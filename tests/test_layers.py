@@ -1,6 +1,7 @@
 """The architecture's rules, checked: imports point one way, and chatting never loads torch."""
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -164,7 +165,24 @@ def test_chat_app_modules_never_import_torch():
     assert result.stdout.strip() == "False", result.stderr
 
 
-def test_store_loads_without_pandas_but_pandas_still_works():
-    code = "import sys, assistant.store; print('pandas' in sys.modules); import pandas; print(pandas.__name__)"
+def test_store_loads_without_pandas_or_numpy_but_both_still_work():
+    # The chat window's first frame and the cold `myna ask` do not wait for them.
+    code = (
+        "import sys, assistant.store, tui.app; print('pandas' in sys.modules, 'numpy' in sys.modules);"
+        "import pandas, numpy; print(pandas.__name__, numpy.zeros(2).sum())"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.split() == ["False", "pandas"], result.stderr
+    assert result.stdout.split() == ["False", "False", "pandas", "0.0"], result.stderr
+
+
+def test_myna_writes_with_sql_not_with_sqlite_utils_table_api():
+    """sqlite-utils loads without NumPy or pandas (assistant/__init__.py), so its insert and
+    upsert, which map their value types to columns, must not be used."""
+    used = [
+        f"{path}: {line.strip()}"
+        for package in ("assistant", "merger", "tui", "bench")
+        for path in sorted((REPO / package).rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if re.search(r"\]\.(insert|insert_all|upsert|upsert_all|create)\(|\.table\(", line)
+    ]
+    assert used == []

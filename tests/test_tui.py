@@ -2,6 +2,7 @@
 
 import contextlib
 import threading
+import os
 import time
 
 import pytest
@@ -18,7 +19,7 @@ from tui.widgets.conversation_list import ConversationList
 SIZE = (110, 36)
 
 
-async def wait_until(pilot, predicate, hang_guard=600.0):
+async def wait_until(pilot, predicate, hang_guard=float(os.environ.get("HANG_GUARD", 600))):
     """Wait for what the app shows; the guard only catches a hang, a slow machine just waits."""
     deadline = time.monotonic() + hang_guard
     while not predicate():
@@ -186,9 +187,27 @@ async def test_switch_rename_and_delete_conversations(db, fake_engine):
         await pilot.press("f8")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: app.conversation_id is None)
-        assert [c.id for c in convs.list_conversations(db)] == [second]
-        await wait_until(pilot, lambda: len(listing.children) == 1)
+        await wait_until(pilot, lambda: app.conversation_id is None and len(listing.children) == 1)
+        # Hidden, and kept until the undo time is up: Ctrl+Z brings it back and opens it.
+        assert len(convs.list_conversations(db)) == 2
+        await pilot.press("ctrl+z")
+        await wait_until(pilot, lambda: app.conversation_id == first and len(listing.children) == 2)
+        assert [v.text for v in views(app)] == ["first question"]
+        await pilot.press("ctrl+z")  # nothing to undo now: the message box's own undo, no error
+        app.UNDO_SECONDS = 0.3
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: [c.id for c in convs.list_conversations(db)] == [second])
+        assert len(listing.children) == 1 and app.hidden_id is None
+        # Deleted while the app closes: gone for good, not left behind.
+        app.switch_to(second)
+        app.UNDO_SECONDS = 60
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.hidden_id == second)
+    assert convs.list_conversations(db) == []
 
 
 async def test_a_new_user_is_welcomed_with_the_first_steps(db, fake_engine):

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 
 from assistant import feedback
@@ -55,6 +56,7 @@ CHAT_ACTIONS = frozenset(
         "regenerate",
         "chat_settings",
         "find_conversation",
+        "undo_delete",
     }
 )
 
@@ -80,8 +82,11 @@ class MynaApp(App):
         Binding("ctrl+r", "regenerate", "Answer again", show=False),
         Binding("ctrl+f", "find_conversation", "Find a chat", show=False),
         Binding("f9", "chat_settings", "Chat settings", show=False),
+        # Only while a deleted conversation can come back; otherwise Ctrl+Z undoes typing.
+        Binding("ctrl+z", "undo_delete", "Undo delete", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
+    UNDO_SECONDS = 10.0  # how long a deleted conversation can be brought back
     # The footer follows both.
     conversation_id: reactive[int | None] = reactive(None, bindings=True)
     replying: reactive[bool] = reactive(False, bindings=True)
@@ -145,6 +150,8 @@ class MynaApp(App):
         self.replying = False
         self.use_memory = True  # Ctrl+T turns retrieval off for this session's next answers
         self._reply_sources: dict[MessageView, list] = {}
+        # A deleted conversation, hidden but still stored until the undo time runs out.
+        self._pending_delete: tuple[convs.Conversation, Timer] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -174,8 +181,12 @@ class MynaApp(App):
             self.conversation_id = convs.latest_conversation_id(self.db)
         self.update_status()
         self.refresh_conversations()
-        if self.conversation_id is not None:
-            self.open_conversation(self.conversation_id)
+        if self.conversation_id is None:
+            self.open_conversation(None)  # the welcome
+        else:
+            # Its replies are rendered Markdown, and rich's parser is slow to import: after
+            # the first frame, which then comes sooner (bench/speed.py times it).
+            self.call_after_refresh(self.open_conversation, self.conversation_id)
         self.query_one("#prompt", PromptInput).focus()
         self.load_model()
 
@@ -221,7 +232,12 @@ class MynaApp(App):
             shown = [found.conversation for found in convs.search_conversations(self.db, words, limit=100)]
         else:
             shown = convs.list_conversations(self.db)
-        self.query_one(ConversationList).show(shown, self.conversation_id)
+        self.query_one(ConversationList).show([c for c in shown if c.id != self.hidden_id], self.conversation_id)
+
+    @property
+    def hidden_id(self) -> int | None:
+        """The conversation deleted a moment ago, which lists and searches leave out."""
+        return self._pending_delete[0].id if self._pending_delete else None
 
     @on(Input.Changed, "#find")
     def find_changed(self) -> None:
@@ -241,12 +257,13 @@ class MynaApp(App):
 
     def open_conversation(self, conversation_id: int | None) -> None:
         self.conversation_id = conversation_id
-        from assistant.memory import store as memory_store
-
-        chat = self.query_one(ChatView)
         messages = convs.messages(self.db, conversation_id) if conversation_id else []
-        sources = {m.id: memory_store.used_by(self.db, m.id) for m in messages if m.role == "assistant"}
-        chat.show(messages, sources)
+        sources = {}
+        if messages:
+            from assistant.memory import store as memory_store
+
+            sources = {m.id: memory_store.used_by(self.db, m.id) for m in messages if m.role == "assistant"}
+        self.query_one(ChatView).show(messages, sources)
 
     @on(ConversationList.Selected, "#conversations")
     def conversation_selected(self, event: ConversationList.Selected) -> None:
@@ -327,12 +344,39 @@ class MynaApp(App):
 
         def done(yes: bool | None) -> None:
             if yes:
-                convs.delete_conversation(self.db, current.id)
+                self.commit_delete()  # only the latest delete can be undone
+                self._pending_delete = (current, self.set_timer(self.UNDO_SECONDS, self.commit_delete))
                 self.open_conversation(None)
                 self.refresh_conversations()
-                self.notify(f"Deleted '{current.title}'.")
+                self.notify(f"Deleted '{current.title}'. Ctrl+Z brings it back.", timeout=self.UNDO_SECONDS)
 
         self.push_screen(ConfirmScreen(f"Delete '{current.title}' and its {current.message_count} messages?"), done)
+
+    def commit_delete(self) -> None:
+        """Delete the hidden conversation for good: when the undo time is up, at the next
+        delete, or when the app closes. A killed app leaves it stored: nothing is lost."""
+        if self._pending_delete is None:
+            return
+        conversation, timer = self._pending_delete
+        self._pending_delete = None
+        timer.stop()
+        try:
+            convs.delete_conversation(self.db, conversation.id)
+        except MynaError:
+            pass  # already gone (deleted from the shell meanwhile)
+
+    def action_undo_delete(self) -> None:
+        if self._pending_delete is None or self.replying:
+            self.notify("There is no deleted conversation to bring back now.")
+            return
+        conversation, timer = self._pending_delete
+        self._pending_delete = None
+        timer.stop()
+        self.switch_to(conversation.id)
+        self.notify(f"Brought back '{conversation.title}'.")
+
+    def on_unmount(self) -> None:
+        self.commit_delete()
 
     # -- replies ---------------------------------------------------------------------------
 
@@ -480,6 +524,8 @@ class MynaApp(App):
             return False
         if action == "regenerate" and self.replying:
             return False
+        if action == "undo_delete":
+            return self._pending_delete is not None and not self.replying
         return True
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
@@ -488,6 +534,10 @@ class MynaApp(App):
             yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", self.action_new_conversation)
             yield SystemCommand("Rename chat", "Give this conversation a title (F2)", self.action_rename)
             yield SystemCommand("Delete chat", "Delete this conversation, after a question (F8)", self.action_delete)
+            if self._pending_delete:
+                yield SystemCommand(
+                    "Undo delete", f"Bring back '{self._pending_delete[0].title}' (Ctrl+Z)", self.action_undo_delete
+                )
             yield SystemCommand("Copy last reply", "Copy the latest reply to the clipboard", self.action_copy_reply)
             yield SystemCommand(
                 "Answer again", "Write the last reply again, in its place (Ctrl+R)", self.action_regenerate

@@ -20,7 +20,10 @@ class ConversationFinder(Provider):
         app = self.app
         if self.screen is not app.screen_stack[0] or getattr(app, "db", None) is None:
             return  # the chat's own screen only: the memory and personalize screens have none
-        found = convs.search_conversations(app.db, query, limit=SHOWN)
+        found = [
+            f for f in convs.search_conversations(app.db, query, limit=SHOWN + 1) if f.conversation.id != app.hidden_id
+        ]
+        found = found[:SHOWN]
         for rank, hit in enumerate(found):
             label = f"Open chat: {hit.conversation.title or 'New conversation'}"
             yield Hit(

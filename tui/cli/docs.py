@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 def commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     found = []
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # a lazy group imports each command here
+        command = group.get_command(ctx, name)
         found.append(((*path, name), command))
         if isinstance(command, click.Group):
             found.extend(commands(command, (*path, name)))

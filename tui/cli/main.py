@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from tui.cli.adapters import adapters_group, export, train
-from tui.cli.ask import ask
 from tui.cli.base import MynaGroup, Runtime
-from tui.cli.chat import chat
-from tui.cli.config import config
-from tui.cli.history import history
-from tui.cli.hub import hub
-from tui.cli.imports import import_
-from tui.cli.memory import memory
-from tui.cli.models import models
-from tui.cli.personalize import personalize, schedule
+
+# Each command's module is imported only when that command runs (or help lists it): `myna
+# chat` should not pay for the training and hub modules before its window is drawn.
+COMMANDS = {
+    "ask": "tui.cli.ask:ask",
+    "chat": "tui.cli.chat:chat",
+    "history": "tui.cli.history:history",
+    "import": "tui.cli.imports:import_",
+    "memory": "tui.cli.memory:memory",
+    "train": "tui.cli.adapters:train",
+    "adapters": "tui.cli.adapters:adapters_group",
+    "export": "tui.cli.adapters:export",
+    "personalize": "tui.cli.personalize:personalize",
+    "schedule": "tui.cli.personalize:schedule",
+    "hub": "tui.cli.hub:hub",
+    "config": "tui.cli.config:config",
+    "models": "tui.cli.models:models",
+}
 
 
-@click.group(cls=MynaGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(MynaGroup):
+    """Click's documented lazy-loading pattern: subcommands named here, imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or name in self.commands:
+            return super().get_command(ctx, name)
+        module, attr = COMMANDS[name].split(":")
+        command = getattr(importlib.import_module(module), attr)
+        self.add_command(command, name)
+        return command
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--model",
     "-m",
@@ -40,24 +65,6 @@ def cli(ctx: click.Context, model: str | None) -> None:
     ctx.obj = Runtime(model=model)
     if ctx.invoked_subcommand is None:  # `myna` alone: what it can do, not a usage error
         click.echo(ctx.get_help())
-
-
-for command in (
-    ask,
-    chat,
-    history,
-    import_,
-    memory,
-    train,
-    adapters_group,
-    export,
-    personalize,
-    schedule,
-    hub,
-    config,
-    models,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markdown import Markdown
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -91,7 +90,12 @@ class MessageView(Static, can_focus=True):
         self.border_subtitle = (note + (", corrected" if self.corrected else "")).strip(" ,")
         shown = self.text or ("…" if self.status == "streaming" else "")
         # What the user typed is shown as typed; a reply is the model's Markdown, rendered.
-        self.update(Markdown(shown, code_theme="monokai") if self.role == "assistant" and self.text else Text(shown))
+        if self.role == "assistant" and self.text:
+            from rich.markdown import Markdown  # not before the first reply: the first frame waits for imports
+
+            self.update(Markdown(shown, code_theme="monokai"))
+        else:
+            self.update(Text(shown))
 
 
 def copy_text(app, text: str) -> None:
@@ -103,17 +107,16 @@ def copy_text(app, text: str) -> None:
     app.notify(f"Copied {len(text)} characters to the clipboard.")
 
 
+# Content markup, not Markdown: the welcome is part of the first frame, which should not
+# wait for rich's Markdown parser (bench/speed.py times that frame).
 WELCOME = """\
-**Myna learns you, on this machine.** Type a message below and press Enter.
+[b]Myna learns you, on this machine.[/b] Type a message below and press Enter.
 
 First steps:
 
-1. **Give it your notes**: `myna import ~/notes` (text, Markdown, email, JSON). Answers then
-   use them, and list them as sources under the reply.
-2. **See what it remembers**: F3 opens your memory, to search, read, edit or delete.
-3. **Let it adapt to you**: rate replies with + and - (Tab to a reply). F4 shows the nightly
-   personalization, which merges community adapters from a hub
-   (`myna adapters search --hub FOLDER|URL`) and trains your own on your history.
+1. [b]Give it your notes[/b]: [$accent]myna import ~/notes[/] (text, Markdown, email, JSON). Answers then use them, and list them as sources under the reply.
+2. [b]See what it remembers[/b]: F3 opens your memory, to search, read, edit or delete.
+3. [b]Let it adapt to you[/b]: rate replies with + and - (Tab to a reply). F4 shows the nightly personalization, which merges community adapters from a hub ([$accent]myna adapters search --hub FOLDER|URL[/]) and trains your own on your history.
 
 Ctrl+P lists every command; nothing you write leaves this machine.
 """
@@ -123,7 +126,7 @@ class Welcome(Static):
     """What an empty conversation shows: what Myna does and what to try first."""
 
     def __init__(self) -> None:
-        super().__init__(Markdown(WELCOME))
+        super().__init__(WELCOME)
 
 
 class ChatView(VerticalScroll):
@@ -132,8 +135,6 @@ class ChatView(VerticalScroll):
 
     def on_mount(self) -> None:
         self.anchor()
-        if not self.children:
-            self.mount(Welcome())
 
     def show(self, messages: list[Message], sources: dict[int, list[Snippet]]) -> None:
         """A conversation's messages, each reply followed by the memories it was given; the
