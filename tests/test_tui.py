@@ -1,8 +1,8 @@
 """The chat app, driven with Textual's pilot."""
 
 import contextlib
-import threading
 import os
+import threading
 import time
 
 import pytest
