@@ -12,8 +12,8 @@ from typing import Callable, Protocol, Sequence
 
 import sqlite_utils
 
+from assistant import activity, input_text, tasks
 from assistant import adapters as adapter_registry
-from assistant import input_text, tasks
 from assistant import prompt as prompts
 from assistant import settings as settings_mod
 from assistant.engine import AdapterUse, Completion, SamplingParams
@@ -324,7 +324,8 @@ def stream(
             last_save = time.monotonic()
 
     try:
-        done = engine.generate(pending.prompt.tokens, sampling(settings), receive, should_stop, pending.favoured)
+        with activity.chatting():  # background work steps aside meanwhile (merger/training/background.py)
+            done = engine.generate(pending.prompt.tokens, sampling(settings), receive, should_stop, pending.favoured)
     except BaseException:
         # Ctrl-C (KeyboardInterrupt) or a failure: keep the partial reply, marked as such.
         convs.update_message(db, pending.message_id, text="".join(written), status="interrupted")

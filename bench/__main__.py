@@ -16,6 +16,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="name", required=True)
     speed = sub.add_parser("speed", help="chat path: load, first token, decode, cold ask, chat window")
     speed.add_argument("--runs", type=int, default=5)
+    speed.add_argument(
+        "--no-contention", action="store_true", help="skip the chat beside a running `myna personalize` (minutes)"
+    )
     memory = sub.add_parser("memory", help="memory: ingest throughput, retrieval latency, peak memory")
     memory.add_argument("--scales", default="1000,10000,100000", help="snippet counts, comma-separated")
     memory.add_argument("--queries", type=int, default=200)
@@ -46,7 +49,7 @@ def main() -> None:
     if args.name == "speed":
         from bench import speed as module
 
-        module.main(args.runs)
+        module.main(args.runs, not args.no_contention)
     elif args.name == "memory":
         from bench import memory as module
 

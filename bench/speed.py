@@ -1,7 +1,8 @@
 """Speed of the chat path: model load, first token, decode with and without an adapter,
-a cold `myna ask`, and the chat window's first frame, each beside a baseline.
+a cold `myna ask`, the chat window's first frame, each beside a baseline, and the chat
+beside a running `myna personalize` (bench/contention.py; minutes: `--no-contention` skips it).
 
-    python -m bench speed [--runs 5]
+    python -m bench speed [--runs 5] [--no-contention]
 """
 
 from __future__ import annotations
@@ -199,13 +200,17 @@ def chat_window(runs: int, env: dict) -> dict:
     }
 
 
-def run(runs: int = 5) -> dict:
+def run(runs: int = 5, contention: bool = True) -> dict:
     home = tempfile.mkdtemp(prefix="myna-bench-")
     os.environ["MYNA_HOME"] = home  # never the user's own data
     env = dict(os.environ)
     figures = engine_figures(runs)
     figures.update(cold_ask(runs, env, figures["model_path"]))
     figures.update(chat_window(runs, env))
+    if contention:
+        from bench import contention as beside
+
+        figures.update(beside.run(runs, STORY))
     figures["adapter_cost"] = 1 - figures["decode_tok_s_adapter"] / figures["decode_tok_s_bare"]
     figures["adapter_cost_all7"] = 1 - figures["decode_tok_s_adapter_all7"] / figures["decode_tok_s_bare"]
     figures["ask_vs_bare_llama"] = figures["ask_wall_s"] / figures["bare_llama_wall_s"]
@@ -261,12 +266,19 @@ def report(f: dict) -> str:
                 f"{f['chat_first_frame_new_user_s']:.2f} s",
                 f"ratio {f['chat_first_frame_new_user_s'] / f['minimal_textual_first_frame_s']:.2f} to the minimal app",
             ),
+            *(_contention_rows(f) if "contention_yield" in f else []),
         ]
     )
 
 
-def main(runs: int) -> None:
-    figures = run(runs)
+def _contention_rows(f: dict) -> list:
+    from bench import contention
+
+    return contention.rows(f)
+
+
+def main(runs: int, contention: bool = True) -> None:
+    figures = run(runs, contention)
     print(report(figures))
     print(f"\nreply of the cold ask: {figures['ask_reply']!r}")
     print(f"saved to {save('speed', figures)}")

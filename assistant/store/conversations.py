@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import sqlite_utils
 
-from assistant import input_text
+from assistant import input_text, processes
 from assistant import settings as settings_mod
 from assistant.errors import MynaError
 from assistant.store.transaction import transaction
@@ -273,7 +273,7 @@ def recover_abandoned_replies(db: sqlite_utils.Database) -> int:
     with status 'streaming'; this makes that state honest again.
     """
     rows = db.execute("SELECT id, writer_pid FROM messages WHERE status = 'streaming'").fetchall()
-    dead = [message_id for message_id, pid in rows if not _process_alive(pid)]
+    dead = [message_id for message_id, pid in rows if not processes.alive(pid)]
     if dead:
         with transaction(db):
             db.conn.executemany(
@@ -282,16 +282,4 @@ def recover_abandoned_replies(db: sqlite_utils.Database) -> int:
             )
     return len(dead)
 
-
-def _process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

@@ -34,6 +34,7 @@ from merger.nightly import runs
 from merger.nightly.config import PersonalizeConfig
 from merger.search import scoring, selection
 from merger.search.evolution import evolve
+from merger.training import background
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 MIN_HELD_OUT = 4
@@ -106,6 +107,7 @@ def _run(
     is under `workdir` (removed afterwards) or published."""
 
     def report(phase: str, done: int = 0, total: int = 0) -> None:
+        background.step_aside()  # between candidates: one thread while a chat replies
         runs.progress(db, run_id, phase, done, total)
         if on_progress:
             on_progress(phase, done, total)

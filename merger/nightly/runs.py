@@ -11,7 +11,7 @@ from typing import Iterator
 
 import sqlite_utils
 
-from assistant import paths
+from assistant import paths, processes
 from assistant.errors import MynaError
 from assistant.store.conversations import now
 from assistant.store.transaction import transaction
@@ -117,10 +117,8 @@ def mark_interrupted(db: sqlite_utils.Database, *, holding_lock: bool = False) -
     """Record every run whose process died (killed, crashed) as interrupted; writes only when
     it finds one. With the lock held no earlier run can be alive, whatever its (possibly
     reused) process id says."""
-    from assistant.store.conversations import _process_alive
-
     for run_id, pid in db.execute("SELECT id, pid FROM personalization_runs WHERE status = 'running'").fetchall():
-        if holding_lock or not _process_alive(pid):
+        if holding_lock or not processes.alive(pid):
             finish(db, run_id, "interrupted", message="the run's process ended before it finished")
 
 

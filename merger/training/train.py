@@ -25,6 +25,7 @@ from merger.data.encoding import Encoded, encode_example
 from merger.data.examples import MIN_TRAIN, ExampleSet, require_enough
 from merger.formats.base_model import HF_NAMES
 from merger.formats.lora import Lora, key
+from merger.training import background
 from merger.training.config import TrainConfig
 from merger.training.torch_model import TorchBase
 
@@ -257,6 +258,7 @@ def train(
         tokens = 0
         model.train()
         while step < len(order):
+            background.step_aside()  # one thread while a chat replies
             if should_stop():
                 _checkpoint(workdir, key_, step, losses, trainable, optimizer)
                 raise TrainingStopped(

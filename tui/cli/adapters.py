@@ -66,10 +66,12 @@ def train(
     from merger.data import examples
     from merger.formats import bridge, publish
     from merger.formats.base_model import architecture
-    from merger.training import torch_model
+    from merger.training import background, torch_model
     from merger.training import train as trainer
     from tui.cli.progress import progress_bar
     from tui.cli.signals import ctrl_c_stops
+
+    background.lower_priority()  # the chat comes first
 
     config = TrainConfig(
         rank=rank,

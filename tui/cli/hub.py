@@ -57,9 +57,11 @@ def build(
     from merger.data import corpora
     from merger.formats.base_model import architecture
     from merger.hub import build as hub_build
-    from merger.training import torch_model
+    from merger.training import background, torch_model
     from merger.training.train import TrainConfig
     from tui.cli.progress import progress_bar
+
+    background.lower_priority()  # the chat comes first
 
     grouped = corpora.authors(corpus)
     if authors:

@@ -108,8 +108,11 @@ def personalize(
         return
     from merger.nightly import schedule
     from merger.nightly.personalize import personalize as run
+    from merger.training import background
     from tui.cli.progress import progress_bar
     from tui.cli.signals import ctrl_c_stops
+
+    background.lower_priority()  # the chat comes first (issue 15)
 
     if if_idle:
         busy = schedule.machine_busy()
