@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import contention as contention_bench
 from bench.common import BIN, median, run_measured, save, table
 
 ASK_PROMPT = "Say hello in one short sentence."
@@ -208,9 +209,7 @@ def run(runs: int = 5, contention: bool = True) -> dict:
     figures.update(cold_ask(runs, env, figures["model_path"]))
     figures.update(chat_window(runs, env))
     if contention:
-        from bench import contention as beside
-
-        figures.update(beside.run(runs, STORY))
+        figures.update(contention_bench.run(runs, STORY))
     figures["adapter_cost"] = 1 - figures["decode_tok_s_adapter"] / figures["decode_tok_s_bare"]
     figures["adapter_cost_all7"] = 1 - figures["decode_tok_s_adapter_all7"] / figures["decode_tok_s_bare"]
     figures["ask_vs_bare_llama"] = figures["ask_wall_s"] / figures["bare_llama_wall_s"]
@@ -266,15 +265,9 @@ def report(f: dict) -> str:
                 f"{f['chat_first_frame_new_user_s']:.2f} s",
                 f"ratio {f['chat_first_frame_new_user_s'] / f['minimal_textual_first_frame_s']:.2f} to the minimal app",
             ),
-            *(_contention_rows(f) if "contention_yield" in f else []),
+            *(contention_bench.rows(f) if "contention_yield" in f else []),
         ]
     )
-
-
-def _contention_rows(f: dict) -> list:
-    from bench import contention
-
-    return contention.rows(f)
 
 
 def main(runs: int, contention: bool = True) -> None:

@@ -355,11 +355,9 @@ class MynaApp(App):
     def commit_delete(self) -> None:
         """Delete the hidden conversation for good: when the undo time is up, at the next
         delete, or when the app closes. A killed app leaves it stored: nothing is lost."""
-        if self._pending_delete is None:
+        conversation = self._take_pending_delete()
+        if conversation is None:
             return
-        conversation, timer = self._pending_delete
-        self._pending_delete = None
-        timer.stop()
         try:
             convs.delete_conversation(self.db, conversation.id)
         except MynaError:
@@ -369,11 +367,18 @@ class MynaApp(App):
         if self._pending_delete is None or self.replying:
             self.notify("There is no deleted conversation to bring back now.")
             return
+        conversation = self._take_pending_delete()
+        self.switch_to(conversation.id)
+        self.notify(f"Brought back '{conversation.title}'.")
+
+    def _take_pending_delete(self) -> convs.Conversation | None:
+        """The hidden conversation, no longer pending (its timer stopped)."""
+        if self._pending_delete is None:
+            return None
         conversation, timer = self._pending_delete
         self._pending_delete = None
         timer.stop()
-        self.switch_to(conversation.id)
-        self.notify(f"Brought back '{conversation.title}'.")
+        return conversation
 
     def on_unmount(self) -> None:
         self.commit_delete()

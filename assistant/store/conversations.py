@@ -281,5 +281,3 @@ def recover_abandoned_replies(db: sqlite_utils.Database) -> int:
                 [(message_id,) for message_id in dead],
             )
     return len(dead)
-
-    return True

@@ -3,8 +3,8 @@
 The nightly run and training are long and CPU-bound; the chat is short and someone waits for
 it. On 2 cores both at full tilt starve the chat: llama.cpp's and torch's worker threads spin
 while waiting for each other, and oversubscribed cores make them wait a long time. So
-background work lowers its own priority once (`lower_priority`, from the `myna personalize`
-and `myna train` commands), and between its units of work (a candidate merge, a training
+background work lowers its own priority once (`lower_priority`, from the `myna personalize`,
+`myna train` and `myna hub build` commands), and between its units of work (a candidate merge, a training
 step) uses one thread while a reply is being written (`step_aside`; assistant/activity.py
 says when), its usual count otherwise. `MYNA_NO_YIELD=1` turns both off, for the benchmark's
 baseline (bench/speed.py).
