@@ -87,6 +87,37 @@ def default_threads() -> int:
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
+def cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any(line.startswith("flags") and " amx_int8" in line for line in info)
+    except OSError:
+        return False
+
+
+def new_llama(**kwargs) -> llama_cpp.Llama:
+    """llama_cpp.Llama, without llama.cpp's AMX kernels on CPUs that have them: those crash
+    (SIGSEGV in the first decode) on Q4_0/Q4_1 weights, the default model's among them
+    (ggml-org/llama.cpp#16315 and #20824; seen on an AMX machine of CI's kind, 1 Dec 2026).
+    llama-cpp-python has no argument for llama.cpp's `use_extra_bufts`, so its default model
+    parameters are adjusted while the model loads. Other CPUs keep every buffer type."""
+    if not cpu_has_amx():
+        return llama_cpp.Llama(**kwargs)
+    library = llama_cpp.llama_cpp
+    original = library.llama_model_default_params
+
+    def without_extra_buffers():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    library.llama_model_default_params = without_extra_buffers
+    try:
+        return llama_cpp.Llama(**kwargs)
+    finally:
+        library.llama_model_default_params = original
+
+
 class Engine:
     """The base model in llama.cpp. Not thread-safe: one reply at a time."""
 
@@ -98,7 +129,7 @@ class Engine:
             context_size = min(context_size, spec.context_length)
         _recent_log.clear()
         try:
-            self.llm = llama_cpp.Llama(
+            self.llm = new_llama(
                 model_path=str(spec.path),
                 n_ctx=context_size,
                 n_threads=threads,

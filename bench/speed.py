@@ -27,9 +27,14 @@ STORY = [
     {"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."},
 ]
 
+# The one line more than a bare script needs: without it, llama.cpp's AMX kernels crash on
+# this model on CPUs that have them (assistant/engine.py, new_llama).
 BARE_LLAMA = """
 import sys, llama_cpp
 path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if " amx_int8" in open("/proc/cpuinfo").read():
+    default_params = llama_cpp.llama_cpp.llama_model_default_params
+    llama_cpp.llama_cpp.llama_model_default_params = lambda: setattr(p := default_params(), "use_extra_bufts", False) or p
 llm = llama_cpp.Llama(path, n_ctx=4096, n_threads=2, verbose=False)
 text = "<|im_start|>user\\n" + prompt + "<|im_end|>\\n<|im_start|>assistant\\n"
 out = []

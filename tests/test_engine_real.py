@@ -31,6 +31,15 @@ def test_chat_template_is_chatml(clean_engine):
     assert tokens[0] == clean_engine.llm.tokenize(b"<|im_start|>", add_bos=False, special=True)[0]
 
 
+def test_amx_kernels_stay_off_where_the_cpu_has_them(clean_engine):
+    # llama.cpp's AMX kernels crash on the default Q4_1 model (assistant/engine.py, new_llama);
+    # elsewhere every buffer type stays on.
+    from assistant.engine import cpu_has_amx
+
+    assert clean_engine.llm.model_params.use_extra_bufts is not cpu_has_amx()
+    assert greedy(clean_engine).strip()  # and a reply decodes: the crash was in the first decode
+
+
 def test_reply_streams_in_pieces(clean_engine):
     pieces = []
     done = clean_engine.generate(clean_engine.tokenize_chat(CHAT), SamplingParams(max_tokens=40, seed=3), pieces.append)
