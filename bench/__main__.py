@@ -23,6 +23,7 @@ def main() -> None:
     memory.add_argument("--scales", default="1000,10000,100000", help="snippet counts, comma-separated")
     memory.add_argument("--queries", type=int, default=200)
     memory.add_argument("--fresh", action="store_true", help="re-import instead of reusing the kept databases")
+    memory.add_argument("--no-embedders", action="store_true", help="skip the embedders side by side (8 minutes)")
     training = sub.add_parser("training", help="personal adapter: training time, throughput, memory, conversion")
     training.add_argument("--examples", type=int, default=200)
     training.add_argument("--epochs", type=int, default=2)
@@ -53,7 +54,7 @@ def main() -> None:
     elif args.name == "memory":
         from bench import memory as module
 
-        module.main([int(n) for n in args.scales.split(",")], args.queries, args.fresh)
+        module.main([int(n) for n in args.scales.split(",")], args.queries, args.fresh, not args.no_embedders)
     elif args.name == "training":
         from bench import training as module
 

@@ -1,11 +1,12 @@
 """Memory: ingest throughput and retrieval latency at 1k, 10k and 100k snippets of real text.
 
-    python -m bench memory [--scales 1000,10000,100000] [--queries 200] [--fresh]
+    python -m bench memory [--scales 1000,10000,100000] [--queries 200] [--fresh] [--no-embedders]
 
 Snippets are news-account tweets and news articles cut into ~50-word pieces (merger/data/corpora.py).
 Queries are 200 tweets kept out of the index. Each scale gets its own database, kept under
 bench/results/cache/memory-N/ with its ingest figures: importing 100k snippets takes about 16
-minutes, so a rerun measures retrieval on the kept database unless --fresh is given.
+minutes, so a rerun measures retrieval on the kept database unless --fresh is given. First, the
+embedders side by side, idle and beside a CPU hog (bench/embedders.py, about 8 minutes).
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ def ingest_scale(records: list[dict], n: int, home: Path) -> dict:
     embed_seconds = 0.0
     real_encoder = vectors.encoder
 
-    def timing_encoder(total):
+    def timing_encoder():
         nonlocal embed_seconds
         start = time.perf_counter()
-        encode = real_encoder(total)  # loading the model is part of what embedding costs
+        encode = real_encoder()  # loading the model is part of what embedding costs
         embed_seconds += time.perf_counter() - start
 
         def wrapped(texts):
@@ -166,10 +167,16 @@ def peak_memory(home: str, queries: list[str]) -> dict:
     return json.loads(measured["stdout"])
 
 
-def run(scales: list[int], n_queries: int, fresh: bool = False) -> dict:
+def run(scales: list[int], n_queries: int, fresh: bool = False, embedders: bool = True) -> dict:
     records, held_out = corpus()
     queries = held_out[:n_queries]
     results = {"corpus_size": len(records), "queries": len(queries), "scales": {}}
+    if embedders:
+        from bench import embedders as embedders_bench
+
+        notes = held_out[-300:]  # short notes: posts no scale imports and no query uses
+        snippets = [r["text"] for r in records if r["kind"].startswith("article")][:10_000]
+        results["embedders"] = embedders_bench.run(notes, snippets, queries)
     for n in scales:
         if n > len(records):
             raise SystemExit(f"the corpus holds {len(records)} snippets, fewer than {n}")
@@ -181,6 +188,15 @@ def run(scales: list[int], n_queries: int, fresh: bool = False) -> dict:
 
 
 def report(results: dict) -> str:
+    parts = []
+    if "embedders" in results:
+        from bench import embedders as embedders_bench
+
+        parts.append(embedders_bench.report(results["embedders"]))
+    return "\n\n".join([*parts, retrieval_report(results)])
+
+
+def retrieval_report(results: dict) -> str:
     rows = []
     for n, r in results["scales"].items():
         rows.append(
@@ -223,7 +239,7 @@ def report(results: dict) -> str:
     return table(rows)
 
 
-def main(scales: list[int], n_queries: int, fresh: bool = False) -> None:
-    results = run(scales, n_queries, fresh)
+def main(scales: list[int], n_queries: int, fresh: bool = False, embedders: bool = True) -> None:
+    results = run(scales, n_queries, fresh, embedders)
     print(report(results))
     print(f"saved to {save('memory', results)}")

@@ -19,7 +19,7 @@ def snippets(db):
 
 
 @pytest.mark.real
-def test_numpy_embedder_matches_sentence_transformers():
+def test_onnx_embedder_matches_sentence_transformers():
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,20 +27,35 @@ def test_numpy_embedder_matches_sentence_transformers():
 
     from assistant.embeddings import embedder, model_dir
 
-    texts = ["I am allergic to peanuts.", "Quarterly report due Friday " * 20, "é ü 漢字 emoji 🙂", "x"]
+    texts = ["I am allergic to peanuts.", "Quarterly report due Friday " * 80, "é ü 漢字 emoji 🙂", "x", ""]
+    texts += [f"Note {i}: the meeting moved to room {i * 7}." for i in range(40)]  # more than one batch
     ours = embedder().embed(texts)
     reference = SentenceTransformer(str(model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
-    assert ours.shape == (4, 384) and ours.dtype == np.float32
-    assert np.abs(ours - reference).max() < 1e-5
+    assert ours.shape == (len(texts), 384) and ours.dtype == np.float32
+    assert np.abs(ours - reference).max() < 1e-4
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+    # One text alone gets the vector it got in a batch: padding changes nothing.
+    assert np.abs(embedder().embed([texts[0]])[0] - ours[0]).max() < 1e-5
 
 
-def test_bulk_and_small_paths_pick_the_right_encoder():
-    from assistant.embeddings import MiniLM
+@pytest.mark.real
+def test_the_onnx_export_is_made_once_atomically_and_reported_when_it_fails(tmp_path, monkeypatch):
+    from assistant import embeddings
 
-    small = vectors.encoder(10)
-    assert isinstance(small.__self__, MiniLM)
-    assert vectors.BULK_THRESHOLD > 100
+    monkeypatch.setenv("MYNA_CACHE", str(tmp_path / "cache"))
+    made = embeddings.onnx_file()
+    assert made.is_file() and made.parent == tmp_path / "cache"
+    assert [p.name for p in made.parent.iterdir()] == [made.name]  # no partial file left behind
+    stamp = made.stat().st_mtime_ns
+    assert embeddings.onnx_file() == made and made.stat().st_mtime_ns == stamp  # reused, not redone
+    vector = embeddings.MiniLM(made).embed(["I am allergic to peanuts."])
+    assert vector.shape == (1, 384)
+
+    made.unlink()
+    monkeypatch.setattr(embeddings.sys, "executable", "/bin/false")  # the export process fails
+    with pytest.raises(MynaError, match="Could not prepare the embedding model.*myna models check"):
+        embeddings.onnx_file()
+    assert list(made.parent.iterdir()) == []
 
 
 # -- importing ---------------------------------------------------------------------------------

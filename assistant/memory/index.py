@@ -18,48 +18,23 @@ from assistant.store.transaction import transaction
 
 Progress = Callable[[int, int], None]  # (done, total)
 
-# From this many texts on, sentence-transformers (torch) is faster overall than the NumPy
-# encoder despite its ~8 s import: measured 48 vs 30 snippets/s on 40-160 word texts.
-BULK_THRESHOLD = 600
 CHUNK = 64
 
 
-def encoder(total: int) -> Callable[[list[str]], np.ndarray]:
-    """The faster way to embed `total` texts; both give the same vectors (to ~3e-7)."""
-    if total >= BULK_THRESHOLD:
-        return _sentence_transformers()
+def encoder() -> Callable[[list[str]], np.ndarray]:
+    """What turns texts into vectors: one embedder for a query and for an import of thousands
+    (ONNX Runtime is the fastest for both: `python -m bench memory`)."""
     return embeddings.embedder().embed
 
 
 def embed_texts(texts: list[str], on_progress: Progress | None = None) -> np.ndarray:
-    encode = encoder(len(texts))
+    encode = encoder()
     out = np.empty((len(texts), embeddings.DIM), dtype=np.float32)
     for start in range(0, len(texts), CHUNK * 4):
         out[start : start + CHUNK * 4] = encode(texts[start : start + CHUNK * 4])
         if on_progress:
             on_progress(min(start + CHUNK * 4, len(texts)), len(texts))
     return out
-
-
-_bulk_model = None
-
-
-def _sentence_transformers() -> Callable[[list[str]], np.ndarray]:
-    """sentence-transformers on the packaged model, loaded once per process."""
-    global _bulk_model
-    if _bulk_model is None:
-        import os
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local; never ask the network
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # Myna draws its own progress bar
-        hf_logging.set_verbosity_error()
-
-        _bulk_model = SentenceTransformer(str(embeddings.model_dir()), device="cpu")
-    model = _bulk_model
-    return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
 
 
 def missing(db: sqlite_utils.Database) -> list[tuple[str, str]]:

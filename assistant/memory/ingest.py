@@ -71,7 +71,7 @@ def import_paths(
         if job:
             jobs.append(job)
     total = sum(len(job.todo) for job in jobs)
-    encode = vectors.encoder(total) if total else None
+    encode = vectors.encoder() if total else None
     done = 0
     for job in jobs:
         for start in range(0, len(job.todo), BATCH):

@@ -32,9 +32,14 @@ def list_(rt: Runtime) -> None:
 @click.argument("model", required=False, metavar="[NAME|PATH]")
 @pass_runtime
 def check(rt: Runtime, model: str | None) -> None:
-    """Verify a model file (default: the configured model): present, GGUF, checksum."""
-    from assistant import catalogue
+    """Verify a model file (default: the configured model): present, GGUF, checksum. Also
+    prepares the memory's embedding model for ONNX Runtime, once per machine."""
+    from assistant import catalogue, embeddings
 
     spec = catalogue.resolve(model or rt.model_override or rt.settings.model)
     catalogue.verify(spec)
     click.echo(f"{spec.name}: OK ({spec.path})")
+    if not embeddings.onnx_file(create=False).is_file():
+        click.echo(f"Preparing {embeddings.MODEL_NAME} for ONNX Runtime (once, about 15 s)...")
+    vector = embeddings.embedder().embed(["Myna checks its embedding model."])[0]
+    click.echo(f"{embeddings.MODEL_NAME} (memory embeddings): OK ({embeddings.onnx_file()}, {len(vector)} dimensions)")
