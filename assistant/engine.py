@@ -144,6 +144,7 @@ class Engine:
                 + "; it may be truncated or not a llama-family GGUF model, pass another with --model PATH."
             ) from exc
         _quiet_logs()  # Llama() installs its own logger; keep ours
+        self.threads = threads
         self.spec = spec
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.template = chat_template.choose(spec.chat_template, self.llm.metadata.get("tokenizer.chat_template"))
@@ -351,6 +352,13 @@ class Engine:
         return position
 
     # -- adapters --------------------------------------------------------------------------
+
+    def set_threads(self, threads: int) -> None:
+        """The threads llama.cpp computes with, from the next evaluation on."""
+        threads = max(1, threads)
+        if threads != self.threads:
+            llama_cpp.llama_set_n_threads(self.llm.ctx, threads, threads)
+            self.threads = threads
 
     def set_adapters(self, adapters: Sequence[AdapterUse]) -> None:
         """Apply exactly these LoRA adapters (none: the bare model), without reloading."""

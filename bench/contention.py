@@ -62,9 +62,22 @@ def _wait_for_search(db_path: Path, process: subprocess.Popen, timeout: float = 
         time.sleep(1)
 
 
+PAUSE_S = 15.0  # a person reading a reply before the next question
+
+
+def _paced_chat(engine, prompt, db_path: Path, pid: int) -> float:
+    """The run's pace (candidates a minute) while a person chats: a reply, then a pause."""
+    start, before = time.monotonic(), _trials(db_path, pid)
+    while time.monotonic() - start < WINDOW_S:
+        _decode_rate(engine, prompt)
+        time.sleep(PAUSE_S)
+    return (_trials(db_path, pid) - before) / ((time.monotonic() - start) / 60)
+
+
 def _beside(engine, prompt, user: dict, db_path: Path, yielding: bool) -> dict:
     from merger.training import background
 
+    threads = engine.threads
     env = dict(user) if yielding else {**user, background.NO_YIELD_ENV: "1"}
     process = subprocess.Popen(
         [str(BIN / "myna"), "personalize", "--budget", "400", "--adapters", "8"],  # stopped long before the end
@@ -79,9 +92,15 @@ def _beside(engine, prompt, user: dict, db_path: Path, yielding: bool) -> dict:
         time.sleep(WINDOW_S)  # the run alone
         alone_pace = (_trials(db_path, process.pid) - before) / ((time.monotonic() - start) / 60)
         rates, start, before = [], time.monotonic(), _trials(db_path, process.pid)
+        one_thread: list[float] = []
         while time.monotonic() - start < WINDOW_S or len(rates) < 3:  # replies back to back
             rates.append(_decode_rate(engine, prompt))
+            if yielding:  # the same reply on one thread, interleaved: which count serves best here
+                engine.set_threads(1)
+                one_thread.append(_decode_rate(engine, prompt))
+                engine.set_threads(threads)
         chat_pace = (_trials(db_path, process.pid) - before) / ((time.monotonic() - start) / 60)
+        paced = _paced_chat(engine, prompt, db_path, process.pid) if yielding else None
         if _trials(db_path, process.pid) < 0:
             raise RuntimeError("the run left its merge search while it was watched; raise the budget")
     finally:
@@ -91,6 +110,8 @@ def _beside(engine, prompt, user: dict, db_path: Path, yielding: bool) -> dict:
         except subprocess.TimeoutExpired:
             process.kill()
     found = {"decode_tok_s": median(rates), "replies": len(rates), "pace_alone": alone_pace, "pace_chat": chat_pace}
+    if yielding:
+        found.update(decode_tok_s_one_thread=median(one_thread), pace_paced_chat=paced)
     print(f"beside myna personalize ({'yielding' if yielding else 'not yielding'}): {found}", flush=True)
     return found
 
@@ -141,9 +162,19 @@ def rows(f: dict) -> list[tuple[str, str, str]]:
             f"{now['decode_tok_s'] / alone:.0%} of alone (goal ≥ 50 %)",
         ),
         (
+            "the same, the chat on 1 thread instead (interleaved)",
+            f"{now['decode_tok_s_one_thread']:.1f} tok/s",
+            f"{now['decode_tok_s_one_thread'] / alone:.0%} of alone",
+        ),
+        (
             "nightly run's pace while a chat replies, yielding",
             f"{now['pace_chat']:.1f} candidates/min",
             f"{now['pace_alone']:.1f} without a chat ({now['pace_chat'] / max(now['pace_alone'], 1e-9):.0%}); "
             f"not yielding {before['pace_chat']:.1f} and {before['pace_alone']:.1f}",
+        ),
+        (
+            f"nightly run's pace while a person chats (a reply, then {PAUSE_S:.0f} s reading), yielding",
+            f"{now['pace_paced_chat']:.1f} candidates/min",
+            f"{now['pace_paced_chat'] / max(now['pace_alone'], 1e-9):.0%} of its pace without a chat",
         ),
     ]

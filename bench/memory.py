@@ -68,15 +68,17 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
         kept.write_text(json.dumps(figures))
     figures = json.loads(kept.read_text())
     os.environ["MYNA_HOME"] = str(home)
+    rebuild = first_search(home, snapshot=False)  # from SQLite; it writes the snapshot
+    load = first_search(home, snapshot=True)
     db = open_database()
     query_vectors = embedder().embed(queries)
-    start = time.perf_counter()
     retrieval.search(db, queries[0], k=5, query_vector=query_vectors[0])  # loads the vector index
-    index_load = time.perf_counter() - start
     pairs = list(zip(queries, query_vectors))
     result = {
         **figures,
-        "index_load_s": index_load,
+        "index_load_s": load["seconds"],
+        "index_rebuild_s": rebuild["seconds"],
+        "snapshot_used": load["snapshot_rows"] > 0,
         "db_mib": sum(p.stat().st_size for p in home.glob("myna.db*")) / 2**20,
     }
     for mode in ("hybrid", "bm25", "embeddings"):
@@ -84,12 +86,40 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
         result[f"{mode}_p50_ms"], result[f"{mode}_p95_ms"] = percentiles(lat)
     lat = timed(lambda q: retrieval.search(db, q, k=5, mode="hybrid"), queries)
     result["hybrid_with_embedding_p50_ms"], result["hybrid_with_embedding_p95_ms"] = percentiles(lat)
+    # Baseline: the two lists one after the other, as before (the fused ranking is the same).
+    lat = timed(lambda q: retrieval.fuse([retrieval.bm25(db, q), retrieval.dense(db, q)], [1.0, 1.0]), queries)
+    result["hybrid_sequential_p50_ms"], result["hybrid_sequential_p95_ms"] = percentiles(lat)
     # Baseline: what a search costs without the in-memory index, reading every vector from SQLite.
     lat = timed(lambda pair: _naive_dense(db, pair[1]), pairs[:20])
     result["naive_dense_p50_ms"], result["naive_dense_p95_ms"] = percentiles(lat)
     result["home"] = str(home)
     db.conn.close()
     return result
+
+
+FIRST_SEARCH = """
+import json, sys, time
+import numpy as np
+from assistant.memory import retrieval
+from assistant.memory import index as vectors
+from assistant.store import open_database
+db = open_database()
+if sys.argv[1] == "rebuild":
+    vectors.snapshot_path(db).unlink(missing_ok=True)
+vector = np.full(384, 384 ** -0.5, dtype=np.float32)
+start = time.perf_counter()
+retrieval.dense(db, "x", query_vector=vector)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "snapshot_rows": vectors.index_for(db).saved_rows if sys.argv[1] == "load" else 0}))
+"""
+
+
+def first_search(home: Path, snapshot: bool) -> dict:
+    """A new process's first vector search (its query vector given): the index load."""
+    env = dict(os.environ, MYNA_HOME=str(home))
+    mode = "load" if snapshot else "rebuild"
+    measured = run_measured([sys.executable, "-c", FIRST_SEARCH, mode], env=env)
+    return json.loads(measured["stdout"])
 
 
 def ingest_scale(records: list[dict], n: int, home: Path) -> dict:
@@ -211,14 +241,15 @@ def retrieval_report(results: dict) -> str:
             (
                 f"{int(n):,}: top-5 hybrid, query embedded",
                 f"p50 {r['hybrid_with_embedding_p50_ms']:.1f} ms, p95 {r['hybrid_with_embedding_p95_ms']:.1f} ms",
-                "",
+                f"target p95 <= 20 ms at 100k; the two lists one after the other: p50 {r['hybrid_sequential_p50_ms']:.1f} ms, "
+                f"p95 {r['hybrid_sequential_p95_ms']:.1f} ms",
             )
         )
         rows.append(
             (
                 f"{int(n):,}: top-5 hybrid, embedding excluded",
                 f"p50 {r['hybrid_p50_ms']:.1f} ms, p95 {r['hybrid_p95_ms']:.1f} ms",
-                "target p95 < 50 ms at 100k",
+                "",
             )
         )
         rows.append(
@@ -231,7 +262,13 @@ def retrieval_report(results: dict) -> str:
                 f"baseline without the in-memory index: p50 {r['naive_dense_p50_ms']:.0f} ms, {r['naive_dense_p50_ms'] / r['embeddings_p50_ms']:.0f}x slower",
             )
         )
-        rows.append((f"{int(n):,}: loading the vector index", f"{r['index_load_s'] * 1000:.0f} ms", "once per process"))
+        rows.append(
+            (
+                f"{int(n):,}: loading the vector index",
+                f"{r['index_load_s'] * 1000:.0f} ms" + (" (from the snapshot)" if r.get("snapshot_used") else ""),
+                f"once per process; read from SQLite: {r['index_rebuild_s'] * 1000:.0f} ms",
+            )
+        )
     peak = results["peak"]
     rows.append(
         ("peak memory, 50 searches at the largest scale", f"{peak['peak_mib']:.0f} MiB", "fresh process, index loaded")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench import contention as contention_bench
-from bench.common import BIN, median, run_measured, save, table
+from bench.common import BIN, RESULTS, median, run_measured, save, table
 
 ASK_PROMPT = "Say hello in one short sentence."
 ASK_TOKENS = 32
@@ -137,12 +138,32 @@ def cold_ask(runs: int, env: dict, model_path: str) -> dict:
     with_memory = [a for a in ask if a != "--no-memory"]
     bare = [sys.executable, "-c", BARE_LLAMA, model_path, ASK_PROMPT, str(ASK_TOKENS)]
     run_measured(ask, env)  # warm-up: first use caches the model's checksum, as setup does
-    mine, base, remembering = [], [], []
+    # A memory of 100,000 snippets: a copy of `python -m bench memory`'s largest store, if kept.
+    large = RESULTS / "cache" / "memory-100000"
+    large_env = None
+    if (large / "myna.db").is_file():
+        copy = Path(tempfile.mkdtemp(prefix="myna-bench-100k-"))
+        for part in large.glob("myna.*"):
+            shutil.copy2(part, copy / part.name)
+        large_env = dict(env, MYNA_HOME=str(copy))
+        run_measured(with_memory, large_env)  # its first process writes the vector snapshot, once
+    mine, base, remembering, remembering_large = [], [], [], []
     for _ in range(runs):
         mine.append(run_measured(ask, env))
         base.append(run_measured(bare, env))
         remembering.append(run_measured(with_memory, env))
+        if large_env:
+            remembering_large.append(run_measured(with_memory, large_env))
+    large_figures = (
+        {
+            "ask_with_memory_100k_wall_s": median([r["wall_s"] for r in remembering_large]),
+            "ask_with_memory_100k_peak_mib": max(r["peak_mib"] for r in remembering_large),
+        }
+        if remembering_large
+        else {}
+    )
     return {
+        **large_figures,
         "ask_with_memory_wall_s": median([r["wall_s"] for r in remembering]),
         "ask_with_memory_peak_mib": max(r["peak_mib"] for r in remembering),
         "ask_wall_s": median([r["wall_s"] for r in mine]),
@@ -256,9 +277,20 @@ def report(f: dict) -> str:
                 f"bare script {f['bare_llama_peak_mib']:.0f} MiB",
             ),
             (
-                "cold `myna ask` with memory retrieval",
+                "cold `myna ask` with memory retrieval (a few snippets)",
                 f"{f['ask_with_memory_wall_s']:.2f} s, {f['ask_with_memory_peak_mib']:.0f} MiB",
-                "the query embedding model loads too",
+                "the query embedding model loads too (target ≤ 1.0 s)",
+            ),
+            *(
+                [
+                    (
+                        "cold `myna ask` with a memory of 100,000 snippets",
+                        f"{f['ask_with_memory_100k_wall_s']:.2f} s, {f['ask_with_memory_100k_peak_mib']:.0f} MiB",
+                        "the vector index loads too, from its snapshot (target ≤ 1.0 s)",
+                    )
+                ]
+                if "ask_with_memory_100k_wall_s" in f
+                else []
             ),
             (
                 "chat window, first frame (reopening the last conversation)",

@@ -40,6 +40,17 @@ def test_amx_kernels_stay_off_where_the_cpu_has_them(clean_engine):
     assert greedy(clean_engine).strip()  # and a reply decodes: the crash was in the first decode
 
 
+def test_thread_count_changes_between_replies_and_keeps_the_reply(clean_engine):
+    before = greedy(clean_engine)
+    threads = clean_engine.threads
+    try:
+        clean_engine.set_threads(1)
+        assert clean_engine.threads == 1
+        assert greedy(clean_engine) == before  # greedy decoding does not depend on the threads
+    finally:
+        clean_engine.set_threads(threads)
+
+
 def test_reply_streams_in_pieces(clean_engine):
     pieces = []
     done = clean_engine.generate(clean_engine.tokenize_chat(CHAT), SamplingParams(max_tokens=40, seed=3), pieces.append)

@@ -1,6 +1,9 @@
 """Memory on real embeddings (the packaged all-MiniLM-L6-v2) and a real SQLite database."""
 
 import json
+import sqlite3
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,6 +306,114 @@ def test_vector_index_follows_appends_edits_and_deletes(db, tmp_path):
     assert store.get(db, retrieval.dense(db, "fixing antique clocks")[0][0]).text.startswith("My grandfather")
     store.delete(db, [top])
     assert [i for i, _ in retrieval.dense(db, "fixing antique clocks")] == [snippets(db)[0].id]
+
+
+def test_hybrid_search_runs_its_two_lists_side_by_side_with_the_same_result(db, tmp_path, monkeypatch):
+    notes = ["The lighthouse keeper lives on a rocky island.", "My grandmother bakes bread on Sundays."]
+    notes += [f"Meeting notes, week {i}: the budget for bread is unchanged." for i in range(6)]
+    (tmp_path / "a.txt").write_text("\n\n".join(notes))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    query = "who bakes bread"
+    assert retrieval.both(db, query) == (retrieval.bm25(db, query), retrieval.dense(db, query))
+    monkeypatch.setattr(retrieval, "PARALLEL_FROM", 0)  # side by side, as in a large memory
+    assert retrieval.both(db, query) == (retrieval.bm25(db, query), retrieval.dense(db, query))
+    threads = []
+    real_bm25 = retrieval.bm25
+    monkeypatch.setattr(retrieval, "bm25", lambda *a: threads.append(threading.current_thread()) or real_bm25(*a))
+    assert retrieval.search(db, query, k=1)[0].snippet.text.startswith("My grandmother")
+    assert threads and threads[0] is not threading.main_thread()
+
+    def broken(*_):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(retrieval, "bm25", broken)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # not lost in the thread
+        retrieval.search(db, query)
+
+
+@pytest.mark.real
+def test_warm_up_loads_the_embedder_in_a_thread_only_when_memory_holds_something(db, tmp_path):
+    from assistant import embeddings
+
+    embeddings._shared.cache_clear()
+    assert retrieval.warm_up(db) is None and embeddings._shared.cache_info().currsize == 0
+    (tmp_path / "a.txt").write_text("I am allergic to peanuts.")
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    embeddings._shared.cache_clear()
+    thread = retrieval.warm_up(db)
+    thread.join(timeout=60)
+    assert embeddings._shared.cache_info().currsize == 1
+
+
+def new_process_index(db):
+    """The index a new process would build: forget this process's copy."""
+    vectors._indexes.clear()
+    return vectors.index_for(db)
+
+
+def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_after(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "SNAPSHOT_MIN", 3)
+    notes = ["The lighthouse keeper lives on a rocky island.", "My grandmother bakes bread on Sundays."]
+    notes += [f"Meeting notes, week {i}: the budget is unchanged." for i in range(3)]
+    (tmp_path / "a.txt").write_text("\n\n".join(notes))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    first = retrieval.dense(db, "baking bread")
+    snapshot = vectors.snapshot_path(db)
+    assert snapshot.is_file() and snapshot.parent == db_home(db)
+
+    index = new_process_index(db)
+    reads = []
+    monkeypatch.setattr(index, "_load", lambda *a, **k: reads.append(a) or vectors.VectorIndex._load(index, *a, **k))
+    assert retrieval.dense(db, "baking bread") == first
+    assert index.saved_rows == 5 and reads == []  # the matrix came from the file, not from SQLite
+
+    (tmp_path / "b.txt").write_text("I play the cello in an amateur orchestra.")
+    ingest.import_paths(db, [tmp_path / "b.txt"])
+    index = new_process_index(db)
+    monkeypatch.setattr(index, "_load", lambda *a, **k: reads.append(a) or vectors.VectorIndex._load(index, *a, **k))
+    top = retrieval.dense(db, "playing music in an orchestra")[0][0]
+    assert store.get(db, top).text.startswith("I play the cello")
+    assert len(reads) == 1 and reads[0][1].startswith("WHERE s.id >")  # only the appended row was read
+
+
+def db_home(db):
+    return Path(vectors._database_name(db)).parent
+
+
+def test_the_snapshot_goes_with_a_deletion_and_is_never_another_databases(db, tmp_path, monkeypatch):
+    from assistant.store import open_database
+
+    monkeypatch.setattr(vectors, "SNAPSHOT_MIN", 3)
+    notes = [f"Secret number {i}: zanzibarquokka{i}." for i in range(4)]
+    (tmp_path / "a.txt").write_text("\n\n".join(notes))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    retrieval.dense(db, "secret")
+    snapshot = vectors.snapshot_path(db)
+    kept = snapshot.read_bytes()
+    assert oct(snapshot.stat().st_mode & 0o777) == "0o600"
+
+    doomed = snippets(db)[0].id
+    store.delete(db, [doomed])
+    assert not snapshot.exists()  # the deleted snippet's vector went with it
+    assert doomed not in [i for i, _ in retrieval.dense(db, "secret")]
+    assert snapshot.is_file()  # rebuilt without it
+    new_process_index(db)
+    assert doomed not in [i for i, _ in retrieval.dense(db, "secret", n=10)]
+
+    # Another database with the same counters, and a truncated file, are both ignored.
+    other_home = tmp_path / "other"
+    monkeypatch.setenv("MYNA_HOME", str(other_home))
+    other = open_database()
+    (tmp_path / "c.txt").write_text("\n\n".join(f"Garden note {i}: tomatoes." for i in range(4)))
+    ingest.import_paths(other, [tmp_path / "c.txt"])
+    own = retrieval.dense(other, "secret")  # from its own vectors (and it saves its snapshot)
+    vectors.snapshot_path(other).write_bytes(kept)  # the first database's, same counters (4, 0)
+    new_process_index(other)
+    assert retrieval.dense(other, "secret") == own
+    vectors.snapshot_path(other).write_bytes(vectors.snapshot_path(other).read_bytes()[:100])
+    new_process_index(other)
+    assert retrieval.dense(other, "secret") == own
+    other.conn.close()
 
 
 # -- deleting ----------------------------------------------------------------------------------

@@ -196,6 +196,14 @@ class MynaApp(App):
     def load_model(self) -> None:
         try:
             self.engine = self._engine_factory(self.settings)
+            if self.settings.memory == "on":
+                from assistant.memory import retrieval
+
+                db = open_database()  # a connection of this thread's own
+                try:
+                    retrieval.warm_up(db)  # the first reply then finds its embedder loaded
+                finally:
+                    db.conn.close()
         except MynaError as exc:
             self.engine_error = str(exc)
         except Exception as exc:  # a foreign library failing: report it, keep the app usable

@@ -220,7 +220,11 @@ def forget_everything(db: sqlite_utils.Database) -> int:
 
 def purge(db: sqlite_utils.Database) -> None:
     """Make deletions final: merge the full-text index (dropping deleted entries) and empty
-    the write-ahead log, which may still hold old copies of changed pages."""
+    the write-ahead log, which may still hold old copies of changed pages, and drop the
+    vector snapshot, which may hold the deleted snippets' vectors."""
+    from assistant.memory import index
+
+    index.drop_snapshot(db)
     with transaction(db):
         db.execute("INSERT INTO snippets_fts (snippets_fts) VALUES ('optimize')")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

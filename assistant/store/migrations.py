@@ -325,3 +325,10 @@ def m008_conversation_settings_and_search(db: sqlite_utils.Database) -> None:
         END"""
     )
     db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+
+
+@migration
+def m009_memory_identity(db: sqlite_utils.Database) -> None:
+    """A random identity for the memory, so that the vector snapshot beside the database
+    (assistant/memory/index.py) is never taken for another database's."""
+    db.execute("INSERT OR IGNORE INTO memory_state VALUES ('instance', abs(random()))")

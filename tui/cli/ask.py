@@ -63,6 +63,10 @@ def ask(
     )
     prompts.check_user_text(text, settings.context_size)  # before paying for the model
 
+    if not no_memory and settings.memory == "on":
+        from assistant.memory import retrieval
+
+        retrieval.warm_up(rt.db)
     engine = rt.engine()
     pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)
     if pending.notice:
