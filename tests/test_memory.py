@@ -371,9 +371,14 @@ def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_
     ingest.import_paths(db, [tmp_path / "b.txt"])
     index = new_process_index(db)
     monkeypatch.setattr(index, "_load", lambda *a, **k: reads.append(a) or vectors.VectorIndex._load(index, *a, **k))
+    looked_after = []
+    real_missing = vectors.missing
+    monkeypatch.setattr(vectors, "missing", lambda db, after=0: looked_after.append(after) or real_missing(db, after))
     top = retrieval.dense(db, "playing music in an orchestra")[0][0]
     assert store.get(db, top).text.startswith("I play the cello")
     assert len(reads) == 1 and reads[0][1].startswith("WHERE s.id >")  # only the appended row was read
+    assert looked_after == [max(index.ids[:-1])]  # and only snippets after the snapshot were checked for vectors
+    assert len(index.matrix) == 6 and len(index._spare) > 6  # appended in place, room left
 
 
 def db_home(db):

@@ -29,7 +29,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 CHUNK = 64
 # Below this many vectors SQLite is fast enough (10k: about 0.1 s) and no snapshot is kept.
 SNAPSHOT_MIN = 5_000
-SNAPSHOT_MAGIC = b"MYNAVEC1"
+SNAPSHOT_MAGIC = b"MYNAVEC2"
 
 
 def encoder() -> Callable[[list[str]], np.ndarray]:
@@ -48,13 +48,15 @@ def embed_texts(texts: list[str], on_progress: Progress | None = None) -> np.nda
     return out
 
 
-def missing(db: sqlite_utils.Database) -> list[tuple[str, str]]:
-    """(hash, text) of every distinct snippet text that has no vector yet."""
+def missing(db: sqlite_utils.Database, after: int = 0) -> list[tuple[str, str]]:
+    """(hash, text) of every distinct snippet text that has no vector yet, among the snippets
+    with an id above `after`."""
     return list(
         db.execute(
             """SELECT s.content_hash, MIN(s.text) FROM snippets s
            LEFT JOIN embeddings e ON e.content_hash = s.content_hash
-           WHERE e.content_hash IS NULL GROUP BY s.content_hash"""
+           WHERE e.content_hash IS NULL AND s.id > ? GROUP BY s.content_hash""",
+            (after,),
         )
     )
 
@@ -66,9 +68,10 @@ def store(db: sqlite_utils.Database, hashes: list[str], vectors: np.ndarray) -> 
     )
 
 
-def refresh(db: sqlite_utils.Database, on_progress: Progress | None = None) -> int:
-    """Compute the vectors that are missing (new chat messages, say); returns how many."""
-    todo = missing(db)
+def refresh(db: sqlite_utils.Database, on_progress: Progress | None = None, after: int = 0) -> int:
+    """Compute the vectors that are missing (new chat messages, say) for snippets with an id
+    above `after`; returns how many."""
+    todo = missing(db, after)
     if not todo:
         return 0
     vectors = embed_texts([text for _, text in todo], on_progress)
@@ -86,14 +89,26 @@ class VectorIndex:
         self.counters: tuple[int, int] | None = None
         self.refreshed: tuple[int, int] | None = None  # counters when missing vectors were last computed
         self.saved_rows = 0  # rows in the snapshot file as this process last saw it
+        # Every snippet up to this id had a vector while the 'changed' counter was at
+        # complete_changed: only newer ones need looking at (a scan of 100k takes ~80 ms).
+        self.complete_through = 0
+        self.complete_changed = -1
         self.lock = threading.Lock()
+        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)  # matrix rows plus room to append
 
     def refresh(self, db: sqlite_utils.Database) -> None:
         """Embed snippets that have no vector yet; only looks when the store changed."""
         counters = _counters(db)
-        if counters != self.refreshed:
-            refresh(db)
-            self.refreshed = counters
+        if counters == self.refreshed:
+            return
+        if self.counters is None:
+            with self.lock:
+                self._restore(db, counters)
+        after = self.complete_through if self.complete_changed == counters[1] else 0
+        top = db.execute("SELECT COALESCE(MAX(id), 0) FROM snippets").fetchone()[0]
+        refresh(db, after=after)
+        self.complete_through, self.complete_changed = top, counters[1]
+        self.refreshed = counters
 
     def sync(self, db: sqlite_utils.Database) -> None:
         counters = _counters(db)
@@ -102,8 +117,8 @@ class VectorIndex:
                 return
             if self.counters is None:
                 self._restore(db, counters)
-                if counters == self.counters:
-                    return
+            if counters == self.counters:
+                return
             if self.counters is not None and counters[1] == self.counters[1]:
                 self._append(db)  # only new snippets since last time
                 if self._complete(db):
@@ -142,10 +157,10 @@ class VectorIndex:
         self._load(db, f"WHERE s.id > {last}", append=True)
 
     def _complete(self, db: sqlite_utils.Database) -> bool:
-        stored = db.execute(
-            "SELECT COUNT(*) FROM snippets s JOIN embeddings e ON e.content_hash = s.content_hash"
-        ).fetchone()[0]
-        return stored == len(self.ids)
+        # refresh() has just given every snippet a vector, and nothing was deleted (the
+        # 'changed' counter held): as many snippets as rows means the same snippets. Anything
+        # else (a snippet written in between) costs a full reload, never a wrong index.
+        return db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0] == len(self.ids)
 
     def _load(self, db: sqlite_utils.Database, where: str, append: bool = False) -> None:
         rows = db.execute(
@@ -155,10 +170,23 @@ class VectorIndex:
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), embeddings.DIM)
         if append:
+            self._put(len(self.ids), matrix)
             self.ids = np.concatenate([self.ids, ids])
-            self.matrix = np.concatenate([self.matrix, matrix])
         else:
-            self.ids, self.matrix = ids, matrix.copy()
+            self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
+            self._put(0, matrix)
+            self.ids = ids
+
+    def _put(self, start: int, rows: np.ndarray) -> None:
+        """Write rows from `start` on, growing the buffer by an eighth or more when full, so that
+        appending a chat message's vector does not copy a 150 MB matrix."""
+        end = start + len(rows)
+        if end > len(self._spare):
+            grown = np.empty((max(end + end // 8, 1024), embeddings.DIM), dtype=np.float32)
+            grown[:start] = self._spare[:start]
+            self._spare = grown
+        self._spare[start:end] = rows
+        self.matrix = self._spare[:end]
 
     def _restore(self, db: sqlite_utils.Database, counters: tuple[int, int]) -> None:
         """Start from the snapshot if it belongs to this database and no edit or deletion
@@ -170,10 +198,10 @@ class VectorIndex:
             with open(path, "rb") as handle:
                 if handle.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
                     return
-                header = np.frombuffer(handle.read(40), dtype="<i8")
-                if len(header) != 5:
+                header = np.frombuffer(handle.read(48), dtype="<i8")
+                if len(header) != 6:
                     return
-                instance, appended, changed, rows, dim = (int(v) for v in header)
+                instance, appended, changed, rows, dim, complete_through = (int(v) for v in header)
                 if (
                     instance != _instance(db)
                     or changed != counters[1]
@@ -182,14 +210,17 @@ class VectorIndex:
                 ):
                     return
                 ids = np.fromfile(handle, dtype="<i8", count=rows)
-                matrix = np.fromfile(handle, dtype="<f4", count=rows * dim)
+                room = np.empty((rows + max(1024, rows // 8), dim), dtype=np.float32)
+                got = handle.readinto(memoryview(room[:rows]).cast("B"))  # straight into place: no copy
         except OSError:
             return
-        if len(ids) != rows or len(matrix) != rows * dim:
+        if len(ids) != rows or got != rows * dim * 4:
             return  # a short file: ignore it, the next full load replaces it
-        self.ids, self.matrix = ids.astype(np.int64), matrix.reshape(rows, dim)
+        self.ids, self._spare, self.matrix = ids.astype(np.int64), room, room[:rows]
         self.counters = (appended, changed)
         self.saved_rows = rows
+        if complete_through:
+            self.complete_through, self.complete_changed = complete_through, changed
 
     def _save(self, db: sqlite_utils.Database) -> None:
         path = snapshot_path(db)
@@ -199,7 +230,8 @@ class VectorIndex:
             path.unlink(missing_ok=True)
             self.saved_rows = 0
             return
-        header = np.asarray([_instance(db), *self.counters, len(self.ids), embeddings.DIM], dtype="<i8")
+        complete = self.complete_through if self.complete_changed == self.counters[1] else 0
+        header = np.asarray([_instance(db), *self.counters, len(self.ids), embeddings.DIM, complete], dtype="<i8")
         try:
             with atomic_open(path, "wb") as handle:
                 handle.write(SNAPSHOT_MAGIC + header.tobytes())
