@@ -91,7 +91,11 @@ def test_the_three_backends_agree(clean_engine, torch_base, base_arch, community
 
 
 def test_each_example_scored_in_a_padded_batch_scores_as_it_does_alone(torch_base, community):
-    """The membership attack scores examples in batches: padding must not change any one."""
+    """The membership attack scores examples in batches: padding must not change any one.
+
+    In float32 a masking mistake cannot hide: the batch must match to 1e-3. In bfloat16 (used
+    where the CPU has it) the kernels accumulate in a different order for a different batch
+    shape, which moves a loss by up to about 0.5 % (measured 0.031 of 6.03 on an AMX CPU)."""
     answers = [
         "Yes.",
         "Salt water, waves and a long horizon where the light changes every hour.",
@@ -102,17 +106,21 @@ def test_each_example_scored_in_a_padded_batch_scores_as_it_does_alone(torch_bas
     data = [Example(q, a, "chat") for q, a in zip(QUESTIONS, answers)]
     scoring_set = scoring.prepare(torch_base, data, "", probes=0)
     backend = scoring.TorchBackend(torch_base, community[:1], batch_size=8)
+    precisions = [False, True] if backend.bf16 else [False]
     try:
         backend.apply(np.ones(1))
-        together = backend.example_nll(scoring_set.encoded)
-        alone = [backend.example_nll([e])[0] for e in scoring_set.encoded]
-        mean = backend.mean_logprob(scoring_set)
+        for bf16 in precisions:
+            backend.bf16 = bf16
+            together = backend.example_nll(scoring_set.encoded)
+            alone = [backend.example_nll([e])[0] for e in scoring_set.encoded]
+            mean = backend.mean_logprob(scoring_set)
+            tolerance = {"rtol": 0.01, "atol": 0.01} if bf16 else {"rtol": 0.0, "atol": 1e-3}
+            assert np.allclose(together, alone, **tolerance), (bf16, together, alone)
+            assert max(together) - min(together) > 0.5, "different examples, different losses"
+            counts = [sum(label != -100 for label in e.labels[1:]) for e in scoring_set.encoded]
+            assert np.average(together, weights=counts) == pytest.approx(-mean, abs=0.02 if bf16 else 1e-3)
     finally:
         backend.close()
-    assert np.allclose(together, alone, atol=0.02), (together, alone)
-    assert max(together) - min(together) > 0.5, "different examples, different losses"
-    counts = [sum(label != -100 for label in e.labels[1:]) for e in scoring_set.encoded]
-    assert np.average(together, weights=counts) == pytest.approx(-mean, abs=0.02)
 
 
 def test_search_recovers_planted_weights(clean_engine, torch_base, base_arch, community):
