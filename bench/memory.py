@@ -86,6 +86,7 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
         result[f"{mode}_p50_ms"], result[f"{mode}_p95_ms"] = percentiles(lat)
     lat = timed(lambda q: retrieval.search(db, q, k=5, mode="hybrid"), queries)
     result["hybrid_with_embedding_p50_ms"], result["hybrid_with_embedding_p95_ms"] = percentiles(lat)
+    result.update(keyword_side(db, queries))
     # Baseline: the two lists one after the other, as before (the fused ranking is the same).
     lat = timed(lambda q: retrieval.fuse([retrieval.bm25(db, q), retrieval.dense(db, q)], [1.0, 1.0]), queries)
     result["hybrid_sequential_p50_ms"], result["hybrid_sequential_p95_ms"] = percentiles(lat)
@@ -95,6 +96,57 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
     result["home"] = str(home)
     db.conn.close()
     return result
+
+
+def keyword_side(db, queries: list[str]) -> dict:
+    """BM25 from the keyword index against FTS5 alone (the baseline, with its postings budget),
+    and how much of exact BM25's top 5 (FTS5 over every query term) each keeps."""
+    from assistant.memory import keywords, retrieval, store
+    from assistant.store.words import terms_and_words
+
+    if store.count(db) < keywords.MIN_SNIPPETS:
+        return {"keyword_index": False}
+    start = time.perf_counter()
+    keywords.save(db, keywords.build(db))  # what an import ends with when much of the memory is new
+    figures = {"keyword_index": True, "keyword_build_s": time.perf_counter() - start}
+    keywords._cache.clear()
+    figures["keyword_load_s"] = first_keyword_load()
+    exact = {q: [i for i, _ in retrieval._fts5(db, terms_and_words(db, q), 5)] for q in queries}
+    lat = timed(lambda q: retrieval.bm25(db, q), queries)
+    figures["bm25_index_p50_ms"], figures["bm25_index_p95_ms"] = percentiles(lat)
+    figures["bm25_index_kept"] = _kept(exact, {q: retrieval.bm25(db, q)[:5] for q in queries})
+    real_index_for = keywords.index_for
+    keywords.index_for = lambda _db: None
+    try:
+        lat = timed(lambda q: retrieval.bm25(db, q), queries)
+        figures["bm25_fts5_p50_ms"], figures["bm25_fts5_p95_ms"] = percentiles(lat)
+        figures["bm25_fts5_kept"] = _kept(exact, {q: retrieval.bm25(db, q)[:5] for q in queries})
+        lat = timed(lambda q: retrieval.search(db, q, k=5, mode="hybrid"), queries)
+        figures["hybrid_fts5_p50_ms"], figures["hybrid_fts5_p95_ms"] = percentiles(lat)
+    finally:
+        keywords.index_for = real_index_for
+    return figures
+
+
+def _kept(exact: dict[str, list[int]], got: dict[str, list[tuple[int, float]]]) -> float:
+    wanted = sum(len(ids) for ids in exact.values())
+    return sum(len(set(ids) & {i for i, _ in got[q]}) for q, ids in exact.items()) / max(wanted, 1)
+
+
+KEYWORD_LOAD = """
+import json, time
+from assistant.memory import keywords
+from assistant.store import open_database
+db = open_database()
+start = time.perf_counter()
+index = keywords.index_for(db)
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(index.ids) if index else 0}))
+"""
+
+
+def first_keyword_load() -> float:
+    """A new process reading the keyword index (MYNA_HOME is the scale's folder)."""
+    return json.loads(run_measured([sys.executable, "-c", KEYWORD_LOAD], env=dict(os.environ))["stdout"])["seconds"]
 
 
 FIRST_SEARCH = """
@@ -255,6 +307,17 @@ def retrieval_report(results: dict) -> str:
         rows.append(
             (f"{int(n):,}: top-5 BM25 only", f"p50 {r['bm25_p50_ms']:.1f} ms, p95 {r['bm25_p95_ms']:.1f} ms", "")
         )
+        if r.get("bm25_index_p50_ms") is not None:
+            rows.append(
+                (
+                    f"{int(n):,}: BM25 from the keyword index",
+                    f"p50 {r['bm25_index_p50_ms']:.1f} ms, p95 {r['bm25_index_p95_ms']:.1f} ms; "
+                    f"keeps {r['bm25_index_kept']:.0%} of exact BM25's top 5",
+                    f"FTS5 alone: p50 {r['bm25_fts5_p50_ms']:.1f} ms, p95 {r['bm25_fts5_p95_ms']:.1f} ms, keeps "
+                    f"{r['bm25_fts5_kept']:.0%}; hybrid with FTS5 alone p95 {r['hybrid_fts5_p95_ms']:.1f} ms; "
+                    f"index built in {r['keyword_build_s']:.1f} s, loaded by a new process in {r['keyword_load_s'] * 1000:.0f} ms",
+                )
+            )
         rows.append(
             (
                 f"{int(n):,}: top-5 embeddings only",

@@ -299,7 +299,7 @@ def adapter_work_survives_kills(home: Path, command: list[str], *, times: int, s
 
 def test_killed_training_keeps_the_active_adapter_and_the_next_run_finishes(trained_home, long_run):
     command = [MYNA, "train", "--epochs", "1", "--max-length", "32", "--batch-size", "8"]
-    adapter_work_survives_kills(trained_home, command, times=kills(long_run, 5), seed=4)
+    adapter_work_survives_kills(trained_home, command, times=kills(long_run, 3), seed=4)
 
 
 # What every merge-only run goes through, in order (merger/nightly/personalize.py).
@@ -324,7 +324,7 @@ def test_killed_personalization_keeps_the_active_adapter_and_the_next_run_finish
     command = [MYNA, "personalize", "--budget", "3", "--merge-only", "--adapters", "3", "--min-examples", "0"]
     before = active_adapter(home)
     db = open_database(home / "myna.db")
-    for _ in range(kills(long_run, 4)):
+    for _ in range(kills(long_run, 2)):
         target, extra = rng.randrange(len(PHASES)), rng.uniform(0, 1.5)
         proc = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -506,3 +506,90 @@ def test_find_keeps_what_matches_by_word_or_meaning(db, tmp_path):
         "I play the cello."
     ]
     assert [h.snippet.text for h in retrieval.find(db, "five", min_relevance=0.99)] == ["Say hello in five words."]
+
+
+# -- the keyword index of a large memory -----------------------------------------------------------
+
+
+def keyword_notes() -> list[str]:
+    topics = ["bread", "clocks", "sailing", "peanuts", "budget", "lighthouse", "violin", "garden"]
+    notes = [f"Note {i}: {topics[i % 8]} and {topics[(i * 3) % 8]} {'again ' * (i % 4)}on day {i}." for i in range(60)]
+    notes += ["The lighthouse keeper lives on a rocky island.", "My grandmother bakes bread on Sundays."]
+    return notes + ["Zanzibar spices arrived for the grandmother's bread."]
+
+
+def test_the_keyword_index_ranks_as_fts5_does(db, tmp_path, monkeypatch):
+    from assistant.memory import keywords
+    from assistant.store.words import terms_and_words
+
+    monkeypatch.setattr(keywords, "MIN_SNIPPETS", 10)
+    (tmp_path / "a.txt").write_text("\n\n".join(keyword_notes()))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    path = keywords.path_for(db)
+    assert path.is_file() and oct(path.stat().st_mode & 0o777) == "0o600"
+    keywords._cache.clear()  # as a new process: from the file
+    index = keywords.index_for(db)
+    assert len(index.ids) == store.count(db)
+    for query in ["grandmother bread", "lighthouse clocks violin", "sailing again", "zanzibar", "nothing matches xyz"]:
+        terms = terms_and_words(db, query)
+        ours, theirs = dict(index.top(list(terms), 100)), dict(retrieval._fts5(db, terms, 100))  # every match
+        assert ours.keys() == theirs.keys(), (query, set(ours) - set(theirs), set(theirs) - set(ours))
+        assert np.allclose([ours[i] for i in theirs], list(theirs.values()), rtol=1e-5), query
+        assert retrieval.bm25(db, query) == index.top(list(terms), retrieval.CANDIDATES)
+    assert retrieval.search(db, "zanzibar spices", k=1)[0].snippet.text.startswith("Zanzibar")
+
+
+def test_the_keyword_index_follows_new_edited_and_deleted_snippets(db, tmp_path, monkeypatch):
+    from assistant.memory import keywords
+    from assistant.store.conversations import add_message, create_conversation
+
+    monkeypatch.setattr(keywords, "MIN_SNIPPETS", 10)
+    (tmp_path / "a.txt").write_text("\n\n".join(keyword_notes()))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    covered = keywords.index_for(db).covered_through
+
+    def found(query):
+        return [store.get(db, i).text for i, _ in retrieval.bm25(db, query)]
+
+    def words_in_file():
+        keywords._cache.clear()
+        return set(keywords.load(db).terms)
+
+    # A chat message after the index was built is ranked by FTS5 beside it.
+    conversation = create_conversation(db)
+    message = add_message(db, conversation, "user", "I keep forgetting that the kayak is blue.")
+    store.remember_user_message(db, message, "I keep forgetting that the kayak is blue.")
+    assert found("kayak") == ["I keep forgetting that the kayak is blue."]
+    assert keywords.index_for(db).covered_through == covered
+
+    # An edited snippet loses its old words in the file at once; its new text is found.
+    zanzibar = next(s for s in snippets(db) if s.text.startswith("Zanzibar"))
+    store.edit(db, zanzibar.id, "Saffron arrived for the grandmother's cake.")
+    assert "zanzibar" not in words_in_file()
+    assert found("zanzibar") == [] and found("saffron") == ["Saffron arrived for the grandmother's cake."]
+    assert zanzibar.id in keywords.index_for(db).others
+
+    # A deleted one leaves no word behind, and is never returned.
+    keeper = next(s for s in snippets(db) if s.text.startswith("The lighthouse keeper"))
+    store.delete(db, [keeper.id])
+    assert "rocki" not in words_in_file() and "keeper" not in words_in_file()
+    assert keeper.id not in [i for i, _ in retrieval.bm25(db, "lighthouse keeper rocky")]
+
+    # Another database's file, or a damaged one, is never used: FTS5 answers alone.
+    from assistant.store.words import terms_and_words
+
+    expected = retrieval._fts5(db, terms_and_words(db, "grandmother bread"), retrieval.CANDIDATES)
+    kept = keywords.path_for(db).read_bytes()
+    keywords.path_for(db).write_bytes(kept[:200])
+    keywords._cache.clear()
+    assert keywords.index_for(db) is None and retrieval.bm25(db, "grandmother bread") == expected
+    db.execute("UPDATE memory_state SET value = value + 1 WHERE key = 'instance'")
+    keywords.path_for(db).write_bytes(kept)
+    keywords._cache.clear()
+    assert keywords.index_for(db) is None and not keywords.path_for(db).exists()
+
+    # Forgetting everything removes the file.
+    keywords.update(db)
+    assert keywords.path_for(db).exists()
+    store.forget_everything(db)
+    assert not keywords.path_for(db).exists()

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from assistant.errors import MynaError
 from assistant.hashing import text_hash
-from assistant.memory import chunking, readers
+from assistant.memory import chunking, keywords, readers
 from assistant.memory import index as vectors
 from assistant.memory.store import purge
 from assistant.store.conversations import now
@@ -82,6 +82,8 @@ def import_paths(
             if on_progress:
                 on_progress(done, total, job.document.path.name)
         _finish(db, job, report)
+    if total:
+        keywords.update(db)  # a large memory's BM25 index, rebuilt when much of it is new
     return report
 
 

@@ -16,9 +16,9 @@ import sqlite_utils
 
 from assistant import input_text
 from assistant.memory import index as vectors
-from assistant.memory import store
+from assistant.memory import keywords, store
 from assistant.memory.store import Snippet
-from assistant.store.words import stemmed_terms
+from assistant.store.words import terms_and_words
 
 MODES = ("hybrid", "bm25", "embeddings")
 RRF_K = 60
@@ -64,9 +64,16 @@ def document_frequencies(db: sqlite_utils.Database, terms: list[str]) -> dict[st
 
 
 def bm25(db: sqlite_utils.Database, query: str, n: int = CANDIDATES) -> list[tuple[int, float]]:
-    terms = stemmed_terms(db, query)
+    terms = terms_and_words(db, query)
     if not terms:
         return []
+    index = keywords.index_for(db)
+    if index is not None:  # a large memory: the precomputed index, and FTS5 for what it lacks
+        ranked = index.top(list(terms), n) + _fts5(db, terms, n, "rowid > ?", [index.covered_through])
+        if len(index.others):
+            marks = ",".join("?" * len(index.others))
+            ranked += _fts5(db, terms, n, f"rowid IN ({marks})", index.others.tolist())
+        return sorted(ranked, key=lambda item: -item[1])[:n]
     frequencies = document_frequencies(db, terms)
     chosen, postings = [], 0
     for term in sorted(terms, key=lambda t: frequencies[t]):
@@ -76,12 +83,21 @@ def bm25(db: sqlite_utils.Database, query: str, n: int = CANDIDATES) -> list[tup
             break
         chosen.append(term)
         postings += frequencies[term]
-    if not chosen:
+    return _fts5(db, {term: terms[term] for term in chosen}, n)
+
+
+def _fts5(
+    db: sqlite_utils.Database, terms: dict[str, str], n: int, where: str = "", params: list | None = None
+) -> list[tuple[int, float]]:
+    """FTS5's own BM25 ranking of the snippets holding any of `terms` (and matching `where`);
+    `terms` maps each stemmed term to what finds it in a MATCH (words.terms_and_words)."""
+    if not terms:
         return []
-    match = " OR ".join('"' + term.replace('"', '""') + '"' for term in chosen)
+    match = " OR ".join('"' + word.replace('"', '""') + '"' for word in terms.values())
     rows = db.execute(
-        "SELECT rowid, -bm25(snippets_fts) FROM snippets_fts WHERE snippets_fts MATCH ? ORDER BY bm25(snippets_fts) LIMIT ?",
-        (match, n),
+        f"""SELECT rowid, -bm25(snippets_fts) FROM snippets_fts WHERE snippets_fts MATCH ? {"AND " + where if where else ""}
+            ORDER BY bm25(snippets_fts) LIMIT ?""",
+        [match, *(params or []), n],
     )
     return [(row[0], row[1]) for row in rows]
 
@@ -102,8 +118,9 @@ def synced_index(db: sqlite_utils.Database) -> vectors.VectorIndex:
 
 
 def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
-    """Load the embedder in a second thread now, if memory holds anything: a cold `myna ask`
-    then pays for it while llama.cpp loads the model (both release the GIL), not after."""
+    """Load the embedder (and a large memory's keyword index) in a second thread now, if
+    memory holds anything: a cold `myna ask` then pays for them while llama.cpp loads the
+    model (both release the GIL), not after."""
     if store.count(db) == 0:
         return None
 
@@ -112,7 +129,8 @@ def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
 
         try:
             embedder()
-        except Exception:  # the search that needs it reports the failure itself
+            keywords.index_for(db)
+        except Exception:  # the search that needs them reports the failure itself
             pass
 
     thread = threading.Thread(target=load, name="myna-embedder", daemon=True)

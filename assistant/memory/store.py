@@ -221,12 +221,14 @@ def forget_everything(db: sqlite_utils.Database) -> int:
 def purge(db: sqlite_utils.Database) -> None:
     """Make deletions final: merge the full-text index (dropping deleted entries) and empty
     the write-ahead log, which may still hold old copies of changed pages, and drop the
-    vector snapshot, which may hold the deleted snippets' vectors."""
-    from assistant.memory import index
+    vector snapshot, which may hold the deleted snippets' vectors; the keyword index loses
+    the deleted and edited snippets' words."""
+    from assistant.memory import index, keywords
 
     index.drop_snapshot(db)
     with transaction(db):
         db.execute("INSERT INTO snippets_fts (snippets_fts) VALUES ('optimize')")
+    keywords.prune(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 

@@ -30,14 +30,27 @@ def keywords(query: str) -> list[str]:
 
 def stemmed_terms(db: sqlite_utils.Database, query: str) -> list[str]:
     """The query's terms as the full-text index stores them (stemmed), stopwords dropped."""
+    return list(terms_and_words(db, query))
+
+
+def terms_and_words(db: sqlite_utils.Database, query: str) -> dict[str, str]:
+    """Each of the query's stemmed terms, and what to put in a MATCH to find it. A MATCH is
+    stemmed again, and Porter's stemmer does not always give a stem back unchanged
+    ("lighthouse" -> "lighthous" -> "lighthou"), so that is the word the term came from."""
     words = keywords(query)
     if not words:
-        return []
-    # FTS5's own tokenizer, run on a one-row table in this connection's private temp schema.
+        return {}
+    # FTS5's own tokenizer, run on a temp table (one row a word) in this connection's private schema.
     db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_text USING fts5(text, tokenize='{TOKENIZER}')")
     db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_text, 'instance')")
     db.execute("DELETE FROM temp.query_text")
-    db.execute("INSERT INTO temp.query_text (rowid, text) VALUES (1, ?)", (" ".join(words),))
-    terms = [row[0] for row in db.execute("SELECT DISTINCT term FROM temp.query_terms")]
+    db.conn.executemany("INSERT INTO temp.query_text (rowid, text) VALUES (?, ?)", list(enumerate(words, start=1)))
+    tokens: dict[int, list[str]] = {}
+    for term, doc in db.execute("SELECT term, doc FROM temp.query_terms ORDER BY doc, offset"):
+        tokens.setdefault(doc, []).append(term)
     db.execute("DELETE FROM temp.query_text")
-    return terms
+    found: dict[str, str] = {}
+    for doc, terms in sorted(tokens.items()):
+        for term in terms:  # a word of one token is matched as typed; the parts of "foo_bar" as stems
+            found.setdefault(term, words[doc - 1] if len(terms) == 1 else term)
+    return found
