@@ -118,9 +118,10 @@ def synced_index(db: sqlite_utils.Database) -> vectors.VectorIndex:
 
 
 def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
-    """Load the embedder (and a large memory's keyword index) in a second thread now, if
-    memory holds anything: a cold `myna ask` then pays for them while llama.cpp loads the
-    model (both release the GIL), not after."""
+    """Load the embedder in a second thread now, if memory holds anything: a cold `myna ask`
+    then pays for it while llama.cpp loads the model (both release the GIL), not after.
+    The thread never touches `db`: the caller may close it while the thread still runs (a
+    closed app's connection used from this thread crashed the process in the app's tests)."""
     if store.count(db) == 0:
         return None
 
@@ -129,8 +130,7 @@ def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
 
         try:
             embedder()
-            keywords.index_for(db)
-        except Exception:  # the search that needs them reports the failure itself
+        except Exception:  # the search that needs it reports the failure itself
             pass
 
     thread = threading.Thread(target=load, name="myna-embedder", daemon=True)
