@@ -11,7 +11,7 @@ are the tokenizer's, stemmed alike) with FTS5's formula (k1 1.2, b 0.75, idf flo
 1e-6), and a test holds its scores to FTS5's. It covers the snippets up to the id it was built
 at; newer ones (a chat's messages) are ranked by FTS5 on their own, which is fast for a few.
 Snippets edited or deleted since are taken out of the file at once (store.purge calls
-`reconcile`), so their words do not outlive them there; an edited one is ranked by FTS5 too.
+`prune`), so their words do not outlive them there; an edited one is ranked by FTS5 too.
 
 Packaged BM25 libraries were measured for this: bm25s builds the same kind of index, but
 importing it takes about 0.5 s (it loads scipy.sparse), which a cold `myna ask` would pay.
