@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -86,13 +87,37 @@ def torch_base(real_engine):
     return torch_model.load(real_engine.spec)
 
 
-def share_torch_cache(session_home: Path, home: Path) -> None:
-    """Let a subprocess with its own MYNA_HOME reuse the session's converted base model."""
-    (home / "cache").mkdir(parents=True, exist_ok=True)
+def share_torch_cache(session_home: Path, home: Path, copy: bool = False) -> None:
+    """Let a run with its own MYNA_HOME reuse the session's converted base model (converting
+    it costs about a minute; the session's first load, the torch_base fixture, tests that) and
+    its reading of the model file's header (seconds: architecture-*.json, file-hashes.json).
+    `copy` leaves real files (hard links where it can) in a home that outlives the session."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as Myna makes its data folder
+    (home / "cache").mkdir(mode=0o700, exist_ok=True)
+    for found in (session_home / "cache").glob("*.json"):
+        if not (home / "cache" / found.name).exists():
+            shutil.copy2(found, home / "cache" / found.name)
     for folder in (session_home / "cache").glob("torch-base-*"):
         target = home / "cache" / folder.name
-        if not target.exists():
+        if target.exists():
+            continue
+        if copy:
+            shutil.copytree(folder, target, copy_function=link_or_copy)
+        else:
             target.symlink_to(folder)
+
+
+def link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
+@pytest.fixture
+def shared_base(session_home, myna_home, torch_base) -> None:
+    """This test's data folder starts with the session's converted base model."""
+    share_torch_cache(session_home, myna_home)
 
 
 @pytest.fixture

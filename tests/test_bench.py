@@ -8,7 +8,7 @@ import pytest
 
 from bench import datasets
 from bench.lamp.scores import auroc, chance_spread, rank_correlation
-from tests.conftest import run_watched
+from tests.conftest import run_watched, share_torch_cache
 
 pytestmark = pytest.mark.real
 
@@ -42,6 +42,15 @@ def corpus_cache(tmp_path_factory):
     from bench.common import RESULTS
 
     os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
+
+
+@pytest.fixture
+def bench_home(session_home, torch_base):
+    """The benchmark's own data folder (bench/lamp/run.py), given the session's converted base
+    model: the first run in a clean clone would otherwise convert it again."""
+    from bench.common import RESULTS
+
+    share_torch_cache(session_home, RESULTS / "cache" / "home", copy=True)
 
 
 def test_lamp4_builder(tmp_path, corpus_cache):
@@ -203,7 +212,7 @@ def test_the_attack_finds_obvious_membership(torch_base, tmp_path):
     assert membership(bench, silent, members, others) == 0.5
 
 
-def test_quick_benchmark_runs_every_method_end_to_end():
+def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
     """`python -m bench lamp --quick` on LaMP_7: every method, metrics, privacy, plots. LaMP_4
     runs end to end in the six-item pair's test below (the two tasks share every stage; running
     both here was half of this test's ten minutes)."""
@@ -275,7 +284,7 @@ def test_quick_benchmark_runs_every_method_end_to_end():
     assert all(row["answers"] == whole[method]["answers"] for method, row in some["methods"].items())
 
 
-def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path):
+def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path, bench_home):
     """Held-out LaMP data: one user per question, histories from 6 items up. Users too small
     to train an adapter are answered with memory alone, and the report says so. The pair is
     LaMP_4's (articles and their headlines), so that task's data, metric and report run too."""

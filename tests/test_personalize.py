@@ -238,7 +238,9 @@ QUICK = PersonalizeConfig(
 USER = Settings(system_prompt="", context_size=2048, threads=2)  # the default model, as the real engine
 
 
-def test_personalize_publishes_a_better_adapter_and_records_the_run(db, clean_engine, base_arch, community):
+def test_personalize_publishes_a_better_adapter_and_records_the_run(
+    db, shared_base, clean_engine, base_arch, community
+):
     """The shipped run, OPPU on top of PriME: the best merge is the starting point, the user's
     own history trains it further, and that personal adapter is checked and published."""
     assert PersonalizeConfig().train_own, "this test runs what ships"
@@ -268,7 +270,7 @@ def test_personalize_publishes_a_better_adapter_and_records_the_run(db, clean_en
     } <= set(seen)
 
 
-def test_one_weight_per_adapter_and_layer(db, clean_engine, base_arch, community):
+def test_one_weight_per_adapter_and_layer(db, shared_base, clean_engine, base_arch, community):
     """PriME's per-layer option: the search runs over adapters x layers, the uniform average
     (what the history was written by here) is among its points, and the card keeps the matrix
     the published adapter was merged with."""
@@ -288,7 +290,7 @@ def test_one_weight_per_adapter_and_layer(db, clean_engine, base_arch, community
         personalize(db, USER, replace(QUICK, per_layer=True, backend="scales", merge="updates"))
 
 
-def test_nothing_better_keeps_the_current_adapter(db, clean_engine, base_arch, community):
+def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine, base_arch, community):
     writer = random_lora(base_arch, rank=4, seed=99, std=1.0, modules=("attn_q", "attn_v"))
     plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
     publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
@@ -327,7 +329,7 @@ CATS = "A cat sleeps in the sun by the window and purrs softly when someone stro
 TRAINS = "The night train leaves the station at ten, rolls past sleeping towns and reaches the coast by dawn."
 
 
-def test_a_task_adapted_hub_from_build_to_llama_cpp(db, torch_base, clean_engine, base_arch, tmp_path):
+def test_a_task_adapted_hub_from_build_to_llama_cpp(db, shared_base, torch_base, clean_engine, base_arch, tmp_path):
     """PriME's task-adapted base, end to end: `hub build` trains a task adapter on every
     author's texts and each author's adapter on top of it (leaving the caller's base model as
     it was); pulling an author over HTTP brings the task adapter along, verified the same way;
@@ -407,7 +409,7 @@ def test_a_task_adapted_hub_from_build_to_llama_cpp(db, torch_base, clean_engine
 
 @pytest.mark.parametrize("how", ["an error", "Ctrl-C"])
 def test_a_run_stopped_mid_way_leaves_no_temporary_files(
-    db, clean_engine, base_arch, community, tmp_path, monkeypatch, how
+    db, shared_base, clean_engine, base_arch, community, tmp_path, monkeypatch, how
 ):
     """The search's candidate files and checkpoints live in a temporary folder that goes
     away on every path out of a run, and the run is recorded as it ended."""
