@@ -225,3 +225,20 @@ def test_the_data_folder_in_a_file_is_one_sentence(tmp_path):
         [MYNA, "config", "path"], env=run_env(blocker / "home"), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1 and "Cannot create Myna's data folder" in done.stderr
+
+
+def test_a_short_write_from_numpy_is_the_disk_full_message(runner, db, monkeypatch):
+    """NumPy's tofile (the gguf writer's) reports a full disk with no errno; /dev/full makes
+    it do so for real."""
+    import numpy as np
+
+    from assistant import replies
+
+    def full(*args, **kwargs):
+        with open("/dev/full", "wb") as out:
+            np.zeros(4096, dtype=np.float32).tofile(out)
+
+    monkeypatch.setattr(replies.convs, "add_message", full)
+    result = runner.invoke(cli, ["ask", "hello"])
+    assert result.exit_code == 1 and "The disk is full" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import sqlite3
 import sys
 from functools import cached_property
@@ -11,13 +12,19 @@ import click
 
 from assistant.errors import MynaError
 
+# NumPy's tofile (which the gguf package writes tensors with) reports a short write with
+# no errno: "4608 requested and 2024 written". A regular file only takes fewer bytes than
+# it was given when the disk or the user's quota is full.
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
 
 def _no_room(exc: BaseException) -> bool:
     """A full disk, however the library that hit it reports it (safetensors and torch wrap
-    the operating system's error in their own)."""
-    if isinstance(exc, OSError):
+    the operating system's error in their own, NumPy drops the errno)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return "No space left on device" in str(exc) or "os error 28" in str(exc)
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text or bool(_SHORT_WRITE.fullmatch(text))
 
 
 class MynaGroup(click.Group):
