@@ -42,6 +42,10 @@ def main() -> None:
         help="only the methods whose name matches (with non-personalized), e.g. 'RAG|^OPPU'; "
         "no privacy or data-amount stages; results go to a folder of their own",
     )
+    lamp.add_argument(
+        "--users", type=int, metavar="N", help="a reproducible sample of N users (of a large LaMP split, say)"
+    )
+    lamp.add_argument("--seed", type=int, default=0, help="which sample --users draws (default 0)")
     recall = sub.add_parser("recall", help="fact recall: planted notes among real text, asked through myna ask")
     recall.add_argument("--quick", action="store_true", help="16 facts, 3 layouts, no adapter (for CI)")
     recall.add_argument("--variants", help="comma-separated prompt variants (see bench/recall.py)")
@@ -77,6 +81,7 @@ def main() -> None:
             args.tasks.split(",") if args.tasks else None,
             tuple(Path(p) for p in args.lamp) if args.lamp else None,
             args.methods,
+            (args.users, args.seed) if args.users is not None else None,
         )
 
 

@@ -49,6 +49,17 @@ class Dataset:
     def of(self, user: str) -> list[Question]:
         return [q for q in self.questions if q.user == user]
 
+    def sample(self, users: int, seed: int) -> Dataset:
+        """`users` of its users, drawn with `seed` (the same draw every time), with all their
+        questions; the whole dataset when it has no more users than that."""
+        everyone = self.users()
+        if users >= len(everyone):
+            return self
+        kept = set(random.Random(seed).sample(everyone, users))
+        questions = [q for q in self.questions if q.user in kept]
+        sampled = {"users": users, "of_users": len(everyone), "of_questions": len(self.questions), "seed": seed}
+        return Dataset(self.task, questions, {**self.manifest, "questions": len(questions), "sample": sampled})
+
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         questions = folder / f"{self.task}_questions.json"

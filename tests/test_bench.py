@@ -98,6 +98,54 @@ def test_a_real_lamp_pair_loads_by_path(tmp_path):
     assert [q.output for q in loaded.questions] == ["4", "2"]
 
 
+def lamp3_pair(folder, users: int) -> tuple:
+    questions = [
+        {
+            "id": str(310 + i),
+            "input": f"What is the score of review {i}: fine",
+            "profile": [{"text": "ok", "score": "3"}],
+        }
+        for i in range(users)
+    ]
+    golds = [{"id": str(310 + i), "output": str(1 + i % 5)} for i in range(users)]
+    (folder / "q.json").write_text(json.dumps(questions))
+    (folder / "o.json").write_text(json.dumps({"task": "LaMP_3", "golds": golds}))
+    return folder / "q.json", folder / "o.json"
+
+
+def test_a_sample_of_users_is_the_same_every_time_and_says_what_it_covers(tmp_path):
+    from bench.lamp import report
+
+    whole = datasets.load(*lamp3_pair(tmp_path, 40))
+    one, again, other = whole.sample(5, 1), whole.sample(5, 1), whole.sample(5, 2)
+    assert one.users() == again.users() and one.users() != other.users() and len(one.users()) == 5
+    assert set(one.users()) < set(whole.users()) and all(q.user in one.users() for q in one.questions)
+    assert one.manifest["sample"] == {"users": 5, "of_users": 40, "of_questions": 40, "seed": 1}
+    assert whole.sample(40, 1) is whole and whole.sample(99, 1) is whole
+    names = report._names(whole.users())
+    assert names.endswith("and 28 more") and names.count(",") == 11
+
+
+@pytest.mark.real
+def test_a_sampled_lamp_run_answers_only_its_users(tmp_path, bench_home):
+    from bench.common import RESULTS
+    from bench.lamp.cache import run_name
+    from bench.lamp.plan import QUICK
+
+    pair = lamp3_pair(tmp_path, 6)
+    command = [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair)]
+    done = run_watched([*command, "--users", "2", "--seed", "4", "--methods", "^RAG bm25 k=1$"], text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = RESULTS / (run_name(QUICK.quick, pair) + "-users2-seed4") / "some-methods" / "LaMP_3"
+    summary = json.loads((folder / "results.json").read_text())["tasks"]["LaMP_3"]
+    expected = datasets.load(*pair).sample(2, 4).users()
+    assert summary["users"] == expected and summary["questions"] == 2
+    assert all(len(row["answers"]) == 2 for row in summary["methods"].values())
+    assert "A sample (seed 4) of 2 users of 6, with their 2 of the 6 questions." in (folder / "results.md").read_text()
+    refused = run_watched([*command, "--users", "0"], text=True)
+    assert refused.returncode != 0 and "at least one user" in refused.stderr
+
+
 def test_auroc_by_hand():
     assert auroc([3, 4, 5], [0, 1, 2]) == 1.0
     assert auroc([0, 1], [2, 3]) == 0.0

@@ -21,11 +21,18 @@ def markdown(results: dict) -> str:
     for task, summary in results["tasks"].items():
         name = summary["primary_metric"]
         others = [m for m in next(iter(summary["methods"].values()))["overall"] if m != name]
+        sampled = summary.get("manifest", {}).get("sample")
         lines += [
             f"### {task}: {summary['questions']} questions of {len(summary['users'])} users "
-            f"({', '.join(summary['users'])})",
+            f"({_names(summary['users'])})",
             "",
         ]
+        if sampled:
+            lines += [
+                f"A sample (seed {sampled['seed']}) of {sampled['users']} users of {sampled['of_users']}, "
+                f"with their {summary['questions']} of the {sampled['of_questions']} questions.",
+                "",
+            ]
         header = (
             f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized (95% CI, paired) "
             "| model time / user | adapter / user |"
@@ -244,3 +251,8 @@ def write(results: dict, folder: Path) -> None:
     atomic_write_text(folder / "results.json", json.dumps(results, indent=1, default=float) + "\n")
     atomic_write_text(folder / "results.md", markdown(results) + "\n")
     plots(results, folder / "plots")
+
+
+def _names(users: list[str], shown: int = 12) -> str:
+    """The users' names, the first dozen of a long list (a real split has thousands)."""
+    return ", ".join(users) if len(users) <= shown else f"{', '.join(users[:shown])} and {len(users) - shown} more"

@@ -36,7 +36,16 @@ from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
 
-def dataset_for(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None) -> Dataset:
+def dataset_for(
+    task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None, sample: tuple[int, int] | None = None
+) -> Dataset:
+    """The task's questions: the LaMP pair given, or the plan's own; with `sample` (users,
+    seed), a reproducible subset of their users."""
+    dataset = _whole_dataset(task, plan, work, lamp)
+    return dataset.sample(*sample) if sample else dataset
+
+
+def _whole_dataset(task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None) -> Dataset:
     folder = work / "datasets"
     questions, outputs = folder / f"{task}_questions.json", folder / f"{task}_outputs.json"
     if lamp:
@@ -72,11 +81,19 @@ def chosen(table: dict[str, Method], methods: str | None) -> dict[str, Method]:
     return kept
 
 
-def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, methods: str | None = None) -> dict:
+def run(
+    plan: Plan,
+    lamp: tuple[Path, Path] | None = None,
+    on_stage=print,
+    methods: str | None = None,
+    sample: tuple[int, int] | None = None,
+) -> dict:
     """Every stage of the plan; with `methods`, only the rows that match and the models they
-    need (no privacy or amount-of-data stages, whose figures are about the whole table)."""
+    need (no privacy or amount-of-data stages, whose figures are about the whole table); with
+    `sample` (users, seed), on that many of the users, drawn reproducibly."""
     wanted = chosen(methods_for(plan, True), methods)  # a bad pattern stops before any work
-    work = RESULTS / "cache" / f"{run_name(plan.quick, lamp)}-{plan.key()}"
+    # A sample has a cache of its own: a user's merges pool the other users' adapters.
+    work = RESULTS / "cache" / (f"{run_name(plan.quick, lamp)}-{plan.key()}" + sample_name(sample))
     work.mkdir(parents=True, exist_ok=True)
     # Caches of the converted base model, shared by every run; never the user's own data folder.
     os.environ["MYNA_HOME"] = str(RESULTS / "cache" / "home")
@@ -89,7 +106,7 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
     need_merges = bool(needs - {"oppu", "oppu-memory"})
     for task in tasks:
         on_stage(f"{task}: dataset")
-        dataset = dataset_for(task, plan, work, lamp)
+        dataset = dataset_for(task, plan, work, lamp, sample)
         users = dataset.users()
         stores = {u: space.store(task, u, dataset.of(u)) for u in users}
         models = {u: UserModels() for u in users}
@@ -182,7 +199,19 @@ def run(plan: Plan, lamp: tuple[Path, Path] | None = None, on_stage=print, metho
     return results
 
 
-def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None, methods: str | None = None) -> None:
+def sample_name(sample: tuple[int, int] | None) -> str:
+    return f"-users{sample[0]}-seed{sample[1]}" if sample else ""
+
+
+def main(
+    quick: bool,
+    tasks: list[str] | None,
+    lamp: tuple[Path, Path] | None,
+    methods: str | None = None,
+    sample: tuple[int, int] | None = None,
+) -> None:
+    if sample and sample[0] < 1:
+        raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
     plan = QUICK if quick else Plan()
     if tasks:
         plan = replace(plan, tasks=tuple(tasks))
@@ -191,8 +220,10 @@ def main(quick: bool, tasks: list[str] | None, lamp: tuple[Path, Path] | None, m
         lamp,
         on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
         methods=methods,
+        sample=sample,
     )
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
+    out = out.with_name(out.name + sample_name(sample))
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join(results["tasks"])
     report.write(results, out)
