@@ -31,7 +31,9 @@ def main() -> None:
     personalize.add_argument("--budget", type=int, default=40)
     personalize.add_argument("--adapters", type=int, default=8)
     personalize.add_argument("--held-out", type=int, default=50)
-    personalize.add_argument("--objectives", help="comma-separated, of shipped, published, excess, published per layer")
+    personalize.add_argument(
+        "--objectives", help="comma-separated, of shipped, published, excess, likelihood, published per layer"
+    )
     lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")

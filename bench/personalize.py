@@ -128,12 +128,14 @@ def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
 
 
 # The objectives compared, as `myna personalize` options: what ships, PriME's published code,
-# its fitness with the excess privacy term, and its one weight per adapter and layer.
+# its fitness with the excess or the likelihood privacy term, and its one weight per adapter and
+# layer.
 PUBLISHED = ["--metric", "task", "--privacy", "mean"]
 OBJECTIVES = {
     "shipped": [],
     "published": PUBLISHED,
     "excess": ["--metric", "task", "--privacy", "excess"],
+    "likelihood": ["--metric", "task", "--privacy", "likelihood"],
     "published per layer": [*PUBLISHED, "--per-layer"],
 }
 

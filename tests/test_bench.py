@@ -199,13 +199,8 @@ def test_each_merge_label_is_found_in_its_family():
     from bench.lamp.plan import family_of
     from bench.lamp.records import Merge, Merges
 
-    assert [family_of(x) for x in ("prime-a0.5", "published-a0", "excess-a1", "uniform", "lorahub")] == [
-        "merged",
-        "published",
-        "excess",
-        None,
-        None,
-    ]
+    labels = ("prime-a0.5", "published-a0", "excess-a1", "likely-a0.5", "uniform", "lorahub")
+    assert [family_of(x) for x in labels] == ["merged", "published", "excess", "likelihood", None, None]
 
     def merges(*labels):
         return Merges(

@@ -1,7 +1,8 @@
 """The merge search's objective on hand-computed cases: the task metric of generated answers
 (PriME's fitness), and the privacy terms (the closest sharer on probes, PriME's mean over
-sharers on the user's own inputs, and that mean beyond the model without sharers). A scripted backend stands in for the model here; the real
-backends are in test_personalize.py."""
+sharers on the user's own inputs, that mean beyond the model without sharers, and how much
+likelier a candidate finds the sharers' own answers). A scripted backend stands in for the
+model here; the real backends are in test_personalize.py."""
 
 import numpy as np
 import pytest
@@ -100,6 +101,57 @@ def test_the_excess_term_counts_only_what_the_model_without_sharers_did_not_shar
     assert scoring.excess_similarity(["", ""], sharers.answers, sharers.reference) == 0.0
     made.apply(np.zeros(2))
     assert scoring.judge(made, scoring_set, sharers, excess)[1] == 0.0
+
+
+class Letters:
+    """An encoder whose token ids are a text's characters; 0 ends a turn."""
+
+    end_of_turn = 0
+
+    def text_ids(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+
+class Likely(Scripted):
+    """A scripted backend whose log-probability of a set of examples depends on the weights it
+    holds and on the answer the first example ends with."""
+
+    def __init__(self, answers, logprobs: dict[tuple, float]) -> None:
+        super().__init__(answers)
+        self.logprobs, self.encoder = logprobs, Letters()
+        self.scored: list[str] = []
+
+    def mean_logprob(self, scoring_set) -> float:
+        said = "".join(chr(i) for i in scoring_set.encoded[0].output if i)
+        self.scored.append(said)
+        return self.logprobs[(self.weights, said)]
+
+
+def test_the_likelihood_term_counts_how_much_likelier_the_sharers_answers_became(scoring_set):
+    made = Likely(
+        {(1.0, 0.0): ["green tea", "x"], (0.0, 1.0): ["blue sky", "y"], (0.5, 0.5): CANDIDATE},
+        {
+            # Without any community adapter: A's answer (cut to the probe's 4 tokens) -3, B's -2.
+            ((0.0, 0.0), "gree"): -3.0,
+            ((0.0, 0.0), "blue"): -2.0,
+            # The candidate finds A's answer 1 nat per token likelier, B's 0.5 less likely.
+            ((0.5, 0.5), "gree"): -2.0,
+            ((0.5, 0.5), "blue"): -2.5,
+        },
+    )
+    sharers = scoring.sharer_outputs(made, scoring_set, 2, "likelihood")
+    assert sharers.answers == [["green tea"], ["blue sky"]] and made.generated == [(1, 4), (1, 4)], "the probes only"
+    assert sharers.before == [-3.0, -2.0]
+    assert sharers.own[0].encoded[0].ids == [1, 2, *map(ord, "gree"), 0]  # the probe's prompt, then the answer
+    assert sharers.own[0].encoded[0].labels == [-100, -100, *map(ord, "gree"), 0]
+    made.apply(np.array([0.5, 0.5]))
+    made.generated.clear()
+    value, term = scoring.judge(made, scoring_set, sharers, scoring.Objective(metric="task", privacy="likelihood"))
+    # A: lift 1.0, 1 - exp(-1) = 0.632; B: lift -0.5, floored at 0. Mean 0.316.
+    assert term == pytest.approx((1 - np.exp(-1.0)) / 2) and value == pytest.approx(1.8)
+    assert made.generated == [(2, ANSWER_TOKENS)], "the term generates nothing"
+    made.apply(np.zeros(2))
+    assert scoring.likelihood_lift(made, sharers) == 0.0  # the model without sharers leaks nothing
 
 
 def test_likelihood_fitness_with_the_mean_term(scoring_set):

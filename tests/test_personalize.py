@@ -181,6 +181,27 @@ def test_the_published_objective_on_the_real_model(torch_base, community):
     assert similarity == pytest.approx(scoring.mean_similarity(own, sharers.answers))
 
 
+def test_the_likelihood_term_on_the_real_model(torch_base, community):
+    """Sharer 0's adapter finds its own answers far likelier than the base model does, so its
+    likelihood term is well above zero; half of it (a quarter of its update) less so; the base
+    model's is zero."""
+    questions = [Example(q, "", "chat") for q in QUESTIONS[:3]]
+    backend = scoring.TorchBackend(torch_base, community[:2], merge="elementwise")
+    try:
+        asked = scoring.prepare(torch_base, questions, "", probes=3, probe_tokens=12)
+        sharers = scoring.sharer_outputs(backend, asked, 2, "likelihood")
+        terms = {}
+        for weights in [(1.0, 0.0), (0.5, 0.0), (0.0, 0.0)]:
+            backend.apply(np.array(weights))
+            terms[weights] = scoring.likelihood_lift(backend, sharers)
+    finally:
+        backend.close()
+    assert len(sharers.own) == 2 and all(len(s.encoded) == 3 for s in sharers.own)
+    assert terms[(0.0, 0.0)] < 0.01, terms
+    # Measured here: 0.73, 0.25 and 0.
+    assert terms[(1.0, 0.0)] > terms[(0.5, 0.0)] + 0.2 and terms[(1.0, 0.0)] > 0.4, terms
+
+
 def test_racing_on_the_real_model(torch_base, community):
     """Task-metric fitness raced on the real model: on a history sharer 0 wrote, sharer 0 is
     judged on all 20 examples, and the base model, behind it on the first 16, stops there."""

@@ -32,6 +32,12 @@ FAMILIES = {
     "excess": Family(
         "excess", "excess", "mean similarity to the sharers beyond the base", "held-out task metric of answers"
     ),
+    "likelihood": Family(
+        "likely",
+        "likelihood",
+        "how much likelier the sharers' own answers became",
+        "held-out task metric of answers",
+    ),
 }
 TERM_FAMILY = {family.privacy: name for name, family in FAMILIES.items() if family.privacy}
 
@@ -76,10 +82,11 @@ class Plan:
     pool: int = 8  # community adapters merged for a user at most: the most similar authors
     # PriME as its authors' code runs it, beside Myna's search: the task metric of generated
     # answers as fitness, the mean over sharers as privacy term, the n_sim most similar sharers;
-    # and the same with the "excess" term (alpha 0 is the same search as the published one's).
+    # and the same with the "excess" and "likelihood" terms (alpha 0 is the same search as the
+    # published one's).
     published: bool = True
     published_pool: int = 3
-    published_terms: tuple[str, ...] = ("mean", "excess")
+    published_terms: tuple[str, ...] = ("mean", "excess", "likelihood")
     lorahub_l1: float = 0.05
     mia_examples: int = 16
     canaries: int = 4
@@ -168,10 +175,11 @@ def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
         if plan.published and "mean" in plan.published_terms:
             table[f"PriME published objective (alpha {plan.alpha:g})"] = Method(f"published-a{plan.alpha:g}", None)
             table["PriME published objective (no privacy penalty)"] = Method("published-a0", None)
-        if plan.published and "excess" in plan.published_terms:
-            table[f"PriME published fitness, excess privacy term (alpha {plan.alpha:g})"] = Method(
-                f"excess-a{plan.alpha:g}", None
-            )
+        for term in ("excess", "likelihood"):
+            if plan.published and term in plan.published_terms:
+                table[f"PriME published fitness, {term} privacy term (alpha {plan.alpha:g})"] = Method(
+                    f"{FAMILIES[term].prefix}-a{plan.alpha:g}", None
+                )
         if plan.oppu_variants:
             table[f"OPPU on top of PriME (alpha {plan.alpha:g})"] = Method("prime-oppu", None)
             table[f"OPPU on top of PriME (alpha {plan.alpha:g}) + RAG {rag[0]} k={rag[1]}"] = Method("prime-oppu", rag)

@@ -140,9 +140,9 @@ class Workspace:
         """PriME at each alpha, and (unless `baselines` is False) the uniform, best-single and
         LoraHub baselines, from the adapters in `pool` (the other users'), scored on this
         user's held-out examples. With a `privacy` term: by the fitness of PriME's published
-        code (the task metric of generated answers, minus alpha times that answer-based term:
-        "mean", as published, or "excess"), labelled by its family (plan.FAMILIES:
-        "published-a{alpha}", "excess-a{alpha}"), without baselines."""
+        code (the task metric of generated answers, minus alpha times that privacy term:
+        "mean", as published, "excess" or "likelihood"), labelled by its family (plan.FAMILIES:
+        "published-a{alpha}", "excess-a{alpha}", "likely-a{alpha}"), without baselines."""
         from merger.formats import gguf_lora
         from merger.search import evolution as search
         from merger.search import scoring

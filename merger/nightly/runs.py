@@ -48,10 +48,15 @@ class Run:
         if self.fitness_before is not None and self.fitness_after is not None:
             parts.append(f"fitness {self.fitness_before:.3f} → {self.fitness_after:.3f}")
         if self.similarity_before is not None and self.similarity_after is not None:
-            term = {"closest": "the closest sharer", "excess": "the sharers beyond the base"}.get(
-                self.config.get("privacy", "closest"), "the sharers"
-            )
-            parts.append(f"similarity to {term} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
+            privacy = self.config.get("privacy", "closest")
+            if privacy == "likelihood":
+                label = "likelier sharers' answers"
+            else:
+                term = {"closest": "the closest sharer", "excess": "the sharers beyond the base"}.get(
+                    privacy, "the sharers"
+                )
+                label = f"similarity to {term}"
+            parts.append(f"{label} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
         return ", ".join(parts)
 
 

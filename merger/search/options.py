@@ -12,4 +12,9 @@ ANSWER_TOKENS = 32  # tokens generated per held-out example when a merge is scor
 # without any community adapter already shares with it (floored at zero). Without the floor
 # and the reference, a search at alpha >= 1 wins the mean term by breaking the model (weights
 # summing to ~3.5: answers that match nobody, LaMP_7, 30 November).
-PRIVACY_TERMS = ("closest", "mean", "excess")
+# "likelihood" is not about answers' words: it is how much more likely the candidate finds
+# each sharer adapter's own answers (to the probes) than the model without any community
+# adapter does, which is what a loss-based membership-inference attack looks at, computed
+# from the sharers' adapters alone.
+PRIVACY_TERMS = ("closest", "mean", "excess", "likelihood")
+ANSWER_TERMS = ("mean", "excess")  # the terms that compare answers to every held-out input

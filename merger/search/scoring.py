@@ -17,8 +17,10 @@ Utility is the held-out log-likelihood, or (PriME's published fitness) the task'
 generated answers. Privacy similarity is how closely a candidate's outputs match the sharer
 adapters' own: ROUGE-L on a few probe prompts for the closest sharer, or (as published) the
 task's metrics on all held-out inputs, averaged over the sharers, or that average counting
-only what exceeds the model without any community adapter ("excess"). A merge should not let
-any one person's adapter speak through it.
+only what exceeds the model without any community adapter ("excess"); or, in likelihood rather
+than words, how much more likely the candidate finds each sharer's own answers than the model
+without any community adapter does ("likelihood"). A merge should not let any one person's
+adapter speak through it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from merger.formats.base_model import HF_NAMES, Architecture
 from merger.formats.lora import Lora
 from merger.search.evolution import Trial, best_of
 from merger.search.merge import merge_elementwise, merge_updates, on_top_of
-from merger.search.options import ANSWER_TOKENS, MERGES, PRIVACY_TERMS, PROBE_TOKENS
+from merger.search.options import ANSWER_TERMS, ANSWER_TOKENS, MERGES, PRIVACY_TERMS, PROBE_TOKENS
 
 
 @dataclass
@@ -98,6 +100,7 @@ def candidate(loras: list[Lora], weights, merge: str, rank: int | None, task: Lo
 class LlamaBackend:
     def __init__(self, engine) -> None:
         self.engine = engine
+        self.encoder = engine  # what tokenizes answers into examples (encoding.Encoder)
 
     def mean_logprob(self, scoring: ScoringSet) -> float:
         total, count = 0.0, 0
@@ -192,6 +195,7 @@ class TorchBackend:
         from merger.training.train import bf16_native
 
         self.base, self.loras, self.merge, self.rank, self.batch_size = base, loras, merge, rank, batch_size
+        self.encoder = base
         self.task = task
         self.modules = sorted({m for lora in [*loras, *([task] if task else [])] for m in lora.modules()})
         self.width = merged_rank(loras, merge, rank, task)
@@ -297,18 +301,38 @@ def task_score(predictions: list[str], scoring: ScoringSet, task: str | None = N
 
 @dataclass(frozen=True)
 class Sharers:
-    """What each sharer's adapter alone answers (to the probes for the "closest" term, to the
-    held-out inputs otherwise) and, for the "excess" term, what the model without any
-    community adapter (the base, or the task adapter alone) answers to the same inputs."""
+    """What each sharer's adapter alone answers (to the probes for the "closest" and
+    "likelihood" terms, to the held-out inputs otherwise) and, for the "excess" term, what the
+    model without any community adapter (the base, or the task adapter alone) answers to the
+    same inputs; for "likelihood", each sharer's answers as examples (`own`) and the mean
+    log-probability per token that model gives them (`before`)."""
 
     answers: list[list[str]]
     reference: list[str] | None = None
+    own: list[ScoringSet] | None = None
+    before: list[float] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.answers)
 
-    def __len__(self) -> int:
-        return len(self.answers)
+
+def answered(encoder, prompts: list[list[int]], said: list[str], tokens: int) -> list[Encoded]:
+    """Each prompt with an answer as its output, encoded as a training example's output is."""
+    encoded = []
+    for prompt, text in zip(prompts, said):
+        output = encoder.text_ids(text)[:tokens] + [encoder.end_of_turn]
+        encoded.append(Encoded(prompt + output, [-100] * len(prompt) + output))
+    return encoded
+
+
+def likelihood_lift(backend, sharers: Sharers) -> float:
+    """The mean over the sharers of 1 - exp(-lift), where lift is how many nats per token more
+    likely the candidate the backend holds finds that sharer adapter's own answers than the
+    model without any community adapter does (floored at zero): 0 when no sharer's answers
+    became likelier, towards 1 as the candidate speaks like one. It is what a loss-based
+    membership attack compares, but on what the sharer's adapter says, not on its data."""
+    lifts = [max(0.0, backend.mean_logprob(own) - before) for own, before in zip(sharers.own, sharers.before)]
+    return float(np.mean([1.0 - np.exp(-lift) for lift in lifts]))
 
 
 def _per_sharer(candidate: list[str], sharers: list[list[str]], task: str | None) -> np.ndarray:
@@ -362,7 +386,7 @@ def judge(backend, scoring: ScoringSet, sharers: Sharers, objective: Objective =
     if privacy not in PRIVACY_TERMS:
         raise ValueError(f"unknown privacy term {privacy!r}; choose from {', '.join(PRIVACY_TERMS)}")
     # One generation of the held-out answers serves the task metric and the answer-based terms.
-    said = answers(backend, scoring) if metric == "task" or (privacy != "closest" and sharers) else None
+    said = answers(backend, scoring) if metric == "task" or (privacy in ANSWER_TERMS and sharers) else None
     value = task_score(said, scoring, objective.task) if metric == "task" else backend.mean_logprob(scoring)
     return value, _similarity(backend, scoring, sharers, objective, said)
 
@@ -376,6 +400,8 @@ def _similarity(backend, scoring: ScoringSet, sharers: Sharers, objective: Objec
         return mean_similarity(said, sharers.answers, objective.task)
     if objective.privacy == "excess":
         return excess_similarity(said, sharers.answers, sharers.reference, objective.task)
+    if objective.privacy == "likelihood":
+        return likelihood_lift(backend, sharers)
     return similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers.answers)[0]
 
 
@@ -445,7 +471,7 @@ class Evaluator:
             said += answers(self.backend, _first(self.scoring, len(said), end))
             answered = _first(self.scoring, 0, end)
             utility = task_score(said, answered, self.objective.task)
-            if number == 0 or self.objective.privacy != "closest":  # the "closest" term's probes: asked once
+            if number == 0 or self.objective.privacy in ANSWER_TERMS:  # the probe-based terms: once
                 sim = _similarity(self.backend, answered, self.sharers, self.objective, said)
             path.append(utility - self.alpha * (sim or 0.0))
             if number < len(self.steps) - 1 and self.bar is not None and path[-1] < self.bar[number]:
@@ -461,20 +487,27 @@ class Evaluator:
 
 
 def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> Sharers:
-    """Each community adapter's own outputs (weight 1 on it, 0 on the rest): on the probes for
-    the "closest" term, on every held-out input for the answer-based terms; for "excess", also
-    the answers with every weight 0."""
+    """Each community adapter's own outputs (weight 1 on it, 0 on the rest): on every
+    held-out input for the answer-based terms, on the probes otherwise; for "excess", also the
+    answers with every weight 0; for "likelihood", how likely the model with every weight 0
+    finds each sharer's answers."""
     outputs = []
     for index in range(count):
         weights = np.zeros(count)
         weights[index] = 1.0
         backend.apply(weights)
-        if privacy == "closest":
-            outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
-        else:
+        if privacy in ANSWER_TERMS:
             outputs.append(answers(backend, scoring))
-    reference = None
+        else:
+            outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
     if privacy == "excess":
         backend.apply(np.zeros(count))
-        reference = answers(backend, scoring)
-    return Sharers(outputs, reference)
+        return Sharers(outputs, reference=answers(backend, scoring))
+    if privacy == "likelihood":
+        backend.apply(np.zeros(count))
+        own = [
+            replace(scoring, encoded=answered(backend.encoder, scoring.probes, said, scoring.probe_tokens))
+            for said in outputs
+        ]
+        return Sharers(outputs, own=own, before=[backend.mean_logprob(s) for s in own])
+    return Sharers(outputs)
