@@ -80,6 +80,7 @@ def one_scale(records: list[dict], queries: list[str], n: int, fresh: bool) -> d
         "index_rebuild_s": rebuild["seconds"],
         "snapshot_used": load["snapshot_rows"] > 0,
         "db_mib": sum(p.stat().st_size for p in home.glob("myna.db*")) / 2**20,
+        **vector_side(db, queries, pairs),
     }
     for mode in ("hybrid", "bm25", "embeddings"):
         lat = timed(lambda pair: retrieval.search(db, pair[0], k=5, mode=mode, query_vector=pair[1]), pairs)
@@ -109,7 +110,7 @@ def keyword_side(db, queries: list[str]) -> dict:
     start = time.perf_counter()
     keywords.save(db, keywords.build(db))  # what an import ends with when much of the memory is new
     figures = {"keyword_index": True, "keyword_build_s": time.perf_counter() - start}
-    keywords._cache.clear()
+    keywords._files.clear()
     figures["keyword_load_s"] = first_keyword_load()
     exact = {q: [i for i, _ in retrieval._fts5(db, terms_and_words(db, q), 5)] for q in queries}
     lat = timed(lambda q: retrieval.bm25(db, q), queries)
@@ -126,6 +127,63 @@ def keyword_side(db, queries: list[str]) -> dict:
     finally:
         keywords.index_for = real_index_for
     return figures
+
+
+def vector_side(db, queries: list[str], pairs: list) -> dict:
+    """The approximate vector index (ann.py, shipped from ann.MIN_VECTORS on) against the exact
+    scan of every vector: top-50 latency, how much of the exact top 5 and top 50 it keeps, and
+    the whole hybrid search (query embedded) with each."""
+    from assistant.memory import ann, retrieval
+
+    index = retrieval.synced_index(db)
+    if len(index.ids) < ann.MIN_VECTORS:
+        return {"ann": False}
+    start = time.perf_counter()
+    ann.save(db, ann.build(db, index))  # what an import ends with when much of the memory is new
+    figures = {"ann": True, "ann_build_s": time.perf_counter() - start}
+    ann._files.clear()
+    figures["ann_load_s"] = json.loads(run_measured([sys.executable, "-c", ANN_LOAD], env=dict(os.environ))["stdout"])[
+        "seconds"
+    ]
+    approx = ann.index_for(db)
+    for label, used in (("exact", None), ("ann", approx)):
+        lat = timed(lambda pair: index.search(pair[1], retrieval.CANDIDATES, used), pairs)
+        figures[f"dense_{label}_p50_ms"], figures[f"dense_{label}_p95_ms"] = percentiles(lat)
+    for n in (5, retrieval.CANDIDATES):
+        exact = {q: [i for i, _ in index.search(v, n)] for q, v in pairs}
+        figures[f"ann_kept_{n}"] = _kept(exact, {q: index.search(v, n, approx) for q, v in pairs})
+    # The whole search with the exact scan against the shipped one (the approximate index),
+    # query by query in turns, so that neither gains from running second.
+    real_approximate = retrieval.approximate
+
+    def exact_scan(_db, _index):
+        return None
+
+    lat = {"exact": [], "ann": []}
+    try:
+        for number, query in enumerate(queries):
+            turns = [("exact", exact_scan), ("ann", real_approximate)]
+            for label, approximate in turns if number % 2 else reversed(turns):
+                retrieval.approximate = approximate
+                start = time.perf_counter()
+                retrieval.search(db, query, k=5, mode="hybrid")
+                lat[label].append(time.perf_counter() - start)
+    finally:
+        retrieval.approximate = real_approximate
+    for label, values in lat.items():
+        figures[f"hybrid_{label}_p50_ms"], figures[f"hybrid_{label}_p95_ms"] = percentiles(values)
+    return figures
+
+
+ANN_LOAD = """
+import json, time
+from assistant.memory import ann
+from assistant.store import open_database
+db = open_database()
+start = time.perf_counter()
+index = ann.index_for(db)
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(index.ids) if index else 0}))
+"""
 
 
 def _kept(exact: dict[str, list[int]], got: dict[str, list[tuple[int, float]]]) -> float:
@@ -316,6 +374,18 @@ def retrieval_report(results: dict) -> str:
                     f"FTS5 alone: p50 {r['bm25_fts5_p50_ms']:.1f} ms, p95 {r['bm25_fts5_p95_ms']:.1f} ms, keeps "
                     f"{r['bm25_fts5_kept']:.0%}; hybrid with FTS5 alone p95 {r['hybrid_fts5_p95_ms']:.1f} ms; "
                     f"index built in {r['keyword_build_s']:.1f} s, loaded by a new process in {r['keyword_load_s'] * 1000:.0f} ms",
+                )
+            )
+        if r.get("ann"):
+            rows.append(
+                (
+                    f"{int(n):,}: top-50 vector search, approximate index",
+                    f"p50 {r['dense_ann_p50_ms']:.1f} ms, p95 {r['dense_ann_p95_ms']:.1f} ms; keeps "
+                    f"{r['ann_kept_5']:.0%} of the exact top 5, {r['ann_kept_50']:.0%} of the top 50",
+                    f"exact scan: p50 {r['dense_exact_p50_ms']:.1f} ms, p95 {r['dense_exact_p95_ms']:.1f} ms; "
+                    f"hybrid, query embedded, in turns: p50/p95 {r['hybrid_ann_p50_ms']:.1f}/{r['hybrid_ann_p95_ms']:.1f} ms "
+                    f"against {r['hybrid_exact_p50_ms']:.1f}/{r['hybrid_exact_p95_ms']:.1f} ms with the exact scan; "
+                    f"index built in {r['ann_build_s']:.1f} s, loaded by a new process in {r['ann_load_s'] * 1000:.0f} ms",
                 )
             )
         rows.append(

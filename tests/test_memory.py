@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import MynaError
-from assistant.memory import chunking, ingest, readers, retrieval, store
+from assistant.memory import beside, chunking, ingest, readers, retrieval, store
 from assistant.memory import index as vectors
 from tests.memory_data import EML_HTML, EML_PLAIN, distractors, write_lamp
 
@@ -382,7 +382,7 @@ def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_
 
 
 def db_home(db):
-    return Path(vectors._database_name(db)).parent
+    return Path(beside.database_name(db)).parent
 
 
 def test_the_snapshot_goes_with_a_deletion_and_is_never_another_databases(db, tmp_path, monkeypatch):
@@ -527,7 +527,7 @@ def test_the_keyword_index_ranks_as_fts5_does(db, tmp_path, monkeypatch):
     ingest.import_paths(db, [tmp_path / "a.txt"])
     path = keywords.path_for(db)
     assert path.is_file() and oct(path.stat().st_mode & 0o777) == "0o600"
-    keywords._cache.clear()  # as a new process: from the file
+    keywords._files.clear()  # as a new process: from the file
     index = keywords.index_for(db)
     assert len(index.ids) == store.count(db)
     for query in ["grandmother bread", "lighthouse clocks violin", "sailing again", "zanzibar", "nothing matches xyz"]:
@@ -552,7 +552,7 @@ def test_the_keyword_index_follows_new_edited_and_deleted_snippets(db, tmp_path,
         return [store.get(db, i).text for i, _ in retrieval.bm25(db, query)]
 
     def words_in_file():
-        keywords._cache.clear()
+        keywords._files.clear()
         return set(keywords.load(db).terms)
 
     # A chat message after the index was built is ranked by FTS5 beside it.
@@ -581,11 +581,11 @@ def test_the_keyword_index_follows_new_edited_and_deleted_snippets(db, tmp_path,
     expected = retrieval._fts5(db, terms_and_words(db, "grandmother bread"), retrieval.CANDIDATES)
     kept = keywords.path_for(db).read_bytes()
     keywords.path_for(db).write_bytes(kept[:200])
-    keywords._cache.clear()
+    keywords._files.clear()
     assert keywords.index_for(db) is None and retrieval.bm25(db, "grandmother bread") == expected
     db.execute("UPDATE memory_state SET value = value + 1 WHERE key = 'instance'")
     keywords.path_for(db).write_bytes(kept)
-    keywords._cache.clear()
+    keywords._files.clear()
     assert keywords.index_for(db) is None and not keywords.path_for(db).exists()
 
     # Forgetting everything removes the file.
@@ -593,3 +593,83 @@ def test_the_keyword_index_follows_new_edited_and_deleted_snippets(db, tmp_path,
     assert keywords.path_for(db).exists()
     store.forget_everything(db)
     assert not keywords.path_for(db).exists()
+
+
+# -- the approximate vector index of a large memory ------------------------------------------------
+
+
+def test_the_approximate_index_keeps_exact_scores_and_follows_new_edited_and_deleted_snippets(
+    db, tmp_path, monkeypatch
+):
+    from assistant.memory import ann
+    from assistant.store.conversations import add_message, create_conversation
+
+    monkeypatch.setattr(ann, "MIN_VECTORS", 100)
+    planted = ["The lighthouse keeper lives on a rocky island.", "Zanzibar spices arrived for the grandmother's bread."]
+    (tmp_path / "a.txt").write_text("\n\n".join(distractors(400, seed=3) + planted))
+    ingest.import_paths(db, [tmp_path / "a.txt"])
+    path = ann.path_for(db)
+    assert path.is_file() and oct(path.stat().st_mode & 0o777) == "0o600"
+    ann._files.clear()  # as a new process: read beside the model's load, checked by the first search
+    retrieval.warm_up(db).join(timeout=120)
+    read = ann._files.copies[str(path)]
+    approx = ann.index_for(db)
+    assert approx is read
+    assert len(approx.ids) == approx.index.ntotal == store.count(db)
+
+    matrix = retrieval.synced_index(db)
+    from assistant.embeddings import embedder
+
+    queries = distractors(30, seed=11)
+    kept = []
+    for vector in embedder().embed(queries):
+        exact = matrix.search(vector, 5)
+        found = matrix.search(vector, 5, approx)
+        assert len(approx.candidates(vector, 5)) <= 5 * ann.RESCORE  # it scores a few, not all
+        cosines = matrix.cosines(vector, [i for i, _ in found])
+        assert all(abs(score - cosines[i]) < 1e-6 for i, score in found)  # scores are exact
+        kept.append(len({i for i, _ in exact} & {i for i, _ in found}) / 5)
+    assert np.mean(kept) >= 0.8, kept
+
+    def nearest(query):
+        return [store.get(db, i).text for i, _ in retrieval.dense(db, query, n=1)]
+
+    # A chat message after the index was built is scanned exactly beside it.
+    conversation = create_conversation(db)
+    message = add_message(db, conversation, "user", "I keep forgetting that the kayak is blue.")
+    store.remember_user_message(db, message, "I keep forgetting that the kayak is blue.")
+    assert nearest("what colour is my kayak") == ["I keep forgetting that the kayak is blue."]
+    assert ann.index_for(db).covered_through == approx.covered_through
+
+    # An edited snippet's old vector leaves the file at once; its new one is found.
+    zanzibar = next(s for s in snippets(db) if s.text.startswith("Zanzibar"))
+    store.edit(db, zanzibar.id, "Saffron arrived for the grandmother's cake.")
+    ann._files.clear()
+    reread = ann.load(db)
+    assert zanzibar.id not in reread.ids and zanzibar.id in reread.others
+    assert reread.index.ntotal == len(reread.ids) == store.count(db) - 2  # the edit and the chat message
+    assert nearest("saffron for a cake") == ["Saffron arrived for the grandmother's cake."]
+
+    # A deleted one is gone from the file and never returned.
+    keeper = next(s for s in snippets(db) if s.text.startswith("The lighthouse keeper"))
+    store.delete(db, [keeper.id])
+    ann._files.clear()
+    assert keeper.id not in ann.load(db).ids
+    assert keeper.id not in [i for i, _ in retrieval.dense(db, "lighthouse keeper on a rocky island")]
+
+    # Another database's file, or a damaged one, is never used.
+    kept_bytes = path.read_bytes()
+    path.write_bytes(kept_bytes[:300])
+    ann._files.clear()
+    assert ann.index_for(db) is None
+    db.execute("UPDATE memory_state SET value = value + 1 WHERE key = 'instance'")
+    path.write_bytes(kept_bytes)
+    ann._files.clear()
+    assert ann.index_for(db) is None and not path.exists()
+
+    # The next import builds it again; forgetting everything removes it.
+    (tmp_path / "b.txt").write_text("\n\n".join(distractors(20, seed=5)))
+    ingest.import_paths(db, [tmp_path / "b.txt"])
+    assert path.exists()
+    store.forget_everything(db)
+    assert not path.exists()

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import sqlite_utils
 
 from assistant import embeddings
 from assistant.atomic import atomic_open
+from assistant.memory import beside
 from assistant.store.transaction import transaction
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -80,6 +81,16 @@ def refresh(db: sqlite_utils.Database, on_progress: Progress | None = None, afte
     return len(todo)
 
 
+class Approximate(Protocol):
+    """An approximate index of the vectors of snippets up to `covered_through` (ann.AnnIndex),
+    but for `others`."""
+
+    covered_through: int
+    others: np.ndarray
+
+    def candidates(self, query: np.ndarray, n: int) -> np.ndarray: ...
+
+
 class VectorIndex:
     """All snippet vectors of one database as one matrix; cosine = dot (vectors are unit)."""
 
@@ -130,27 +141,48 @@ class VectorIndex:
             self.counters = counters
             self._save(db)
 
-    def search(self, query: np.ndarray, n: int) -> list[tuple[int, float]]:
+    def search(self, query: np.ndarray, n: int, approx: Approximate | None = None) -> list[tuple[int, float]]:
+        """The n snippets nearest the query, with exact cosines. With `approx` (ann.py) only
+        its candidates, the snippets newer than it and those it leaves out are scored."""
         with self.lock:
             if not len(self.ids):
                 return []
-            scores = self.matrix @ query.astype(np.float32)
+            query = query.astype(np.float32)
+            if approx is None:
+                ids, scores = self.ids, self.matrix @ query
+            else:
+                tail = int(np.searchsorted(self.ids, approx.covered_through, side="right"))
+                rows = np.concatenate(
+                    [
+                        self._rows_of(approx.candidates(query, n)),
+                        np.arange(tail, len(self.ids)),
+                        self._rows_of(approx.others),
+                    ]
+                )
+                rows = np.unique(rows)
+                ids, scores = self.ids[rows], self.matrix[rows] @ query
             n = min(n, len(scores))
+            if n == 0:
+                return []
             top = np.argpartition(-scores, n - 1)[:n]
             top = top[np.argsort(-scores[top])]
-            return [(int(self.ids[i]), float(scores[i])) for i in top]
+            return [(int(ids[i]), float(scores[i])) for i in top]
 
     def cosines(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
         """Cosine similarity of the query with each of these snippets (those with a vector)."""
         with self.lock:
             if not len(self.ids) or not ids:
                 return {}
-            wanted = np.asarray(ids, dtype=np.int64)
-            rows = np.searchsorted(self.ids, wanted)  # ids are kept in ascending order
-            rows = np.minimum(rows, len(self.ids) - 1)
-            found = self.ids[rows] == wanted
-            scores = self.matrix[rows[found]] @ query.astype(np.float32)
-            return {int(i): float(v) for i, v in zip(wanted[found], scores)}
+            rows = self._rows_of(np.asarray(ids, dtype=np.int64))
+            scores = self.matrix[rows] @ query.astype(np.float32)
+            return {int(i): float(v) for i, v in zip(self.ids[rows], scores)}
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The matrix rows of those of these snippet ids that have one."""
+        if not len(ids) or not len(self.ids):
+            return np.zeros(0, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)  # ids are kept ascending
+        return rows[self.ids[rows] == ids]
 
     def _append(self, db: sqlite_utils.Database) -> None:
         last = int(self.ids[-1]) if len(self.ids) else 0
@@ -244,12 +276,7 @@ class VectorIndex:
 
 def snapshot_path(db: sqlite_utils.Database) -> Path | None:
     """The snapshot file beside a database file; None for a database in memory."""
-    name = _database_name(db)
-    return Path(name).with_suffix(".vectors") if name else None
-
-
-def _database_name(db: sqlite_utils.Database) -> str:
-    return db.execute("PRAGMA database_list").fetchone()[2]
+    return beside.path_for(db, ".vectors")
 
 
 def drop_snapshot(db: sqlite_utils.Database) -> None:
@@ -258,20 +285,17 @@ def drop_snapshot(db: sqlite_utils.Database) -> None:
     if path is None:
         return
     path.unlink(missing_ok=True)
-    index = _indexes.get(_database_name(db))
+    index = _indexes.get(beside.database_name(db))
     if index is not None:
         index.saved_rows = 0
 
 
 def _instance(db: sqlite_utils.Database) -> int:
-    """The database's random identity: a snapshot of another database with the same
-    counters (a deleted and recreated myna.db, say) must not be taken for this one's."""
-    row = db.execute("SELECT value FROM memory_state WHERE key = 'instance'").fetchone()
-    return int(row[0]) if row else 0
+    return beside.state(db)["instance"]
 
 
 def _counters(db: sqlite_utils.Database) -> tuple[int, int]:
-    values = dict(db.execute("SELECT key, value FROM memory_state"))
+    values = beside.state(db)
     return values["appended"], values["changed"]
 
 
@@ -282,4 +306,12 @@ _indexes_lock = threading.Lock()
 def index_for(db: sqlite_utils.Database) -> VectorIndex:
     """The process's index for this database file (shared by all its connections)."""
     with _indexes_lock:
-        return _indexes.setdefault(_database_name(db), VectorIndex())
+        return _indexes.setdefault(beside.database_name(db), VectorIndex())
+
+
+def synced(db: sqlite_utils.Database) -> VectorIndex:
+    """The process's index for this database, every snippet embedded and loaded."""
+    index = index_for(db)
+    index.refresh(db)
+    index.sync(db)
+    return index

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from assistant.errors import MynaError
 from assistant.hashing import text_hash
-from assistant.memory import chunking, keywords, readers
+from assistant.memory import ann, chunking, keywords, readers
 from assistant.memory import index as vectors
 from assistant.memory.store import purge
 from assistant.store.conversations import now
@@ -84,6 +84,7 @@ def import_paths(
         _finish(db, job, report)
     if total:
         keywords.update(db)  # a large memory's BM25 index, rebuilt when much of it is new
+        ann.update(db)  # and its approximate vector index, likewise
     return report
 
 

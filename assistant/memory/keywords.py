@@ -19,7 +19,6 @@ importing it takes about 0.5 s (it loads scipy.sparse), which a cold `myna ask` 
 
 from __future__ import annotations
 
-import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import sqlite_utils
 
 from assistant.atomic import atomic_open
+from assistant.memory import beside
 
 # Below this many snippets FTS5 alone answers in a few milliseconds and no file is kept
 # (python -m bench memory: FTS5's BM25 p95 6 ms at 1,000 snippets, 20 ms at 10,000).
@@ -36,21 +36,17 @@ MIN_SNIPPETS = 5_000
 STALE_SHARE = 0.1
 K1, B = 1.2, 0.75  # FTS5's bm25() defaults
 FORMAT = 1
+SUFFIX = ".keywords"  # the file beside myna.db
 
 
 @dataclass
-class KeywordIndex:
-    instance: int  # the database's random identity (memory_state 'instance')
-    appended: int  # memory_state counters when the file was written
-    changed: int
-    covered_through: int  # every snippet up to this id is here, unless in `others`
+class KeywordIndex(beside.Stamped):
+    """Its rows are the covered snippets (`ids`)."""
+
     terms: dict[str, int]
     indptr: np.ndarray  # int64 [terms + 1]: term t's postings are indptr[t]:indptr[t + 1]
     rows: np.ndarray  # int32 [postings]: a row of `ids`
     impacts: np.ndarray  # float32 [postings]: the BM25 weight of that term in that row
-    ids: np.ndarray  # int64 [rows]: snippet ids, ascending
-    hashes: np.ndarray  # int64 [rows]: the first 60 bits of each snippet's content hash
-    others: np.ndarray  # int64: ids up to covered_through ranked by FTS5 (edited since)
 
     def top(self, terms: list[str], n: int) -> list[tuple[int, float]]:
         """The n best (snippet id, BM25 score) of the covered snippets for these terms."""
@@ -71,16 +67,7 @@ class KeywordIndex:
 
 
 def path_for(db: sqlite_utils.Database) -> Path | None:
-    name = db.execute("PRAGMA database_list").fetchone()[2]
-    return Path(name).with_suffix(".keywords") if name else None
-
-
-def _state(db: sqlite_utils.Database) -> dict[str, int]:
-    return {k: int(v) for k, v in db.execute("SELECT key, value FROM memory_state")}
-
-
-def _hash_prefix(hexdigest: str) -> int:
-    return int(hexdigest[:15], 16)
+    return beside.path_for(db, SUFFIX)
 
 
 def build(db: sqlite_utils.Database) -> KeywordIndex:
@@ -93,7 +80,7 @@ def build(db: sqlite_utils.Database) -> KeywordIndex:
     if own:
         conn.execute("BEGIN")  # one read snapshot: counters, snippets and tokens agree
     try:
-        state = _state(db)
+        state = beside.state(db)
         snippets = db.execute("SELECT id, content_hash FROM snippets ORDER BY id").fetchall()
         cursor = db.execute(
             "SELECT term, doc, COUNT(*) FROM temp.snippet_instances GROUP BY term, doc ORDER BY term, doc"
@@ -109,7 +96,7 @@ def build(db: sqlite_utils.Database) -> KeywordIndex:
         if own:
             conn.execute("COMMIT")
     ids = np.fromiter((row[0] for row in snippets), dtype=np.int64, count=len(snippets))
-    hashes = np.fromiter((_hash_prefix(row[1]) for row in snippets), dtype=np.int64, count=len(snippets))
+    hashes = beside.hash_prefixes([row[1] for row in snippets])
     term_of = np.concatenate(term_parts) if term_parts else np.zeros(0, np.int64)
     docs = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int64)
     tf = np.concatenate(tf_parts) if tf_parts else np.zeros(0)
@@ -122,7 +109,7 @@ def build(db: sqlite_utils.Database) -> KeywordIndex:
     impacts = idf[term_of] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * lengths[rows] / average))
     indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)  # rows arrive sorted by term
     return KeywordIndex(
-        instance=state.get("instance", 0),
+        instance=state["instance"],
         appended=state["appended"],
         changed=state["changed"],
         covered_through=int(ids[-1]) if len(ids) else 0,
@@ -163,7 +150,12 @@ def save(db: sqlite_utils.Database, index: KeywordIndex) -> None:
 
 def load(db: sqlite_utils.Database) -> KeywordIndex | None:
     path = path_for(db)
-    if path is None or not path.exists():
+    return read(path) if path is not None else None
+
+
+def read(path: Path) -> KeywordIndex | None:
+    """The file at `path`; None when there is none or it cannot be read."""
+    if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -187,10 +179,9 @@ def load(db: sqlite_utils.Database) -> KeywordIndex | None:
     )
 
 
-def without(index: KeywordIndex, drop: np.ndarray, others: np.ndarray) -> KeywordIndex:
-    """The index with the rows `drop` (a boolean mask over rows) taken out, terms that no
-    longer occur removed, and `others` ranked by FTS5 from now on."""
-    keep_row = ~drop
+def without(index: KeywordIndex, keep_row: np.ndarray) -> KeywordIndex:
+    """The index with only the rows in `keep_row` (a boolean mask), and without the terms that
+    no longer occur."""
     new_row = np.cumsum(keep_row) - 1
     term_of = np.repeat(np.arange(len(index.terms)), np.diff(index.indptr))
     keep = keep_row[index.rows]
@@ -209,55 +200,17 @@ def without(index: KeywordIndex, drop: np.ndarray, others: np.ndarray) -> Keywor
         impacts=impacts,
         ids=index.ids[keep_row],
         hashes=index.hashes[keep_row],
-        others=np.union1d(index.others, others).astype(np.int64),
+        others=index.others,
     )
-
-
-def reconcile(db: sqlite_utils.Database, index: KeywordIndex | None = None) -> KeywordIndex | None:
-    """Bring the file in line with edits and deletions made since it was written (snippets
-    gone or changed are taken out; changed ones are left to FTS5). None if there is no file
-    or it is another database's (then it is removed)."""
-    if index is None:
-        index = load(db)
-    if index is None:
-        return None
-    state = _state(db)
-    if index.instance != state.get("instance", 0) or index.appended > state["appended"]:
-        drop_file(db)
-        return None
-    if index.changed == state["changed"]:
-        return index
-    current = dict(
-        db.execute("SELECT id, content_hash FROM snippets WHERE id <= ?", (index.covered_through,)).fetchall()
-    )
-    present = np.fromiter((i in current for i in index.ids.tolist()), dtype=bool, count=len(index.ids))
-    same = np.fromiter(
-        (i in current and _hash_prefix(current[i]) == h for i, h in zip(index.ids.tolist(), index.hashes.tolist())),
-        dtype=bool,
-        count=len(index.ids),
-    )
-    edited = index.ids[present & ~same]
-    index = without(index, ~same, edited)
-    index.others = index.others[np.isin(index.others, np.fromiter(current, dtype=np.int64))]
-    index.appended, index.changed = state["appended"], state["changed"]
-    save(db, index)
-    return index
 
 
 def drop_file(db: sqlite_utils.Database) -> None:
-    path = path_for(db)
-    if path is not None:
-        path.unlink(missing_ok=True)
-    with _lock:
-        _cache.pop(str(path), None)
+    _files.drop(db)
 
 
 def prune(db: sqlite_utils.Database) -> None:
     """After an edit or a deletion: take what changed out of the file now (store.purge)."""
-    if db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0] < MIN_SNIPPETS:
-        drop_file(db)
-    else:
-        index_for(db)
+    _files.prune(db, MIN_SNIPPETS)
 
 
 def update(db: sqlite_utils.Database) -> bool:
@@ -267,32 +220,20 @@ def update(db: sqlite_utils.Database) -> bool:
     if total < MIN_SNIPPETS:
         drop_file(db)
         return False
-    current = index_for(db)
-    if current is not None:
-        uncovered = db.execute("SELECT COUNT(*) FROM snippets WHERE id > ?", (current.covered_through,)).fetchone()[0]
-        if uncovered + len(current.others) <= STALE_SHARE * total:
-            return False
-    index = build(db)
-    save(db, index)
-    with _lock:
-        _cache[str(path_for(db))] = index
+    if not _files.stale(db, STALE_SHARE):
+        return False
+    _files.keep(db, build(db))
     return True
 
 
-_cache: dict[str, KeywordIndex] = {}
-_lock = threading.RLock()  # reconcile may drop the file while index_for holds the lock
+_files: beside.Copies[KeywordIndex] = beside.Copies(SUFFIX, read, save, without)
 
 
 def index_for(db: sqlite_utils.Database) -> KeywordIndex | None:
     """The process's copy of the file, brought in line with the database; None when there is none."""
-    path = path_for(db)
-    if path is None:
-        return None
-    key = str(path)
-    with _lock:
-        index = reconcile(db, _cache.get(key))
-        if index is None:
-            _cache.pop(key, None)
-        else:
-            _cache[key] = index
-        return index
+    return _files.get(db)
+
+
+def preload(path: Path) -> None:
+    """Read the file into this process's copy ahead of the first search (retrieval.warm_up)."""
+    _files.preload(path)

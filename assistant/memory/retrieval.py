@@ -15,8 +15,8 @@ import numpy as np
 import sqlite_utils
 
 from assistant import input_text
+from assistant.memory import ann, keywords, store
 from assistant.memory import index as vectors
-from assistant.memory import keywords, store
 from assistant.memory.store import Snippet
 from assistant.store.words import terms_and_words
 
@@ -111,29 +111,37 @@ def prepare_dense(
 
 
 def synced_index(db: sqlite_utils.Database) -> vectors.VectorIndex:
-    index = vectors.index_for(db)
-    index.refresh(db)
-    index.sync(db)
-    return index
+    return vectors.synced(db)
+
+
+def approximate(db: sqlite_utils.Database, index: vectors.VectorIndex) -> ann.AnnIndex | None:
+    """A large memory's approximate index (ann.py), if it has one."""
+    return ann.index_for(db) if len(index.ids) >= ann.MIN_VECTORS else None
 
 
 def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
-    """Load the embedder in a second thread now, if memory holds anything: a cold `myna ask`
-    then pays for it while llama.cpp loads the model (both release the GIL), not after.
+    """Load the embedder, and a large memory's keyword and approximate vector indexes, in a
+    second thread now, if memory holds anything: a cold `myna ask` then pays for them while
+    llama.cpp loads the model (all release the GIL for most of it), not after.
     The thread never touches `db`: the caller may close it while the thread still runs (a
-    closed app's connection used from this thread crashed the process in the app's tests)."""
+    closed app's connection used from this thread crashed the process in the app's tests).
+    The first search checks what it read against the database."""
     if store.count(db) == 0:
         return None
+    files = ((keywords.preload, keywords.path_for(db)), (ann.preload, ann.path_for(db)))
 
     def load() -> None:
         from assistant.embeddings import embedder
 
         try:
             embedder()
+            for preload, path in files:
+                if path is not None:
+                    preload(path)
         except Exception:  # the search that needs it reports the failure itself
             pass
 
-    thread = threading.Thread(target=load, name="myna-embedder", daemon=True)
+    thread = threading.Thread(target=load, name="myna-warm-up", daemon=True)
     thread.start()
     return thread
 
@@ -153,7 +161,7 @@ def dense(
     db: sqlite_utils.Database, query: str, n: int = CANDIDATES, query_vector: np.ndarray | None = None
 ) -> list[tuple[int, float]]:
     index, vector = prepare_dense(db, query, query_vector)
-    return index.search(vector, n) if vector is not None else []
+    return index.search(vector, n, approximate(db, index)) if vector is not None else []
 
 
 def both(
@@ -163,9 +171,10 @@ def both(
     while this one embeds the query and scans the matrix (SQLite, ONNX Runtime and NumPy all
     release the GIL)."""
     index = synced_index(db)  # the vector side's database work, before the connection is shared
+    approx = approximate(db, index)
     if len(index.ids) < PARALLEL_FROM:
         vector = vector_for(index, query, query_vector)
-        return bm25(db, query), index.search(vector, CANDIDATES) if vector is not None else []
+        return bm25(db, query), index.search(vector, CANDIDATES, approx) if vector is not None else []
     keywords: list[list[tuple[int, float]]] = []
     failure: list[BaseException] = []
 
@@ -179,7 +188,7 @@ def both(
     worker.start()
     try:
         vector = vector_for(index, query, query_vector)
-        meaning = index.search(vector, CANDIDATES) if vector is not None else []
+        meaning = index.search(vector, CANDIDATES, approx) if vector is not None else []
     finally:
         worker.join()
     if failure:

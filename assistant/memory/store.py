@@ -222,13 +222,14 @@ def purge(db: sqlite_utils.Database) -> None:
     """Make deletions final: merge the full-text index (dropping deleted entries) and empty
     the write-ahead log, which may still hold old copies of changed pages, and drop the
     vector snapshot, which may hold the deleted snippets' vectors; the keyword index loses
-    the deleted and edited snippets' words."""
-    from assistant.memory import index, keywords
+    the deleted and edited snippets' words, the approximate vector index their vectors."""
+    from assistant.memory import ann, index, keywords
 
     index.drop_snapshot(db)
     with transaction(db):
         db.execute("INSERT INTO snippets_fts (snippets_fts) VALUES ('optimize')")
     keywords.prune(db)
+    ann.prune(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
