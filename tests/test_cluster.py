@@ -1,4 +1,4 @@
-"""Ray as the engine for per-author work (merger/cluster.py), on a real cluster started as a
+"""Ray as the engine for per-author work (merger/cluster/units.py), on a real cluster started as a
 user would start one: `ray start --head` on 127.0.0.1 with 2 CPUs."""
 
 import json
@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from assistant.errors import MynaError
-from merger import cluster
+from merger.cluster import units as cluster
 from tests.conftest import MYNA, run_env
 
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -24,7 +24,8 @@ ROOMS = {
         "data": set(),
         "training": {"formats", "data"},
         "search": {"formats", "data", "training"},
-        "hub": {"formats", "data", "training"},
+        "cluster": set(),  # units of work, here or on Ray
+        "hub": {"formats", "data", "training", "cluster"},
         "nightly": {"formats", "data", "training", "search", "hub"},
     },
 }

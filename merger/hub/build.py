@@ -27,7 +27,7 @@ import numpy as np
 from assistant.catalogue import ModelSpec
 from assistant.errors import MynaError
 from assistant.hashing import sha256_file
-from merger import cluster
+from merger.cluster import units as cluster
 from merger.data.examples import Example, record_example, split
 from merger.formats import gguf_lora
 from merger.formats.base_model import Architecture
@@ -69,7 +69,7 @@ def build(
     """Train one adapter per author (their first `per_author` texts) into `folder`, on top of
     a task adapter trained on all of them (unless `task_adapter` is False). Each adapter is a
     unit of work (`train_author`): here, on `base`, or with `ray_address` as a Ray task on
-    that cluster (merger/cluster.py), each worker loading the base model itself."""
+    that cluster (merger/cluster/units.py), each worker loading the base model itself."""
     folder = Path(folder)
     (folder / "adapters").mkdir(parents=True, exist_ok=True)
     entries = _existing(folder)

@@ -73,7 +73,7 @@ def build(
 
     background.lower_priority()  # the chat comes first
     if ray_address:  # before any work: a wrong address is said at once
-        from merger import cluster
+        from merger.cluster import units as cluster
 
         cluster.connect(ray_address)
 

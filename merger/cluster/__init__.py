@@ -1,0 +1,1 @@
+"""Running per-author work here or on a Ray cluster (units.py)."""
