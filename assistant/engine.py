@@ -82,8 +82,14 @@ def first_log_error() -> str:
 
 
 def default_threads() -> int:
+    """The threads compute uses: OMP_NUM_THREADS when the environment sets it (Ray sets it to
+    the CPUs a task declared; more threads than that would spin against the machine's other
+    tasks), else one per physical core."""
     import psutil
 
+    told = os.environ.get("OMP_NUM_THREADS", "")
+    if told.isdigit() and int(told) > 0:
+        return int(told)
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
@@ -352,6 +358,11 @@ class Engine:
         return position
 
     # -- adapters --------------------------------------------------------------------------
+
+    def forget_prompt(self) -> None:
+        """The next generate() evaluates its whole prompt, reusing nothing evaluated before
+        (llama.cpp's logits, hence greedy answers, differ slightly with how a prompt is split)."""
+        self.llm.reset()
 
     def set_threads(self, threads: int) -> None:
         """The threads llama.cpp computes with, from the next evaluation on."""

@@ -48,6 +48,15 @@ def main() -> None:
         "--users", type=int, metavar="N", help="a reproducible sample of N users (of a large LaMP split, say)"
     )
     lamp.add_argument("--seed", type=int, default=0, help="which sample --users draws (default 0)")
+    cluster = sub.add_parser("cluster", help="the LaMP benchmark in one process and on a Ray cluster, side by side")
+    cluster.add_argument("--users", type=int, default=6)
+    cluster.add_argument("--ray", default="local", help="the cluster: 'local' (started for the run) or HOST:PORT")
+    lamp.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run each user's adapters, merges and answers as tasks on this Ray cluster (HOST:PORT, 'auto' or "
+        "'local'); needs pip install 'myna[cluster]'",
+    )
     recall = sub.add_parser("recall", help="fact recall: planted notes among real text, asked through myna ask")
     recall.add_argument("--quick", action="store_true", help="16 facts, 3 layouts, no adapter (for CI)")
     recall.add_argument("--variants", help="comma-separated prompt variants (see bench/recall.py)")
@@ -73,6 +82,10 @@ def main() -> None:
         from bench import recall as module
 
         module.main(args.quick, args.variants.split(",") if args.variants else None, not args.no_adapter)
+    elif args.name == "cluster":
+        from bench import cluster as module
+
+        module.main(args.users, args.ray)
     elif args.name == "lamp":
         from pathlib import Path
 
@@ -84,6 +97,7 @@ def main() -> None:
             tuple(Path(p) for p in args.lamp) if args.lamp else None,
             args.methods,
             (args.users, args.seed) if args.users is not None else None,
+            args.ray,
         )
 
 

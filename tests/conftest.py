@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -118,6 +119,32 @@ def link_or_copy(source: str, target: str) -> None:
 def shared_base(session_home, myna_home, torch_base) -> None:
     """This test's data folder starts with the session's converted base model."""
     share_torch_cache(session_home, myna_home)
+
+
+@pytest.fixture(scope="session")
+def bench_home(session_home, torch_base):
+    """The benchmark's own data folder (bench/lamp/run.py), given the session's converted base
+    model: the first run in a clean clone would otherwise convert it again."""
+    from bench.common import RESULTS
+
+    share_torch_cache(session_home, RESULTS / "cache" / "home", copy=True)
+
+
+@pytest.fixture(scope="session")
+def six_item_run(bench_home, tmp_path_factory):
+    """`python -m bench lamp --quick` on the six-item LaMP_4 pair (tests/lamp_pairs.py), its
+    SIX_ITEM_ROWS only, in this process: the folder of its report and its results."""
+    from bench.common import RESULTS
+    from bench.lamp.cache import run_name
+    from bench.lamp.plan import QUICK
+    from tests.lamp_pairs import SIX_ITEM_ROWS, six_item_pair
+
+    pair = six_item_pair(tmp_path_factory.mktemp("six-item"))
+    command = [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair), "--methods", SIX_ITEM_ROWS]
+    done = run_watched(command, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = RESULTS / run_name(QUICK.quick, pair) / "some-methods" / "LaMP_4"
+    return folder, json.loads((folder / "results.json").read_text())
 
 
 @pytest.fixture

@@ -59,6 +59,23 @@ def test_background_work_uses_one_thread_while_a_chat_replies(monkeypatch):
     assert background.step_aside() == usual and torch.get_num_threads() == usual
 
 
+def test_background_work_keeps_to_the_threads_its_environment_gives_it(monkeypatch):
+    """A Ray task is given OMP_NUM_THREADS (the CPUs it declared). Training that went back to
+    every core between its steps made two tasks on two cores spin against each other: the
+    benchmark's merges ran 8 times slower on Ray than in one process."""
+    import torch
+
+    from assistant.engine import default_threads
+
+    usual = default_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", str(usual + 1))
+    try:
+        assert default_threads() == usual + 1
+        assert background.step_aside() == usual + 1 and torch.get_num_threads() == usual + 1
+    finally:
+        torch.set_num_threads(usual)
+
+
 def test_background_work_lowers_its_own_priority():
     code = "import os; from merger.training import background; background.lower_priority(); print(os.nice(0))"
     start = os.nice(0)

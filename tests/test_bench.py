@@ -8,7 +8,8 @@ import pytest
 
 from bench import datasets
 from bench.lamp.scores import auroc, chance_spread, rank_correlation
-from tests.conftest import run_watched, share_torch_cache
+from tests.conftest import run_watched
+from tests.lamp_pairs import lamp3_pair
 
 pytestmark = pytest.mark.real
 
@@ -42,15 +43,6 @@ def corpus_cache(tmp_path_factory):
     from bench.common import RESULTS
 
     os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
-
-
-@pytest.fixture
-def bench_home(session_home, torch_base):
-    """The benchmark's own data folder (bench/lamp/run.py), given the session's converted base
-    model: the first run in a clean clone would otherwise convert it again."""
-    from bench.common import RESULTS
-
-    share_torch_cache(session_home, RESULTS / "cache" / "home", copy=True)
 
 
 def test_lamp4_builder(tmp_path, corpus_cache):
@@ -96,21 +88,6 @@ def test_a_real_lamp_pair_loads_by_path(tmp_path):
     loaded = datasets.load(tmp_path / "q.json", tmp_path / "o.json")
     assert loaded.task == "LaMP_3" and len(loaded.users()) == 2
     assert [q.output for q in loaded.questions] == ["4", "2"]
-
-
-def lamp3_pair(folder, users: int) -> tuple:
-    questions = [
-        {
-            "id": str(310 + i),
-            "input": f"What is the score of review {i}: fine",
-            "profile": [{"text": "ok", "score": "3"}],
-        }
-        for i in range(users)
-    ]
-    golds = [{"id": str(310 + i), "output": str(1 + i % 5)} for i in range(users)]
-    (folder / "q.json").write_text(json.dumps(questions))
-    (folder / "o.json").write_text(json.dumps({"task": "LaMP_3", "golds": golds}))
-    return folder / "q.json", folder / "o.json"
 
 
 def test_a_sample_of_users_is_the_same_every_time_and_says_what_it_covers(tmp_path):
@@ -327,54 +304,13 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
     assert all(row["answers"] == whole[method]["answers"] for method, row in some["methods"].items())
 
 
-def test_a_lamp_pair_with_six_item_users_runs_to_the_end(tmp_path, bench_home):
+def test_a_lamp_pair_with_six_item_users_runs_to_the_end(six_item_run):
     """Held-out LaMP data: one user per question, histories from 6 items up. Users too small
     to train an adapter are answered with memory alone, and the report says so. The pair is
-    LaMP_4's (articles and their headlines), so that task's data, metric and report run too."""
-    from bench.common import RESULTS
-    from bench.lamp.cache import run_name
-    from bench.lamp.plan import QUICK
-
-    words = "storm rates court vaccine election market strike flood summit budget council port".split()
-    rng = np.random.default_rng(0)
-
-    def article(i):
-        return f"The {words[i % 12]} report came out on day {i}. " + " ".join(rng.choice(words, 30)) + "."
-
-    def headline(i):
-        return f"{words[i % 12].title()} " + " ".join(rng.choice(words, 5))
-
-    questions, golds = [], []
-    for number, size in enumerate((6, 6, 14)):
-        qid = str(300 + number)
-        profile = [
-            {
-                "id": f"{qid}-{i}",
-                "title": headline(number * 100 + i),
-                "text": article(number * 100 + i),
-                "date": f"2015-01-{i + 1:02d}",
-            }
-            for i in range(size)
-        ]
-        questions.append(
-            {
-                "id": qid,
-                "input": f"Generate a headline for the following article: {article(999 + number)}",
-                "profile": profile,
-            }
-        )
-        golds.append({"id": qid, "output": headline(500 + number)})
-    (tmp_path / "LaMP_4_questions.json").write_text(json.dumps(questions))
-    (tmp_path / "LaMP_4_outputs.json").write_text(json.dumps({"task": "LaMP_4", "golds": golds}))
-    pair = (tmp_path / "LaMP_4_questions.json", tmp_path / "LaMP_4_outputs.json")
-    # The rows this test is about; the privacy and amount-of-data stages, the same code for
-    # every task, run in the LaMP_7 test above (running them here too cost a minute and a half).
-    rows = r"^(OPPU|RAG hybrid k=4|PriME \(alpha 0\.5\))$"
-    command = [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair), "--methods", rows]
-    done = run_watched(command, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    folder = RESULTS / run_name(QUICK.quick, pair) / "some-methods" / "LaMP_4"
-    results = json.loads((folder / "results.json").read_text())
+    LaMP_4's (articles and their headlines), so that task's data, metric and report run too.
+    The rows are SIX_ITEM_ROWS; the privacy and amount-of-data stages, the same code for every
+    task, run in the LaMP_7 test above (running them here too cost a minute and a half)."""
+    folder, results = six_item_run
     summary = results["tasks"]["LaMP_4"]
     assert set(summary["cold_start"]) == {"300", "301"} and summary["users"] == ["300", "301", "302"]
     methods = summary["methods"]

@@ -1,6 +1,7 @@
 """Ray as the engine for per-author work (merger/cluster/units.py), on a real cluster started as a
 user would start one: `ray start --head` on 127.0.0.1 with 2 CPUs."""
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -15,7 +16,8 @@ import pytest
 
 from assistant.errors import MynaError
 from merger.cluster import units as cluster
-from tests.conftest import MYNA, run_env
+from tests.conftest import MYNA, run_env, run_watched
+from tests.lamp_pairs import SIX_ITEM_ROWS, six_item_pair
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -72,6 +74,33 @@ def test_an_address_nothing_answers_at_is_one_sentence(tmp_path):
     assert done.returncode == 1 and "is not a Ray address" in done.stderr and "Traceback" not in done.stderr
 
 
+@contextlib.contextmanager
+def killing_one(task: str, busy_for: float = 4.0):
+    """Kills the first worker to run `task` for `busy_for` seconds (a worker names itself after
+    the task it runs) while the block runs; yields the list of the pids it killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        busy_since: dict[int, float] = {}
+        while not stop.is_set():
+            for process in psutil.process_iter(["cmdline"]):
+                if task in " ".join(process.info["cmdline"] or []):
+                    if time.time() - busy_since.setdefault(process.pid, time.time()) > busy_for:
+                        process.kill()
+                        killed.append(process.pid)
+                        return
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+
+
 def authors() -> dict[str, list[tuple[str, str | None, str]]]:
     topics = {
         "cats": "A cat sleeps in the sun by the window and purrs when someone strokes its fur.",
@@ -98,28 +127,8 @@ def test_a_hub_builds_on_the_cluster_as_here_even_when_a_worker_is_killed(
     common = dict(base=torch_base, arch=base_arch, system="", config=config)
     here = {e.name: e for e in hub_build.build(tmp_path / "here", authors(), **common)}
 
-    killed: list[int] = []
-    stop = threading.Event()
-
-    def kill_one_training() -> None:
-        busy_since: dict[int, float] = {}
-        while not stop.is_set():
-            for process in psutil.process_iter(["cmdline"]):
-                # A worker names itself after the task it runs: kill one well into its task.
-                if "train_author" in " ".join(process.info["cmdline"] or []):
-                    if time.time() - busy_since.setdefault(process.pid, time.time()) > 4:
-                        process.kill()
-                        killed.append(process.pid)
-                        return
-            time.sleep(0.5)
-
-    watcher = threading.Thread(target=kill_one_training, daemon=True)
-    watcher.start()
-    try:
+    with killing_one("train_author") as killed:
         there = {e.name: e for e in hub_build.build(tmp_path / "there", authors(), **common, ray_address=ray_address)}
-    finally:
-        stop.set()
-        watcher.join(timeout=30)
     assert killed, "no training was under way long enough to be killed"
     assert set(there) == set(here) == {"task-adapter", "cats", "trains", "bread"}
     for name, entry in here.items():
@@ -137,3 +146,29 @@ def test_a_hub_builds_on_the_cluster_as_here_even_when_a_worker_is_killed(
         assert max(float(np.abs(ours[k][1] - theirs[k][1]).max()) for k in ours) < 1e-2, name
     index = (tmp_path / "there" / "index.json").read_text()
     assert all(name in index for name in here)
+
+
+def test_the_benchmark_runs_on_the_cluster_as_here_even_when_a_worker_is_killed(ray_head, six_item_run, tmp_path):
+    """`python -m bench lamp --ray`: each user's adapter, merges and answers are Ray tasks, and
+    one task's worker is killed mid-way; the run gives the same answers and scores as the same
+    run in one process (the six-item pair, under another name so that it has a cache of its own)."""
+    from bench.common import RESULTS
+    from bench.lamp.cache import run_name
+    from bench.lamp.plan import QUICK
+
+    _, here = six_item_run
+    pair = six_item_pair(tmp_path, "LaMP_4_on_ray")
+    command = [sys.executable, "-m", "bench", "lamp", "--quick", "--lamp", *map(str, pair), "--methods", SIX_ITEM_ROWS]
+    with killing_one("run_unit") as killed:
+        done = run_watched([*command, "--ray", ray_head], text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert killed, "no unit was under way long enough to be killed"
+    assert "3 users on the Ray cluster" in done.stdout and "done on the cluster" in done.stdout
+    there = json.loads((RESULTS / run_name(QUICK.quick, pair) / "some-methods" / "LaMP_4" / "results.json").read_text())
+    ours, theirs = here["tasks"]["LaMP_4"], there["tasks"]["LaMP_4"]
+    assert theirs["cold_start"] == ours["cold_start"] and theirs["users"] == ours["users"]
+    assert set(theirs["methods"]) == set(ours["methods"])
+    for method, row in ours["methods"].items():
+        other = theirs["methods"][method]
+        assert other["answers"] == row["answers"], method
+        assert (other["overall"], other["per_user"], other["gain"]) == (row["overall"], row["per_user"], row["gain"])

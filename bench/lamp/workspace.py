@@ -262,6 +262,9 @@ class Workspace:
         def compute():
             started = time.perf_counter()
             self.engine.set_adapters([AdapterUse(Path(adapter))] if adapter else [])
+            # From an empty cache: greedy answers depend on how much of a prompt llama.cpp reuses,
+            # so a stage's answers must not depend on which stage this process ran before.
+            self.engine.forget_prompt()
             params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0, copy_bias=settings.memory_copy_bias)
             predictions, contexts = {}, {}
             for question in questions:

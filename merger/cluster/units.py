@@ -44,9 +44,11 @@ def run(
     ray_address: str | None = None,
     needs: Needs = Needs(),
     on_done: Callable[[int, R], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[R]:
     """`work(unit)` for every unit, results in the units' order; `on_done(number, result)` as
-    each finishes (in the order they finish on a cluster)."""
+    each finishes (in the order they finish on a cluster). `env`: variables the workers need
+    beyond those this process forwards (FORWARDED), from the first connection on."""
     if ray_address is None:
         results = []
         for number, unit in enumerate(units):
@@ -54,7 +56,7 @@ def run(
             if on_done:
                 on_done(number, results[-1])
         return results
-    ray = connect(ray_address)
+    ray = connect(ray_address, env)
     task = ray.remote(num_cpus=needs.cpus, memory=int(needs.memory_gib * 2**30), max_retries=needs.retries)(work)
     pending = {task.remote(unit): number for number, unit in enumerate(units)}
     results: list = [None] * len(units)
@@ -82,9 +84,10 @@ def _cancel(ray, pending: dict) -> None:
         ray.cancel(ref)
 
 
-def connect(address: str):
+def connect(address: str, extra: dict[str, str] | None = None):
     """Ray, connected to the cluster at `address` ("auto": the one this machine belongs to;
-    "local": a new one on this machine, gone when this process ends)."""
+    "local": a new one on this machine, gone when this process ends); its workers see this
+    process's FORWARDED variables and `extra`."""
     if address != "local" and "RAY_AUTH_MODE" not in os.environ and _token_available():
         # `ray start` makes a cluster that wants this machine's token (Ray 2.59 on), while a
         # client sends none unless told to (Ray reads this when imported); a cluster without
@@ -97,7 +100,7 @@ def connect(address: str):
     if ray.is_initialized():
         return ray
     _check_reachable(address)
-    env = {key: value for key, value in os.environ.items() if key.startswith(FORWARDED)}
+    env = {key: value for key, value in os.environ.items() if key.startswith(FORWARDED)} | (extra or {})
     try:
         ray.init(
             address=None if address == "local" else address,
@@ -138,10 +141,3 @@ def _token_available() -> bool:
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return True
     return (Path.home() / ".ray" / "auth_token").is_file()
-
-
-def worker_threads() -> int | None:
-    """The threads a unit may use: what Ray gave its task (Ray sets OMP_NUM_THREADS to the
-    task's CPUs), None outside Ray (then the caller's default)."""
-    value = os.environ.get("OMP_NUM_THREADS")
-    return int(value) if value and value.isdigit() and int(value) > 0 else None

@@ -162,11 +162,8 @@ def train_author(job: AuthorJob) -> hub.Entry:
     for the index. With `task_adapter`, on the base model with that adapter folded in, and the
     base model given back as it was."""
     base = _bases.get(job.arch.fingerprint)  # the same as the base model's (catalogue.fingerprint)
-    if base is None:
-        import torch
-
+    if base is None:  # torch computes with the threads the task was given (engine.default_threads)
         base = _bases[job.arch.fingerprint] = torch_model.load(job.spec)
-        torch.set_num_threads(cluster.worker_threads() or torch.get_num_threads())
     task = gguf_lora.read(job.folder / "adapters" / f"{job.task_adapter}.gguf", job.arch) if job.task_adapter else None
     if task is not None:
         torch_model.fold(base, task)  # the authors' adapters learn on the task-adapted base
