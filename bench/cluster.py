@@ -67,7 +67,13 @@ def run(users: int, ray_address: str) -> dict:
 
 def unit_seconds(task_folder: Path) -> dict[str, dict[str, float]]:
     """Each user's stage seconds, by kind of unit, from the records the stages saved."""
-    kinds = {"oppu": "own adapter", "merges": "merges", "predictions": "answers"}
+    kinds = {
+        "oppu": "own adapter",
+        "merges": "merges",
+        "predictions": "answers",
+        "privacy": "membership inference",
+        "attack-base": "membership inference",
+    }
     found: dict[str, dict[str, float]] = {}
     for record in task_folder.glob("*/**/*.json"):
         user = record.relative_to(task_folder).parts[0]

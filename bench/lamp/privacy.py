@@ -76,42 +76,72 @@ def membership(bench, lora, members: list[Example], others: list[Example], base:
     return auroc(scores[:n], scores[n:])
 
 
-def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canaries: bool = True) -> dict:
-    """Membership inference against every user's own adapter and every merge (Myna's search's
-    under "merged", the published fitness's under its family, plan.FAMILIES, each attacked on
-    its own sharers' items), and, with `with_canaries`, the canaries."""
+def attack_user(bench, task: str, dataset, stores: dict, models: dict, plan, user: str) -> dict:
+    """Membership inference against one user's own adapter and each of their merges (each
+    merge attacked on its own sharers' items): a unit of work of its own (bench.lamp.stages)."""
 
     def compute():
-        users = [u for u in dataset.users() if models[u].own]  # cold starts have no adapter to attack
-        split = {u: bench.examples(stores[u]) for u in users}
-        train = {u: split[u].train for u in users}
-        unseen = {u: split[u].held_out + unseen_examples(task, dataset.of(u)) for u in users}
-        items = {u: attack_items(train[u], unseen[u], plan.mia_examples) for u in users}
-        # The base model's losses on an author's items, computed once for every adapter tested on them.
-        own = {u: bench.lora(models[u].own) for u in users}
-        base = {u: _losses(bench, own[u], items[u], 0.0) for u in users}
-        out = {"oppu": {}, **{f: {} for f in FAMILIES}, "examples": {u: len(items[u]) // 2 for u in users}}
-        for user in users:
-            out["oppu"][user] = membership(bench, own[user], train[user], unseen[user], base[user])
-            for family, merges in models[user].families():
-                for label, record in merges.by_label.items():
-                    lora = bench.lora(record.path)
-                    per_sharer = [membership(bench, lora, train[v], unseen[v], base[v]) for v in merges.adapters]
-                    out[family].setdefault(label, {})[user] = {
-                        "auroc_mean": float(np.mean(per_sharer)),
-                        "auroc_max": float(np.max(per_sharer)),
-                        "similarity": record.similarity,
-                        "utility": record.utility,
-                    }
+        own = bench.lora(models[user].own)
+        members, unseen, items = _items(bench, task, dataset, stores, user)
+        out = {
+            "oppu": membership(bench, own, members, unseen, _base_losses(bench, task, dataset, stores, models, user))
+        }
+        out["examples"], out["families"] = len(items) // 2, {}
+        for family, merges in models[user].families():
+            for label, record in merges.by_label.items():
+                lora = bench.lora(record.path)
+                per_sharer = []
+                for sharer in merges.adapters:
+                    theirs, others, _ = _items(bench, task, dataset, stores, sharer)
+                    base = _base_losses(bench, task, dataset, stores, models, sharer)
+                    per_sharer.append(membership(bench, lora, theirs, others, base))
+                out["families"].setdefault(family, {})[label] = {
+                    "auroc_mean": float(np.mean(per_sharer)),
+                    "auroc_max": float(np.max(per_sharer)),
+                    "similarity": record.similarity,
+                    "utility": record.utility,
+                }
         return out
 
     # Named by the merges it attacks: a run that makes more merges attacks them too.
     made = sorted(
-        (user, label) for user in dataset.users() for _, merges in models[user].families() for label in merges.by_label
+        (family, label, merges.adapters) for family, merges in models[user].families() for label in merges.by_label
     )
     digest = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:8]
-    out = cached(bench.work / task / f"privacy-merges-{digest}.json", compute)
-    if with_canaries and sum(1 for u in dataset.users() if models[u].own) > 1:
+    return cached(bench.folder(task, user) / f"privacy-{digest}.json", compute)
+
+
+def _items(bench, task: str, dataset, stores: dict, user: str) -> tuple[list[Example], list[Example], list[Example]]:
+    """An author's training items, their unseen items, and the items an attack scores."""
+    split = bench.examples(stores[user])
+    unseen = split.held_out + unseen_examples(task, dataset.of(user))
+    return split.train, unseen, attack_items(split.train, unseen, bench.plan.mia_examples)
+
+
+def _base_losses(bench, task: str, dataset, stores: dict, models: dict, user: str) -> list[float]:
+    """The base model's losses on an author's attack items: the same for every adapter tested
+    on them, so computed once (whichever unit needs them first) and kept beside their records."""
+
+    def compute():
+        items = _items(bench, task, dataset, stores, user)[2]
+        return {"losses": _losses(bench, bench.lora(models[user].own), items, 0.0)}
+
+    return cached(bench.folder(task, user) / "attack-base.json", compute)["losses"]
+
+
+def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canaries: bool = True) -> dict:
+    """Membership inference against every user's own adapter and every merge (Myna's search's
+    under "merged", the published fitness's under its family, plan.FAMILIES), user by user
+    (attack_user; cold starts have no adapter to attack), and, with `with_canaries`, the canaries."""
+    users = [u for u in dataset.users() if models[u].own]
+    out = {"oppu": {}, **{f: {} for f in FAMILIES}, "examples": {}}
+    for user in users:
+        found = attack_user(bench, task, dataset, stores, models, plan, user)
+        out["oppu"][user], out["examples"][user] = found["oppu"], found["examples"]
+        for family, labels in found["families"].items():
+            for label, entry in labels.items():
+                out[family].setdefault(label, {})[user] = entry
+    if with_canaries and len(users) > 1:
         out = {
             **out,
             "canaries": cached(

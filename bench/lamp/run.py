@@ -22,7 +22,7 @@ from bench.lamp import amounts, diagnose, privacy, report, stages, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
 from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method
 from bench.lamp.records import Answers
-from bench.lamp.stages import STAGES, TaskRun, Unit, dataset_for
+from bench.lamp.stages import TaskRun, Unit, dataset_for
 from bench.lamp.workspace import Workspace
 
 
@@ -74,7 +74,7 @@ def run(
             pair = tuple(str(Path(p).resolve()) for p in lamp) if lamp else None
             return Unit(plan, str(work), pair, sample, task, tuple(wanted), tuple(job.table), stage, user)
 
-        for stage in STAGES[:-1]:
+        for stage in ("oppu", "merges", "variants"):
             stages.each(job, stage, on_stage, ray_address, unit)
         users, stores, models = job.users, job.stores, job.models
         cold = {u: models[u].oppu.examples for u in users if models[u].oppu and not models[u].own}
@@ -88,14 +88,16 @@ def run(
         predictions: dict[str, dict[str, Answers]] = {
             method: {user: answers[user][method] for user in users} for method in table
         }
+        # The attack is about the whole table, or (some rows only) about whatever merges were made.
+        job.attack = not methods or any(models[u].families() for u in users)
+        stages.each(job, "attacks", on_stage, ray_address, unit)
         by_amount, attacks = {}, None
         if not methods:
             on_stage(f"{task}: amount of user data")
             by_amount = amounts.run(space, task, dataset, plan)
             on_stage(f"{task}: privacy")
             attacks = privacy.run(space, task, dataset, stores, models, plan)
-        elif any(models[u].families() for u in users):
-            on_stage(f"{task}: membership inference against the merges")
+        elif job.attack:
             attacks = privacy.run(space, task, dataset, stores, models, plan, with_canaries=False)
         on_stage(f"{task}: diagnostics")
         diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table, partial=bool(methods))

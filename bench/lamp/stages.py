@@ -23,8 +23,6 @@ from bench.lamp.plan import TERM_FAMILY, Method, Plan, as_served, family_of
 from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
-STAGES = ("oppu", "merges", "variants", "answers")
-
 
 def dataset_for(
     task: str, plan: Plan, work: Path, lamp: tuple[Path, Path] | None, sample: tuple[int, int] | None = None
@@ -66,6 +64,7 @@ class TaskRun:
         # Merges pool the other users' own adapters; training on top of PriME needs the merge.
         self.need_merges = bool(self.needs - {"oppu", "oppu-memory"})
         self.table: dict[str, Method] = {}  # the rows answered; set once the merges are known
+        self.attack = False  # whether the membership attack runs (run.py says, once the merges are known)
 
     def store(self, user: str):
         """The user's memory, imported from their profile the first time."""
@@ -90,6 +89,8 @@ class TaskRun:
             return self.users if self.need_merges else []
         if stage == "variants":
             return self.trained if self.plan.oppu_variants else []
+        if stage == "attacks":
+            return self.trained if self.attack else []  # a cold start has no adapter to attack
         return self.users
 
     # -- the stages of one user --------------------------------------------------------------------
@@ -147,6 +148,12 @@ class TaskRun:
             )
         return found
 
+    def attacks(self, user: str) -> dict:
+        """Membership inference against their own adapter and their merges."""
+        from bench.lamp import privacy
+
+        return privacy.attack_user(self.space, self.task, self.dataset, self.stores, self.models, self.plan, user)
+
 
 # -- units of work ---------------------------------------------------------------------------------
 
@@ -191,14 +198,20 @@ def run_unit(unit: Unit) -> None:
     if unit.stage != "oppu":
         for user in job.users_of("oppu"):
             job.oppu(user)  # the others' adapters too: a merge pools them
-    if unit.stage in ("variants", "answers") and unit.user in job.users_of("merges"):
+    if unit.stage not in ("oppu", "merges") and unit.user in job.users_of("merges"):
         job.merges(unit.user)
     if unit.stage == "answers" and unit.user in job.users_of("variants"):
         job.variants(unit.user)
     getattr(job, unit.stage)(unit.user)
 
 
-LABELS = {"oppu": "OPPU adapter", "merges": "merges", "variants": "OPPU trained with memory or on PriME"}
+LABELS = {
+    "oppu": "OPPU adapter",
+    "merges": "merges",
+    "variants": "OPPU trained with memory or on PriME",
+    "answers": "answers",
+    "attacks": "membership inference",
+}
 
 
 def each(
@@ -212,7 +225,7 @@ def each(
     `ray_address`, first as Ray tasks (`unit(stage, user)`, as many at once as the cluster
     fits), whose results are then read here from the files they wrote."""
     users = job.users_of(stage)
-    label = LABELS.get(stage, "answers")
+    label = LABELS[stage]
     if ray_address and users:
         from merger.cluster import units as cluster
 
