@@ -3,7 +3,8 @@
     python -m bench cluster [--users 6] [--ray local|ADDRESS]
 
 Both runs answer the same LaMP_7 users (the quick plan's sizes) with the rows that are work per
-user (each user's own adapter, a merge of the others' adapters, memory), each from an empty
+user (each user's own adapter, a merge of the others' adapters and the membership attack on
+it, memory), each from an empty
 cache of its own: in this machine's one process, then with `--ray` (by default a Ray cluster
 started on this machine for the run, as many workers as it has cores). The report gives both
 wall times, whether the answers are the same, what one user's units cost, and what 1,000

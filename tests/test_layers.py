@@ -138,8 +138,8 @@ BLOCK_TORCH = """
 import sys
 class BlockTorch:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "sentence_transformers"):
-            raise ImportError("the chat path must not import torch")
+        if name.split(".")[0] in ("torch", "sentence_transformers", "ray"):
+            raise ImportError("the chat path must not import torch or Ray")
 sys.meta_path.insert(0, BlockTorch())
 sys.argv = ["myna"] + sys.argv[1:]
 from tui.cli.main import main
@@ -167,6 +167,16 @@ def test_ask_never_imports_torch(myna_home):
 def test_chat_app_modules_never_import_torch():
     code = "import sys, tui.app, assistant.engine, assistant.replies, tui.cli.main; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_nothing_imports_ray_unless_given_a_cluster():
+    """Ray is an extra: the hub build and the benchmark import it only with --ray."""
+    code = (
+        "import sys, tui.cli.main, merger.hub.build, merger.cluster.units, bench.lamp.run, bench.cluster;"
+        "print('ray' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.stdout.strip() == "False", result.stderr
 
 
