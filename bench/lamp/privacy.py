@@ -87,14 +87,16 @@ def attack_user(bench, task: str, dataset, stores: dict, models: dict, plan, use
             "oppu": membership(bench, own, members, unseen, _base_losses(bench, task, dataset, stores, models, user))
         }
         out["examples"], out["families"] = len(items) // 2, {}
+        # Each sharer's items and base losses, read once for every merge attacked on them.
+        sharers = {v for _, merges in models[user].families() for v in merges.adapters}
+        known = {
+            v: (*_items(bench, task, dataset, stores, v)[:2], _base_losses(bench, task, dataset, stores, models, v))
+            for v in sharers
+        }
         for family, merges in models[user].families():
             for label, record in merges.by_label.items():
                 lora = bench.lora(record.path)
-                per_sharer = []
-                for sharer in merges.adapters:
-                    theirs, others, _ = _items(bench, task, dataset, stores, sharer)
-                    base = _base_losses(bench, task, dataset, stores, models, sharer)
-                    per_sharer.append(membership(bench, lora, theirs, others, base))
+                per_sharer = [membership(bench, lora, *known[v]) for v in merges.adapters]
                 out["families"].setdefault(family, {})[label] = {
                     "auroc_mean": float(np.mean(per_sharer)),
                     "auroc_max": float(np.max(per_sharer)),
