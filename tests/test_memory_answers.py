@@ -202,6 +202,20 @@ def test_a_record_is_given_whole_however_it_was_cut(db, tmp_path):
     assert long_ones[0].memory.ids == (long_ones[0].memory.id,), "a long record is given by passage"
 
 
+def test_a_text_remembered_several_times_is_given_once(db):
+    """A question asked four times is stored four times; the answer gets it once, and the
+    places the copies would have taken go to other memories."""
+    text = "Say hello to the lighthouse keeper in one short sentence."
+    note = "The lighthouse keeper's name is Agnes and she says hello every morning."
+    for said in (text, text, text, text, note):
+        message = convs.add_message(db, convs.create_conversation(db), "user", said)
+        memory_store.remember_user_message(db, message, said)
+    found = recall.recall(db, "Say hello to the lighthouse keeper.", k=3)
+    texts = [r.memory.text for r in found]
+    assert texts.count(text) == 1
+    assert note in texts
+
+
 def test_demos_layout_shows_task_records_as_earlier_turns(db, fake_engine, tmp_path):
     from assistant.tasks import prompt
 
