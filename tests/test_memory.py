@@ -348,16 +348,48 @@ def test_warm_up_loads_the_embedder_in_a_thread_only_when_memory_holds_something
 def new_process_index(db):
     """The index a new process would build: forget this process's copy."""
     vectors._indexes.clear()
+    vectors._read_ahead.clear()
+    vectors._taken.clear()
     return vectors.index_for(db)
 
 
-def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_after(db, tmp_path, monkeypatch):
+def memory_with_a_snapshot(db, tmp_path, monkeypatch):
+    """Five notes, with a vector snapshot beside them; returns a search's first result."""
     monkeypatch.setattr(vectors, "SNAPSHOT_MIN", 3)
     notes = ["The lighthouse keeper lives on a rocky island.", "My grandmother bakes bread on Sundays."]
     notes += [f"Meeting notes, week {i}: the budget is unchanged." for i in range(3)]
     (tmp_path / "a.txt").write_text("\n\n".join(notes))
     ingest.import_paths(db, [tmp_path / "a.txt"])
-    first = retrieval.dense(db, "baking bread")
+    return retrieval.dense(db, "baking bread")
+
+
+def test_the_warm_up_reads_the_snapshot_beside_the_model_load_and_the_first_search_takes_it(db, tmp_path, monkeypatch):
+    first = memory_with_a_snapshot(db, tmp_path, monkeypatch)
+    snapshot = str(vectors.snapshot_path(db))
+
+    index = new_process_index(db)
+    retrieval.warm_up(db).join(timeout=120)
+    assert vectors._read_ahead[snapshot][4].tolist() == sorted(s.id for s in snippets(db))  # read, not yet used
+    opened = []
+    monkeypatch.setattr(vectors, "_read_snapshot", lambda path: opened.append(path))
+    monkeypatch.setattr(index, "_load", lambda *a, **k: opened.append(a))
+    assert retrieval.dense(db, "baking bread") == first  # from the copy read ahead: no file, no SQLite
+    assert opened == [] and snapshot not in vectors._read_ahead and index.saved_rows == 5
+    monkeypatch.undo()
+
+    # A copy read ahead of a deletion is never used: the deletion drops it with the file.
+    monkeypatch.setattr(vectors, "SNAPSHOT_MIN", 3)
+    new_process_index(db)
+    retrieval.warm_up(db).join(timeout=120)
+    assert snapshot in vectors._read_ahead
+    doomed = snippets(db)[0].id
+    store.delete(db, [doomed])
+    assert snapshot not in vectors._read_ahead
+    assert doomed not in [i for i, _ in retrieval.dense(db, "lighthouse", n=10)]
+
+
+def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_after(db, tmp_path, monkeypatch):
+    first = memory_with_a_snapshot(db, tmp_path, monkeypatch)
     snapshot = vectors.snapshot_path(db)
     assert snapshot.is_file() and snapshot.parent == db_home(db)
 
@@ -630,6 +662,17 @@ def test_the_approximate_index_keeps_exact_scores_and_follows_new_edited_and_del
         assert all(abs(score - cosines[i]) < 1e-6 for i, score in found)  # scores are exact
         kept.append(len({i for i, _ in exact} & {i for i, _ in found}) / 5)
     assert np.mean(kept) >= 0.8, kept
+
+    # A one-shot ask (retrieval.exact_only) neither reads the file nor searches through it:
+    # the same hits as the exact scan; afterwards the index is used again.
+    ann._files.clear()
+    with retrieval.exact_only():
+        retrieval.warm_up(db).join(timeout=120)
+        assert str(path) not in ann._files.copies
+        assert retrieval.approximate(db, matrix) is None
+        assert retrieval.dense(db, queries[0], n=5) == matrix.search(embedder().embed([queries[0]])[0], 5)
+    assert str(path) not in ann._files.copies
+    assert retrieval.approximate(db, matrix) is not None
 
     def nearest(query):
         return [store.get(db, i).text for i, _ in retrieval.dense(db, query, n=1)]

@@ -8,6 +8,7 @@ snippet both lists put first, a discount can.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -114,36 +115,72 @@ def synced_index(db: sqlite_utils.Database) -> vectors.VectorIndex:
     return vectors.synced(db)
 
 
+# Set by `exact_only` for a process that searches once.
+_exact_only = False
+
+
+@contextlib.contextmanager
+def exact_only():
+    """Within it, vector search scans every vector exactly and the approximate index (ann.py)
+    is neither preloaded nor read: for a process that searches once, a one-shot `myna ask`,
+    where an exact scan of 100,000 vectors (8.6 ms, python -m bench memory) costs less than
+    importing faiss and reading the index (about 0.29 s, profiled on 2 December). The chat app,
+    which searches at every message, keeps it."""
+    global _exact_only
+    before, _exact_only = _exact_only, True
+    try:
+        yield
+    finally:
+        _exact_only = before
+
+
 def approximate(db: sqlite_utils.Database, index: vectors.VectorIndex) -> ann.AnnIndex | None:
-    """A large memory's approximate index (ann.py), if it has one."""
-    return ann.index_for(db) if len(index.ids) >= ann.MIN_VECTORS else None
+    """A large memory's approximate index (ann.py), if it has one and it is wanted."""
+    return ann.index_for(db) if len(index.ids) >= ann.MIN_VECTORS and not _exact_only else None
 
 
 def warm_up(db: sqlite_utils.Database) -> threading.Thread | None:
-    """Load the embedder, and a large memory's keyword and approximate vector indexes, in a
-    second thread now, if memory holds anything: a cold `myna ask` then pays for them while
-    llama.cpp loads the model (all release the GIL for most of it), not after.
-    The thread never touches `db`: the caller may close it while the thread still runs (a
+    """Load the embedder in one thread, and a large memory's vector snapshot, keyword index and
+    approximate vector index in another, now, if memory holds anything: a cold `myna ask` then
+    pays for them while llama.cpp loads the model (all release the GIL for most of it), not
+    after. The threads never touch `db`: the caller may close it while they still run (a
     closed app's connection used from this thread crashed the process in the app's tests).
-    The first search checks what it read against the database."""
+    The first search checks what they read against the database. Returns a thread that ends
+    when both have."""
     if store.count(db) == 0:
         return None
-    files = ((keywords.preload, keywords.path_for(db)), (ann.preload, ann.path_for(db)))
+    files = [
+        (vectors.preload, vectors.snapshot_path(db)),
+        (keywords.preload, keywords.path_for(db)),
+        (ann.preload, None if _exact_only else ann.path_for(db)),
+    ]
 
-    def load() -> None:
+    def load_embedder() -> None:
         from assistant.embeddings import embedder
 
-        try:
-            embedder()
-            for preload, path in files:
-                if path is not None:
-                    preload(path)
-        except Exception:  # the search that needs it reports the failure itself
-            pass
+        embedder()
+
+    def read_files() -> None:
+        for preload, path in files:
+            if path is not None and path.exists():
+                preload(path)
+
+    def load() -> None:
+        beside_it = threading.Thread(target=_quietly, args=(read_files,), name="myna-warm-up-files", daemon=True)
+        beside_it.start()
+        _quietly(load_embedder)
+        beside_it.join()
 
     thread = threading.Thread(target=load, name="myna-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def _quietly(work) -> None:
+    try:
+        work()
+    except Exception:  # the search that needs it reports the failure itself
+        pass
 
 
 def vector_for(index: vectors.VectorIndex, query: str, query_vector: np.ndarray | None) -> np.ndarray | None:

@@ -66,6 +66,8 @@ def ask(
     if not no_memory and settings.memory == "on":
         from assistant.memory import retrieval
 
+        # One search: the exact scan, without faiss (retrieval.exact_only), until the command ends.
+        click.get_current_context().with_resource(retrieval.exact_only())
         retrieval.warm_up(rt.db)
     engine = rt.engine()
     pending = replies.begin(rt.db, engine, settings, text, conversation_id=conversation_id, use_memory=not no_memory)
