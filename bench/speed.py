@@ -147,6 +147,9 @@ def cold_ask(runs: int, env: dict, model_path: str) -> dict:
             shutil.copy2(part, copy / part.name)
         large_env = dict(env, MYNA_HOME=str(copy))
         run_measured(with_memory, large_env)  # its first process writes the vector snapshot, once
+        # Like for like: the small memory is given the notes the large one gives this question,
+        # so both prompts hold the same notes and the two asks differ in what recall searched.
+        _import_notes(_notes_given(copy), env)
     mine, base, remembering, remembering_large = [], [], [], []
     for _ in range(runs):
         mine.append(run_measured(ask, env))
@@ -162,8 +165,12 @@ def cold_ask(runs: int, env: dict, model_path: str) -> dict:
         if remembering_large
         else {}
     )
+    given = {"ask_with_memory_notes": _notes_given(Path(env["MYNA_HOME"]))}
+    if large_env:
+        given["ask_with_memory_100k_notes"] = _notes_given(Path(large_env["MYNA_HOME"]))
     return {
         **large_figures,
+        **{key: {"notes": len(notes), "characters": sum(map(len, notes))} for key, notes in given.items()},
         "ask_with_memory_wall_s": median([r["wall_s"] for r in remembering]),
         "ask_with_memory_peak_mib": max(r["peak_mib"] for r in remembering),
         "ask_wall_s": median([r["wall_s"] for r in mine]),
@@ -172,6 +179,29 @@ def cold_ask(runs: int, env: dict, model_path: str) -> dict:
         "bare_llama_peak_mib": max(r["peak_mib"] for r in base),
         "ask_reply": mine[-1]["stdout"].strip(),
     }
+
+
+def _notes_given(home: Path) -> list[str]:
+    """The texts of the notes the latest reply in a data folder was given."""
+    from assistant.memory import store as memory_store
+    from assistant.store import open_database
+
+    db = open_database(home / "myna.db")
+    try:
+        last = db.execute("SELECT id FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1").fetchone()
+        return [snippet.text for snippet in memory_store.used_by(db, last[0])] if last else []
+    finally:
+        db.close()
+
+
+def _import_notes(notes: list[str], env: dict) -> None:
+    """Each note imported into the data folder of `env` as a document of its own."""
+    if not notes:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="myna-bench-notes-"))
+    for number, note in enumerate(notes):
+        (folder / f"note-{number}.txt").write_text(note)
+    run_measured([str(BIN / "myna"), "import", str(folder)], env)
 
 
 def first_frame_s(cmd: list[str], marker: bytes, env: dict, timeout: float = 30.0) -> float:
@@ -279,14 +309,15 @@ def report(f: dict) -> str:
             (
                 "cold `myna ask` with memory retrieval (a few snippets)",
                 f"{f['ask_with_memory_wall_s']:.2f} s, {f['ask_with_memory_peak_mib']:.0f} MiB",
-                "the query embedding model loads too (target ≤ 1.0 s)",
+                "the query embedding model loads too (target ≤ 1.0 s)" + _notes(f, "ask_with_memory_notes"),
             ),
             *(
                 [
                     (
                         "cold `myna ask` with a memory of 100,000 snippets",
                         f"{f['ask_with_memory_100k_wall_s']:.2f} s, {f['ask_with_memory_100k_peak_mib']:.0f} MiB",
-                        "the vector index loads too, from its snapshot (target ≤ 1.0 s)",
+                        "the vector index loads too, from its snapshot (target ≤ 1.0 s)"
+                        + _notes(f, "ask_with_memory_100k_notes"),
                     )
                 ]
                 if "ask_with_memory_100k_wall_s" in f
@@ -305,6 +336,13 @@ def report(f: dict) -> str:
             *(contention_bench.rows(f) if "contention_yield" in f else []),
         ]
     )
+
+
+def _notes(f: dict, key: str) -> str:
+    """What the ask's prompt held from memory, so two rows can be seen to compare like with like."""
+    if key not in f:
+        return ""
+    return f"; its prompt held {f[key]['notes']} notes, {f[key]['characters']} characters"
 
 
 def main(runs: int, contention: bool = True) -> None:
