@@ -278,6 +278,11 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
         # The excess-term merges (alpha 0.5: the quick plan sweeps no alpha), attacked on their sharers' data.
         assert {"excess-a0.5"} == set(privacy["excess"]) and not privacy["published"]
         assert privacy["canaries"]["owner's adapter (exported)"]["recovered"] >= 0
+        # Each figure has its reference: the same attack with an adapter that never saw the items.
+        assert set(privacy["oppu_reference"]) == set(privacy["oppu"])
+        assert all(0 <= v <= 1 for v in privacy["oppu_reference"].values())
+        assert all(0 <= entry["reference"] <= 1 for entry in privacy["merged"]["uniform"].values())
+        assert "which never saw them" in (folder / "results.md").read_text()
         diagnostics = summary["diagnostics"]
         assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m}
         for row in diagnostics["rag"].values():

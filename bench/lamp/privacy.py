@@ -110,7 +110,46 @@ def attack_user(bench, task: str, dataset, stores: dict, models: dict, plan, use
         (family, label, merges.adapters) for family, merges in models[user].families() for label in merges.by_label
     )
     digest = hashlib.sha256(json.dumps(made).encode()).hexdigest()[:8]
-    return cached(bench.folder(task, user) / f"privacy-{digest}.json", compute)
+    found = cached(bench.folder(task, user) / f"privacy-{digest}.json", compute)
+    # Each figure beside the same attack on the same items with an adapter that never saw them.
+    never = reference(bench, task, dataset, stores, models, user)
+    found["oppu_reference"] = float(np.mean(list(never["own"].values()))) if never["own"] else None
+    for family, merges in models[user].families():
+        for label in merges.by_label:
+            found["families"][family][label]["reference"] = float(
+                np.mean([never["sharers"][v] for v in merges.adapters])
+            )
+    return found
+
+
+def reference(bench, task: str, dataset, stores: dict, models: dict, user: str) -> dict:
+    """The attack's figure when there is nothing to find: the same items attacked with an
+    adapter for the same task that was never trained on them. It need not be 0.5: whichever of
+    an author's items were drawn as members, any adapter of the task may lower their losses
+    more (or less) than the unseen ones', and then does so for every adapter attacked on them
+    (LaMP_7, 2 December: other users' adapters on an author's items gave 0.56 on average over
+    4 authors, from 0.35 to 0.76; their own adapters 0.68). So each figure is read against this
+    one, on the same items: "sharers", the user's own adapter on each sharer's items; "own", up
+    to three other users' adapters on the user's own items."""
+    sharers = sorted({v for _, merges in models[user].families() for v in merges.adapters})
+    others = [v for v in stores if v != user and models[v].own][:3]
+
+    def compute():
+        own = bench.lora(models[user].own)
+        found = {"sharers": {}, "own": {}}
+        for v in sharers:
+            members, unseen = _items(bench, task, dataset, stores, v)[:2]
+            found["sharers"][v] = membership(
+                bench, own, members, unseen, _base_losses(bench, task, dataset, stores, models, v)
+            )
+        members, unseen = _items(bench, task, dataset, stores, user)[:2]
+        base = _base_losses(bench, task, dataset, stores, models, user)
+        for v in others:
+            found["own"][v] = membership(bench, bench.lora(models[v].own), members, unseen, base)
+        return found
+
+    digest = hashlib.sha256(json.dumps([models[user].own, sharers, [models[v].own for v in others]]).encode())
+    return cached(bench.folder(task, user) / f"reference-{digest.hexdigest()[:8]}.json", compute)
 
 
 def _items(bench, task: str, dataset, stores: dict, user: str) -> tuple[list[Example], list[Example], list[Example]]:
@@ -136,10 +175,11 @@ def run(bench, task: str, dataset, stores: dict, models: dict, plan, with_canari
     under "merged", the published fitness's under its family, plan.FAMILIES), user by user
     (attack_user; cold starts have no adapter to attack), and, with `with_canaries`, the canaries."""
     users = [u for u in dataset.users() if models[u].own]
-    out = {"oppu": {}, **{f: {} for f in FAMILIES}, "examples": {}}
+    out = {"oppu": {}, "oppu_reference": {}, **{f: {} for f in FAMILIES}, "examples": {}}
     for user in users:
         found = attack_user(bench, task, dataset, stores, models, plan, user)
         out["oppu"][user], out["examples"][user] = found["oppu"], found["examples"]
+        out["oppu_reference"][user] = found["oppu_reference"]
         for family, labels in found["families"].items():
             for label, entry in labels.items():
                 out[family].setdefault(label, {})[user] = entry

@@ -87,6 +87,12 @@ def _gain(row: dict) -> str:
     return f"{row['gain']:+.1%} ({low:+.0%} to {high:+.0%})"
 
 
+def _against(references: list, whose: str) -> str:
+    """The reference figure a membership AUROC is read against, when the run has it."""
+    known = [r for r in references if r is not None]
+    return f" [{whose}, which never saw them: {np.mean(known):.3f}]" if known else ""
+
+
 def privacy_markdown(privacy: dict) -> list[str]:
     lines = []
     if not privacy.get("oppu"):
@@ -101,8 +107,14 @@ def privacy_markdown(privacy: dict) -> list[str]:
             "",
         ]
     if privacy.get("oppu"):
+        lines += [
+            "Beside each figure, in brackets: the same attack on the same items with an adapter for the task that "
+            "never saw them (what the attack finds when there is nothing to find; bench/lamp/privacy.py `reference`).",
+            "",
+        ]
         lines.append(
             f"- users' own OPPU adapters, on their own training data: {np.nanmean(list(privacy['oppu'].values())):.3f}"
+            + _against(list(privacy.get("oppu_reference", {}).values()), "other users' adapters")
         )
     terms = {name: family.term for name, family in FAMILIES.items()}
     for family, term in terms.items():
@@ -113,6 +125,7 @@ def privacy_markdown(privacy: dict) -> list[str]:
             users = "" if len(by_user) == of else f", {len(by_user)} of {of} users"
             lines.append(
                 f"- merges `{label}`, on the sharers' training data: {np.nanmean(values):.3f}"
+                + _against([v.get("reference") for v in by_user.values()], "the user's own adapter")
                 + (f" ({term} {np.mean(sims):.2f}{users})" if sims else "")
             )
     for family in FAMILIES:
