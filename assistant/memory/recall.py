@@ -4,8 +4,9 @@ Retrieval (retrieval.py) ranks snippets; an answer needs records. A note, an e-m
 profile item is given whole when it is short enough (its title and body stay together, however
 the importer cut it), a long document by the passage that matched. A record found through
 several of its snippets counts once, and so does a text remembered several times (a question
-asked again is stored again; four copies of it would fill the prompt). Anything less similar to the question than the cut-off
-is left out, so a question about nothing remembered gets nothing, and shows no sources.
+asked again is stored again; four copies of it would fill the prompt). Anything less similar
+to the question than the cut-off is left out, so a question about nothing remembered gets
+nothing, and shows no sources.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def recall(
     for hit in hits:
         relevance = cosines.get(hit.snippet.id) if index is not None else None
         memory = store.whole_record(db, hit.snippet, record_words)
-        if seen & set(memory.ids) or " ".join(memory.text.split()) in texts:
+        text = " ".join(memory.text.split())  # the same words, however spaced
+        if seen & set(memory.ids) or text in texts:
             continue
         if (
             relevance is not None
@@ -91,7 +93,7 @@ def recall(
         ):
             continue
         seen.update(memory.ids)
-        texts.add(" ".join(memory.text.split()))
+        texts.add(text)
         out.append(Recalled(memory, hit.score, relevance))
         if len(out) == k:
             break
