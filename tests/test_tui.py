@@ -61,7 +61,9 @@ async def test_typed_message_gets_a_streamed_reply_stored(db, fake_engine, monke
         assert [v.text for v in views(app)] == ["Hi Myna", "Hello there, how can I help?"]
         assert len(pieces) == 6, "the reply arrived token by token"
         assert app.query_one("#prompt").value == ""
-        assert len(app.query_one(ConversationList).children) == 1
+        listed = app.query_one(ConversationList)
+        await wait_until(pilot, lambda: listed.settled)
+        assert [item.conversation.title for item in listed.children] == ["Hi Myna"]
     [conv] = convs.list_conversations(db)
     assert conv.title == "Hi Myna"
     assert [(m.role, m.text, m.status) for m in convs.messages(db, conv.id)] == [
@@ -156,6 +158,27 @@ async def test_too_long_message_goes_back_to_the_input(db, fake_engine):
         await wait_until(pilot, lambda: not app.replying and app.query_one("#prompt").value == text)
         assert views(app) == []
     assert convs.list_conversations(db) == []
+
+
+async def test_overlapping_list_updates_end_on_the_last_one(db, fake_engine):
+    """A reply that starts and ends within a frame lists the conversations twice in a row; once
+    that left one listed twice (CI, a busy machine). Growing, shrinking and relabelling calls
+    made back to back must end on exactly the last call's list, its selection highlighted."""
+    ids = [convs.create_conversation(db, f"Chat {n}") for n in range(3)]
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        listed = app.query_one(ConversationList)
+        await wait_until(pilot, lambda: listed.settled)
+        every = convs.list_conversations(db)
+        for shown in ([], every[:1], every, every[:1], every[:1], every, every):
+            listed.show(shown, ids[0])
+        convs.rename_conversation(db, ids[1], "Renamed")
+        listed.show(convs.list_conversations(db)[:2], ids[1])
+        await wait_until(pilot, lambda: listed.settled)
+        await pilot.pause()
+        assert [item.conversation.id for item in listed.children] == [ids[2], ids[1]]
+        assert [str(item.query_one("Label").render()) for item in listed.children] == ["Chat 2", "Renamed"]
+        assert listed.index == 1 and listed.highlighted_child is listed.children[1]
 
 
 async def test_switch_rename_and_delete_conversations(db, fake_engine):
@@ -322,6 +345,7 @@ async def test_search_finds_a_conversation_by_a_word_in_its_text(db, fake_engine
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=SIZE) as pilot:
         listed = app.query_one(ConversationList)
+        await wait_until(pilot, lambda: listed.settled)
         assert app.conversation_id == trip and len(listed.children) == 2
         await pilot.press("ctrl+f", *"tomato")  # the list keeps only the matches
         await wait_until(pilot, lambda: [i.conversation.id for i in listed.children] == [garden])

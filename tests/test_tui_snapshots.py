@@ -11,6 +11,7 @@ from assistant.memory import ingest
 from assistant.store import conversations as convs
 from tests.test_tui import wait_until
 from tui.app import MynaApp
+from tui.widgets.conversation_list import ConversationList
 
 REPLY = """Three things help tomatoes most:
 
@@ -49,6 +50,7 @@ async def answered(pilot) -> None:
     await pilot.click("#prompt")
     await pilot.press(*"Where do the tomatoes get the most sun?", "enter")
     await wait_until(pilot, lambda: convs.latest_conversation_id(pilot.app.db) and not pilot.app.replying)
+    await wait_until(pilot, lambda: pilot.app.query_one(ConversationList).settled)
     await pilot.pause()
 
 

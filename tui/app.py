@@ -254,11 +254,11 @@ class MynaApp(App):
     @on(Input.Submitted, "#find")
     def find_submitted(self) -> None:
         """Enter opens the best match."""
-        listed = self.query_one(ConversationList)
-        if not listed.children:
+        listed = self.query_one(ConversationList).conversations
+        if not listed:
             self.notify("No conversation has all of those words.")
             return
-        self.switch_to(listed.children[0].conversation.id)
+        self.switch_to(listed[0].id)
 
     def action_find_conversation(self) -> None:
         self.query_one("#find", Input).focus()
