@@ -14,9 +14,10 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import llama_cpp
+import psutil  # here, not where it is used: a warm-up thread's imports slowed it to 0.14 s there
 
 from assistant import chat_template
 from assistant.catalogue import ModelSpec, verify
@@ -56,8 +57,14 @@ class Completion:
     finish: str = ""  # "stop": the model ended its turn; "length": out of tokens; "cancelled"
 
 
-# llama.cpp logs through a C callback; keep its errors to explain failures instead of
-# letting it print on the user's terminal.
+# llama.cpp logs through a C callback: about 2,200 lines while it loads a model, some at every
+# decode. A Python callback needs the GIL for each line, so beside a thread that holds it the
+# load waits at every line: 5 s instead of 0.13 s beside a busy thread (a cold `myna ask`
+# imports ONNX Runtime in its warm-up thread while the model loads). So the lines go to a C
+# function that ignores them, getpid (it takes no arguments; the three a C caller passes are
+# harmless in the calling conventions llama.cpp runs on), and only when a load fails is it
+# made again with them heard, for the error that explains it instead of printing it on the
+# user's terminal.
 _recent_log: collections.deque[str] = collections.deque(maxlen=20)
 _GGML_LOG_ERROR = 4  # ggml's enum: none 0, debug 1, info 2, warn 3, error 4, cont 5
 
@@ -72,8 +79,33 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
             _recent_log.append(line)
 
 
+T = TypeVar("T")
+_ignore_log = ctypes.cast(ctypes.CDLL(None).getpid, llama_cpp.llama_log_callback)
+
+
 def _quiet_logs() -> None:
+    llama_cpp.llama_log_set(_ignore_log, ctypes.c_void_p(0))
+
+
+def explained(load: Callable[[], T]) -> tuple[T | None, str]:
+    """(what `load` made, "") or, when it raised or made nothing (None, a NULL pointer), (None,
+    llama.cpp's error): a failed load is made again with llama.cpp's lines heard, for the line
+    that says why."""
+    try:
+        made = load()
+    except (ValueError, RuntimeError):
+        made = None
+    if made:
+        return made, ""
+    _recent_log.clear()
     llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    try:
+        made = load()
+    except (ValueError, RuntimeError):
+        made = None
+    finally:
+        _quiet_logs()
+    return (made, "") if made else (None, first_log_error())
 
 
 def first_log_error() -> str:
@@ -85,8 +117,6 @@ def default_threads() -> int:
     """The threads compute uses: OMP_NUM_THREADS when the environment sets it (Ray sets it to
     the CPUs a task declared; more threads than that would spin against the machine's other
     tasks), else one per physical core."""
-    import psutil
-
     told = os.environ.get("OMP_NUM_THREADS", "")
     if told.isdigit() and int(told) > 0:
         return int(told)
@@ -133,23 +163,22 @@ class Engine:
         threads = threads or default_threads()
         if spec.context_length:
             context_size = min(context_size, spec.context_length)
-        _recent_log.clear()
-        try:
-            self.llm = new_llama(
+        llm, detail = explained(
+            lambda: new_llama(
                 model_path=str(spec.path),
                 n_ctx=context_size,
                 n_threads=threads,
                 n_threads_batch=threads,
                 verbose=False,
             )
-        except (ValueError, RuntimeError) as exc:
-            detail = first_log_error()
+        )
+        if llm is None:
             raise MynaError(
                 f"llama.cpp could not load {spec.path}"
                 + (f" ({detail})" if detail else "")
                 + "; it may be truncated or not a llama-family GGUF model, pass another with --model PATH."
-            ) from exc
-        _quiet_logs()  # Llama() installs its own logger; keep ours
+            )
+        self.llm = llm
         self.threads = threads
         self.spec = spec
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -401,10 +430,10 @@ class Engine:
             self._stale.append(cached[1])
             del self._loaded_adapters[path]
         if path not in self._loaded_adapters:
-            _recent_log.clear()
-            handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
+            handle, detail = explained(
+                lambda: llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
+            )
             if not handle:
-                detail = first_log_error()
                 raise MynaError(
                     f"llama.cpp could not load the adapter {path}"
                     + (f" ({detail})" if detail else "")

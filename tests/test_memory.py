@@ -410,7 +410,21 @@ def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_
     assert store.get(db, top).text.startswith("I play the cello")
     assert len(reads) == 1 and reads[0][1].startswith("WHERE s.id >")  # only the appended row was read
     assert looked_after == [max(index.ids[:-1])]  # and only snippets after the snapshot were checked for vectors
-    assert len(index.matrix) == 6 and len(index._spare) > 6  # appended in place, room left
+    assert len(index._base) == 5 and not index._base.flags.writeable  # the snapshot's rows: its file mapped
+    assert len(index.matrix) == 6 and len(index._spare) > 1  # the appended row after them, with room left
+    # The two parts answer as one matrix: a full load from SQLite gives the same rows and the
+    # same cosines, asked in an order that mixes them.
+    full = vectors.VectorIndex()
+    full._load(db, "")
+    np.testing.assert_array_equal(index.matrix, full.matrix)
+    query = retrieval.vector_for(index, "music", None)
+    mixed = [int(i) for i in index.ids[::-1]]
+    assert index.cosines(query, mixed) == pytest.approx(full.cosines(query, mixed))
+    # A save writes both parts, and the next process maps all six rows.
+    index._save(db)
+    again = new_process_index(db)
+    assert retrieval.dense(db, "playing music in an orchestra")[0][0] == top
+    assert len(again._base) == 6 and again.matrix.tolist() == full.matrix.tolist()
 
 
 def db_home(db):

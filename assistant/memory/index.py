@@ -6,13 +6,14 @@ change counters moved (appends are read incrementally, edits and deletions reloa
 
 Reading 100k vectors out of SQLite takes about 1.7 s, once per process: too slow for a cold
 `myna ask`. So a large matrix is also kept in a snapshot file beside the database (myna.vectors,
-private like it), stamped with the database's identity and counters: a new process reads the
-file in one go and the rows appended since from SQLite. Any deletion removes the snapshot
+private like it), stamped with the database's identity and counters: a new process maps the
+file's pages (no copy) and reads the rows appended since from SQLite. Any deletion removes the snapshot
 (store.purge), so a deleted memory's vector does not outlive it there either.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Callable, Protocol
@@ -92,11 +93,13 @@ class Approximate(Protocol):
 
 
 class VectorIndex:
-    """All snippet vectors of one database as one matrix; cosine = dot (vectors are unit)."""
+    """All snippet vectors of one database, in id order; cosine = dot (vectors are unit). The
+    rows are the snapshot's (mapped from its file, read-only) followed by those read since
+    (in a buffer with room to append, so a chat message's vector copies neither)."""
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
-        self.matrix = np.zeros((0, embeddings.DIM), dtype=np.float32)
+        self._base = np.zeros((0, embeddings.DIM), dtype=np.float32)  # the snapshot's rows
         self.counters: tuple[int, int] | None = None
         self.refreshed: tuple[int, int] | None = None  # counters when missing vectors were last computed
         self.saved_rows = 0  # rows in the snapshot file as this process last saw it
@@ -105,7 +108,26 @@ class VectorIndex:
         self.complete_through = 0
         self.complete_changed = -1
         self.lock = threading.Lock()
-        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)  # matrix rows plus room to append
+        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)  # the rows after them, plus room
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Every vector, one row per id: a copy only when rows follow a snapshot's."""
+        tail = self._spare[: len(self.ids) - len(self._base)]
+        if not len(tail):
+            return self._base
+        return tail if not len(self._base) else np.concatenate([self._base, tail])
+
+    def _scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The query's dot product with every row, or with these rows, in their order."""
+        base, tail = self._base, self._spare[: len(self.ids) - len(self._base)]
+        if rows is None:
+            return np.concatenate([base @ query, tail @ query]) if len(tail) else base @ query
+        scores = np.empty(len(rows), dtype=np.float32)
+        inside = rows < len(base)
+        scores[inside] = base[rows[inside]] @ query
+        scores[~inside] = tail[rows[~inside] - len(base)] @ query
+        return scores
 
     def refresh(self, db: sqlite_utils.Database) -> None:
         """Embed snippets that have no vector yet; only looks when the store changed."""
@@ -149,7 +171,7 @@ class VectorIndex:
                 return []
             query = query.astype(np.float32)
             if approx is None:
-                ids, scores = self.ids, self.matrix @ query
+                ids, scores = self.ids, self._scores(query)
             else:
                 tail = int(np.searchsorted(self.ids, approx.covered_through, side="right"))
                 rows = np.concatenate(
@@ -160,7 +182,7 @@ class VectorIndex:
                     ]
                 )
                 rows = np.unique(rows)
-                ids, scores = self.ids[rows], self.matrix[rows] @ query
+                ids, scores = self.ids[rows], self._scores(query, rows)
             n = min(n, len(scores))
             if n == 0:
                 return []
@@ -174,7 +196,7 @@ class VectorIndex:
             if not len(self.ids) or not ids:
                 return {}
             rows = self._rows_of(np.asarray(ids, dtype=np.int64))
-            scores = self.matrix[rows] @ query.astype(np.float32)
+            scores = self._scores(query.astype(np.float32), rows)
             return {int(i): float(v) for i, v in zip(self.ids[rows], scores)}
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
@@ -205,20 +227,20 @@ class VectorIndex:
             self._put(len(self.ids), matrix)
             self.ids = np.concatenate([self.ids, ids])
         else:
-            self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
+            self._base = self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
             self._put(0, matrix)
             self.ids = ids
 
     def _put(self, start: int, rows: np.ndarray) -> None:
-        """Write rows from `start` on, growing the buffer by an eighth or more when full, so that
-        appending a chat message's vector does not copy a 150 MB matrix."""
-        end = start + len(rows)
+        """Write rows from row `start` on (after the snapshot's), growing the buffer by an eighth
+        or more when full, so that appending a chat message's vector copies no large matrix."""
+        at = start - len(self._base)
+        end = at + len(rows)
         if end > len(self._spare):
             grown = np.empty((max(end + end // 8, 1024), embeddings.DIM), dtype=np.float32)
-            grown[:start] = self._spare[:start]
+            grown[:at] = self._spare[:at]
             self._spare = grown
-        self._spare[start:end] = rows
-        self.matrix = self._spare[:end]
+        self._spare[at:end] = rows
 
     def _restore(self, db: sqlite_utils.Database, counters: tuple[int, int]) -> None:
         """Start from the snapshot if it belongs to this database and no edit or deletion
@@ -229,10 +251,11 @@ class VectorIndex:
         read = _snapshot_for(path)
         if read is None:
             return
-        instance, appended, changed, complete_through, ids, room = read
+        instance, appended, changed, complete_through, ids, rows = read
         if instance != _instance(db) or changed != counters[1] or appended > counters[0]:
             return
-        self.ids, self._spare, self.matrix = ids, room, room[: len(ids)]
+        self.ids, self._base = ids, rows
+        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
         self.counters = (appended, changed)
         self.saved_rows = len(ids)
         if complete_through:
@@ -252,14 +275,15 @@ class VectorIndex:
             with atomic_open(path, "wb") as handle:
                 handle.write(SNAPSHOT_MAGIC + header.tobytes())
                 handle.write(self.ids.astype("<i8").tobytes())
-                handle.write(np.ascontiguousarray(self.matrix, dtype="<f4").tobytes())
+                for part in (self._base, self._spare[: len(self.ids) - len(self._base)]):
+                    handle.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
         except OSError:
             return  # a full disk costs the next process a slower start, nothing else
         self.saved_rows = len(self.ids)
 
 
 # A snapshot read ahead of the first search (preload), by path, until that search takes it:
-# instance, appended, changed, complete_through, ids, and the rows in a buffer with room.
+# instance, appended, changed, complete_through, ids, and the rows (mapped read-only).
 Snapshot = tuple[int, int, int, int, np.ndarray, np.ndarray]
 _read_ahead: dict[str, Snapshot | None] = {}
 _taken: set[str] = set()
@@ -267,8 +291,13 @@ _read_lock = threading.Lock()
 
 
 def _read_snapshot(path: Path) -> Snapshot | None:
-    """The snapshot's stamp, ids and rows (in a buffer with room to append), or None when the
-    file is missing, of another format or short."""
+    """The snapshot's stamp, ids and rows, or None when the file is missing, of another format
+    or short. The rows are the file's pages mapped read-only (populated in one call), not a
+    copy: copying 150 MB into fresh memory took 0.05-0.5 s on these machines, and held up the
+    model loading beside it. A save replaces the file and a deletion unlinks it, neither
+    touches a mapped one; the first append copies the rows into a buffer with room."""
+    import mmap
+
     try:
         with open(path, "rb") as handle:
             if handle.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
@@ -280,19 +309,30 @@ def _read_snapshot(path: Path) -> Snapshot | None:
             if dim != embeddings.DIM or rows < 0:
                 return None
             ids = np.fromfile(handle, dtype="<i8", count=rows)
-            room = np.empty((rows + max(1024, rows // 8), dim), dtype=np.float32)
-            got = handle.readinto(memoryview(room[:rows]).cast("B"))  # straight into place: no copy
+            start = len(SNAPSHOT_MAGIC) + 48 + 8 * rows
+            if len(ids) != rows or os.fstat(handle.fileno()).st_size < start + rows * dim * 4:
+                return None  # a short file: ignore it, the next full load replaces it
+            if rows == 0:
+                return (
+                    instance,
+                    appended,
+                    changed,
+                    complete_through,
+                    ids.astype(np.int64),
+                    np.zeros((0, dim), np.float32),
+                )
+            pages = mmap.mmap(
+                handle.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ
+            )
     except (OSError, ValueError):
         return None
-    if len(ids) != rows or got != rows * dim * 4:
-        return None  # a short file: ignore it, the next full load replaces it
-    return instance, appended, changed, complete_through, ids.astype(np.int64), room
+    matrix = np.frombuffer(pages, dtype="<f4", count=rows * dim, offset=start).reshape(rows, dim)
+    return instance, appended, changed, complete_through, ids.astype(np.int64), matrix
 
 
 def preload(path: Path) -> None:
-    """Read the snapshot now, without the database, so that another thread can do it while the
-    model loads (retrieval.warm_up); the first search checks it against the database. Reading
-    150 MB at 100,000 snippets takes 0.15-0.5 s, which a cold `myna ask` otherwise waits for."""
+    """Map the snapshot now, without the database, so that another thread does it while the
+    model loads (retrieval.warm_up); the first search checks it against the database."""
     with _read_lock:
         if str(path) not in _taken and str(path) not in _read_ahead:
             _read_ahead[str(path)] = _read_snapshot(path)
