@@ -342,7 +342,8 @@ def _notes(f: dict, key: str) -> str:
     """What the ask's prompt held from memory, so two rows can be seen to compare like with like."""
     if key not in f:
         return ""
-    return f"; its prompt held {f[key]['notes']} notes, {f[key]['characters']} characters"
+    notes = f[key]["notes"]
+    return f"; its prompt held {notes} note{'' if notes == 1 else 's'}, {f[key]['characters']} characters"
 
 
 def main(runs: int, contention: bool = True) -> None:
