@@ -410,8 +410,15 @@ def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_
     assert store.get(db, top).text.startswith("I play the cello")
     assert len(reads) == 1 and reads[0][1].startswith("WHERE s.id >")  # only the appended row was read
     assert looked_after == [max(index.ids[:-1])]  # and only snippets after the snapshot were checked for vectors
-    assert len(index._base) == 5 and not index._base.flags.writeable  # the snapshot's rows: its file mapped
-    assert len(index.matrix) == 6 and len(index._spare) > 1  # the appended row after them, with room left
+    # Six rows are a fifth more than the snapshot's five: the search saved a new snapshot and
+    # now maps it (read-only) instead of holding the row read from SQLite.
+    assert len(index._base) == 6 and not index._base.flags.writeable and len(index.matrix) == 6
+
+    (tmp_path / "c.txt").write_text("My sister keeps bees behind her house.")
+    ingest.import_paths(db, [tmp_path / "c.txt"])
+    index = new_process_index(db)
+    assert store.get(db, retrieval.dense(db, "honey bees")[0][0]).text.startswith("My sister keeps bees")
+    assert len(index._base) == 6 and len(index.matrix) == 7 and len(index._spare) > 1  # one row after them, room left
     # The two parts answer as one matrix: a full load from SQLite gives the same rows and the
     # same cosines, asked in an order that mixes them.
     full = vectors.VectorIndex()
@@ -420,11 +427,12 @@ def test_a_new_process_starts_from_the_vector_snapshot_and_reads_only_what_came_
     query = retrieval.vector_for(index, "music", None)
     mixed = [int(i) for i in index.ids[::-1]]
     assert index.cosines(query, mixed) == pytest.approx(full.cosines(query, mixed))
-    # A save writes both parts, and the next process maps all six rows.
+    # A save writes both parts and maps them from the new file; the next process maps all seven.
     index._save(db)
+    assert len(index._base) == 7 and index.matrix.tolist() == full.matrix.tolist()
     again = new_process_index(db)
     assert retrieval.dense(db, "playing music in an orchestra")[0][0] == top
-    assert len(again._base) == 6 and again.matrix.tolist() == full.matrix.tolist()
+    assert len(again._base) == 7 and again.matrix.tolist() == full.matrix.tolist()
 
 
 def db_home(db):

@@ -280,6 +280,11 @@ class VectorIndex:
         except OSError:
             return  # a full disk costs the next process a slower start, nothing else
         self.saved_rows = len(self.ids)
+        # Search the file just written from now on: the replaced one's pages are freed on disk
+        # and the rows read since leave this process's memory.
+        written = _read_snapshot(path)
+        if written is not None and np.array_equal(written[4], self.ids):
+            self._base, self._spare = written[5], np.zeros((0, embeddings.DIM), dtype=np.float32)
 
 
 # A snapshot read ahead of the first search (preload), by path, until that search takes it:
