@@ -300,7 +300,7 @@ def _read_snapshot(path: Path) -> Snapshot | None:
     or short. The rows are the file's pages mapped read-only (populated in one call), not a
     copy: copying 150 MB into fresh memory took 0.05-0.5 s on these machines, and held up the
     model loading beside it. A save replaces the file and a deletion unlinks it, neither
-    touches a mapped one; the first append copies the rows into a buffer with room."""
+    touches a mapped one; rows read later go to a buffer of their own (VectorIndex._put)."""
     import mmap
 
     try:
@@ -317,21 +317,13 @@ def _read_snapshot(path: Path) -> Snapshot | None:
             start = len(SNAPSHOT_MAGIC) + 48 + 8 * rows
             if len(ids) != rows or os.fstat(handle.fileno()).st_size < start + rows * dim * 4:
                 return None  # a short file: ignore it, the next full load replaces it
-            if rows == 0:
-                return (
-                    instance,
-                    appended,
-                    changed,
-                    complete_through,
-                    ids.astype(np.int64),
-                    np.zeros((0, dim), np.float32),
-                )
-            pages = mmap.mmap(
-                handle.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ
+            populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux: every page mapped in one call
+            pages = (
+                mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ) if rows else b""
             )
     except (OSError, ValueError):
         return None
-    matrix = np.frombuffer(pages, dtype="<f4", count=rows * dim, offset=start).reshape(rows, dim)
+    matrix = np.frombuffer(pages, dtype="<f4", count=rows * dim, offset=start if rows else 0).reshape(rows, dim)
     return instance, appended, changed, complete_through, ids.astype(np.int64), matrix
 
 
