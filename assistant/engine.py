@@ -91,18 +91,20 @@ def explained(load: Callable[[], T]) -> tuple[T | None, str]:
     """(what `load` made, "") or, when it raised or made nothing (None, a NULL pointer), (None,
     llama.cpp's error): a failed load is made again with llama.cpp's lines heard, for the line
     that says why."""
-    try:
-        made = load()
-    except (ValueError, RuntimeError):
-        made = None
+
+    def attempt() -> T | None:
+        try:
+            return load()
+        except (ValueError, RuntimeError):
+            return None
+
+    made = attempt()
     if made:
         return made, ""
     _recent_log.clear()
     llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
     try:
-        made = load()
-    except (ValueError, RuntimeError):
-        made = None
+        made = attempt()
     finally:
         _quiet_logs()
     return (made, "") if made else (None, first_log_error())

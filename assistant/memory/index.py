@@ -92,6 +92,10 @@ class Approximate(Protocol):
     def candidates(self, query: np.ndarray, n: int) -> np.ndarray: ...
 
 
+def _no_rows() -> np.ndarray:
+    return np.zeros((0, embeddings.DIM), dtype=np.float32)
+
+
 class VectorIndex:
     """All snippet vectors of one database, in id order; cosine = dot (vectors are unit). The
     rows are the snapshot's (mapped from its file, read-only) followed by those read since
@@ -99,7 +103,7 @@ class VectorIndex:
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
-        self._base = np.zeros((0, embeddings.DIM), dtype=np.float32)  # the snapshot's rows
+        self._base = _no_rows()  # the snapshot's rows
         self.counters: tuple[int, int] | None = None
         self.refreshed: tuple[int, int] | None = None  # counters when missing vectors were last computed
         self.saved_rows = 0  # rows in the snapshot file as this process last saw it
@@ -108,19 +112,24 @@ class VectorIndex:
         self.complete_through = 0
         self.complete_changed = -1
         self.lock = threading.Lock()
-        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)  # the rows after them, plus room
+        self._spare = _no_rows()  # the rows after them, plus room
+
+    @property
+    def _tail(self) -> np.ndarray:
+        """The rows read after the snapshot's."""
+        return self._spare[: len(self.ids) - len(self._base)]
 
     @property
     def matrix(self) -> np.ndarray:
         """Every vector, one row per id: a copy only when rows follow a snapshot's."""
-        tail = self._spare[: len(self.ids) - len(self._base)]
+        tail = self._tail
         if not len(tail):
             return self._base
         return tail if not len(self._base) else np.concatenate([self._base, tail])
 
     def _scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """The query's dot product with every row, or with these rows, in their order."""
-        base, tail = self._base, self._spare[: len(self.ids) - len(self._base)]
+        base, tail = self._base, self._tail
         if rows is None:
             return np.concatenate([base @ query, tail @ query]) if len(tail) else base @ query
         scores = np.empty(len(rows), dtype=np.float32)
@@ -227,7 +236,7 @@ class VectorIndex:
             self._put(len(self.ids), matrix)
             self.ids = np.concatenate([self.ids, ids])
         else:
-            self._base = self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
+            self._base = self._spare = _no_rows()
             self._put(0, matrix)
             self.ids = ids
 
@@ -255,7 +264,7 @@ class VectorIndex:
         if instance != _instance(db) or changed != counters[1] or appended > counters[0]:
             return
         self.ids, self._base = ids, rows
-        self._spare = np.zeros((0, embeddings.DIM), dtype=np.float32)
+        self._spare = _no_rows()
         self.counters = (appended, changed)
         self.saved_rows = len(ids)
         if complete_through:
@@ -275,7 +284,7 @@ class VectorIndex:
             with atomic_open(path, "wb") as handle:
                 handle.write(SNAPSHOT_MAGIC + header.tobytes())
                 handle.write(self.ids.astype("<i8").tobytes())
-                for part in (self._base, self._spare[: len(self.ids) - len(self._base)]):
+                for part in (self._base, self._tail):
                     handle.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
         except OSError:
             return  # a full disk costs the next process a slower start, nothing else
@@ -284,7 +293,7 @@ class VectorIndex:
         # and the rows read since leave this process's memory.
         written = _read_snapshot(path)
         if written is not None and np.array_equal(written[4], self.ids):
-            self._base, self._spare = written[5], np.zeros((0, embeddings.DIM), dtype=np.float32)
+            self._base, self._spare = written[5], _no_rows()
 
 
 # A snapshot read ahead of the first search (preload), by path, until that search takes it:
@@ -356,7 +365,7 @@ def drop_snapshot(db: sqlite_utils.Database) -> None:
         return
     path.unlink(missing_ok=True)
     with _read_lock:
-        _read_ahead.pop(str(path), None)  # nor in this process's read-ahead copy
+        _read_ahead.pop(str(path), None)  # nor in this process's mapping read ahead
     index = _indexes.get(beside.database_name(db))
     if index is not None:
         index.saved_rows = 0
