@@ -32,8 +32,13 @@ def main() -> None:
     personalize.add_argument("--adapters", type=int, default=8)
     personalize.add_argument("--held-out", type=int, default=50)
     personalize.add_argument(
-        "--objectives", help="comma-separated, of shipped, published, excess, likelihood, published per layer"
+        "--objectives",
+        help="comma-separated, of shipped, published, excess, likelihood, 'published per layer', "
+        "'published 3 sharers' (the first is the one the others are compared with)",
     )
+    personalize.add_argument("--users", help="comma-separated accounts to personalize for (default reuters_health)")
+    personalize.add_argument("--merge-only", action="store_true", help="no own adapter trained on top of the merge")
+    personalize.add_argument("--no-rates", action="store_true", help="skip candidate evaluations per minute")
     lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
@@ -77,7 +82,15 @@ def main() -> None:
     elif args.name == "personalize":
         from bench import personalize as module
 
-        module.main(args.budget, args.adapters, args.held_out, args.objectives.split(",") if args.objectives else None)
+        module.main(
+            args.budget,
+            args.adapters,
+            args.held_out,
+            args.objectives.split(",") if args.objectives else None,
+            args.users.split(",") if args.users else None,
+            args.merge_only,
+            not args.no_rates,
+        )
     elif args.name == "recall":
         from bench import recall as module
 

@@ -6,10 +6,15 @@ the excess term; and with one weight per adapter and layer), and candidate evalu
 minute for each evaluation backend.
 
     python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
+        [--users reuters_health,NBChealth] [--merge-only] [--no-rates]
 
 The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
-bench/results/cache between runs); the user is a 9th account whose older tweets are its
-history (imported as a LaMP_7 profile).
+bench/results/cache between runs); the user is another account whose older tweets are its
+history (imported as a LaMP_7 profile), or each of several. After each run the adapter that then
+answers the user (the one published, else the one before) answers the held-out inputs in
+llama.cpp, and objectives are compared on those answers, paired (the same inputs resampled
+together): which pool size (PriME's n_sim, 3 against 8) and which weights (per adapter or per
+layer) to ship.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import numpy as np
 from bench.common import BIN, RESULTS, run_measured, save, table
 
 USER = "reuters_health"
+# Other accounts of the corpus that can be a user beside the 8 sharers (enough tweets for 250
+# examples each).
+USERS = (USER, "NBChealth", "KaiserHealthNews", "everydayhealth", "msnhealthnews")
 SHARERS = [
     "bbchealth",
     "cbchealth",
@@ -59,12 +67,12 @@ def ensure_hub(env: dict, count: int) -> Path:
     return folder
 
 
-def user_home(hub: Path, count: int, held_out: int) -> dict:
+def user_home(hub: Path, count: int, held_out: int, user: str = USER) -> dict:
     from merger.data import corpora
 
     home = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
     env = dict(os.environ, MYNA_HOME=str(home))
-    history = corpora.authors("tweets")[USER][: held_out * 5]  # 20 % of the examples are held out
+    history = corpora.authors("tweets")[user][: held_out * 5]  # 20 % of the examples are held out
     profile = home / "history.json"
     profile.write_text(
         json.dumps([{"id": "u", "input": "", "profile": [{"id": str(t.tweet_id), "text": t.text} for t in history]}])
@@ -128,8 +136,8 @@ def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
 
 
 # The objectives compared, as `myna personalize` options: what ships, PriME's published code,
-# its fitness with the excess or the likelihood privacy term, and its one weight per adapter and
-# layer.
+# its fitness with the excess or the likelihood privacy term, its one weight per adapter and
+# layer, and its n_sim = 3 sharers (the others merge the --adapters most similar).
 PUBLISHED = ["--metric", "task", "--privacy", "mean"]
 OBJECTIVES = {
     "shipped": [],
@@ -137,22 +145,37 @@ OBJECTIVES = {
     "excess": ["--metric", "task", "--privacy", "excess"],
     "likelihood": ["--metric", "task", "--privacy", "likelihood"],
     "published per layer": [*PUBLISHED, "--per-layer"],
+    "published 3 sharers": [*PUBLISHED, "--adapters", "3"],
 }
 
 
-def personalize_once(hub: Path, count: int, budget: int, held_out: int, options: list[str]) -> dict:
-    """One `myna personalize` in a fresh user folder (the same history and hub every time)."""
+def personalize_once(
+    hub: Path, count: int, budget: int, held_out: int, options: list[str], user: str = USER, merge_only: bool = False
+) -> dict:
+    """One `myna personalize` in a fresh user folder (the same history and hub every time),
+    and what the adapter serving the user afterwards scores on each held-out input."""
     from assistant.store import open_database
     from merger.nightly import runs
 
-    user = user_home(hub, count, held_out)
+    env = user_home(hub, count, held_out, user)
+    pool = [] if "--adapters" in options else ["--adapters", str(count)]
     measured = run_measured(
-        [str(BIN / "myna"), "personalize", "--budget", str(budget), "--adapters", str(count), *options],
-        env=user,
+        [
+            str(BIN / "myna"),
+            "personalize",
+            "--budget",
+            str(budget),
+            *pool,
+            *options,
+            *(["--merge-only"] if merge_only else []),
+        ],
+        env=env,
         timeout=3600,
     )
-    record = runs.latest(open_database(Path(user["MYNA_HOME"]) / "myna.db"))
+    home = Path(env["MYNA_HOME"])
+    record = runs.latest(open_database(home / "myna.db"))
     return {
+        "user": user,
         "options": options,
         "wall_s": measured["wall_s"],
         "peak_mib": measured["peak_mib"],
@@ -162,26 +185,86 @@ def personalize_once(hub: Path, count: int, budget: int, held_out: int, options:
         "similarity_before": record.similarity_before,
         "similarity_after": record.similarity_after,
         "weights": dict(zip(record.adapters, record.weights)),
+        "held_out_scores": served_scores(home, held_out),
         "output": measured["stdout"].strip().splitlines()[-3:],
-        "home": user["MYNA_HOME"],
+        "home": str(home),
     }
 
 
-def run(budget: int, count: int, held_out: int, objectives: list[str]) -> dict:
+def served_scores(home: Path, held_out: int) -> list[float]:
+    """ROUGE-1 + ROUGE-L of each held-out answer of the adapter active in `home` (none: the bare
+    model), in llama.cpp: the inputs and prompts of the run's own check before publishing."""
+    from assistant import adapters
+    from assistant.catalogue import resolve
+    from assistant.engine import AdapterUse, Engine
+    from assistant.settings import Settings
+    from assistant.store import open_database
+    from merger.data import examples, metrics
+    from merger.search import scoring
+
+    db = open_database(home / "myna.db")
+    settings, active = Settings(), adapters.active(db)
+    engine = Engine(resolve(settings.model), context_size=2048)
+    engine.set_adapters([AdapterUse(active.gguf, 1.0, active.name)] if active else [])
+    scoring_set = scoring.prepare(engine, examples.from_store(db).held_out[:held_out], settings.system_prompt)
+    said = scoring.answers(scoring.LlamaBackend(engine), scoring_set)
+    golds = [e.output for e in scoring_set.examples]
+    return [metrics.rouge_1(p, g) + metrics.rouge_l(p, g) for p, g in zip(said, golds)]
+
+
+def paired_difference(runs: list[tuple[list[float], list[float]]], seed: int = 0) -> dict:
+    """Mean held-out score of B minus A over every user's inputs, with a 95 % bootstrap interval
+    that resamples each user's inputs together for both (paired) and keeps every user's count."""
+    rng = np.random.default_rng(seed)
+    pairs = [(np.asarray(a), np.asarray(b)) for a, b in runs]
+    mean = float(np.mean(np.concatenate([b - a for a, b in pairs])))
+    draws = []
+    for _ in range(2000):
+        picked = [rng.integers(0, len(a), len(a)) for a, _ in pairs]
+        draws.append(np.mean(np.concatenate([(b - a)[i] for (a, b), i in zip(pairs, picked)])))
+    return {"mean": mean, "low": float(np.percentile(draws, 2.5)), "high": float(np.percentile(draws, 97.5))}
+
+
+def run(
+    budget: int,
+    count: int,
+    held_out: int,
+    objectives: list[str],
+    users: list[str] = (USER,),
+    merge_only: bool = False,
+    rates: bool = True,
+) -> dict:
     os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-hub-"))
     env = dict(os.environ)
     start = time.perf_counter()
     hub = ensure_hub(env, count)
     hub_seconds = time.perf_counter() - start
+    by_user = {
+        user: {
+            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only)
+            for name in objectives
+        }
+        for user in users
+    }
+    first = objectives[0]
     figures = {
         "budget": budget,
         "adapters": count,
         "held_out": held_out,
+        "merge_only": merge_only,
         "hub_build_or_cache_s": hub_seconds,
-        "objectives": {name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name]) for name in objectives},
+        "users": by_user,
+        # Each objective against the first, on what answers the users afterwards.
+        "against_first": {
+            name: paired_difference(
+                [(runs[first]["held_out_scores"], runs[name]["held_out_scores"]) for runs in by_user.values()]
+            )
+            for name in objectives[1:]
+        },
     }
-    first = figures["objectives"][objectives[0]]["home"]  # the same history and adapters in each
-    figures.update(evaluations_per_minute({"MYNA_HOME": first}, held_out))
+    if rates:
+        home = by_user[users[0]][first]["home"]  # the same history and adapters in each
+        figures.update(evaluations_per_minute({"MYNA_HOME": home}, held_out))
     return figures
 
 
@@ -191,21 +274,42 @@ def _figure(value: float | None, digits: int) -> str:
 
 def report(f: dict) -> str:
     rows = []
-    for name, run in f["objectives"].items():
-        what = f"`myna personalize {' '.join(run['options'])}`".replace(" `", "`")
-        rows += [
+    first = next(iter(next(iter(f["users"].values()))))
+    for user, by_objective in f["users"].items():
+        for name, run in by_objective.items():
+            what = f"`myna personalize {' '.join(run['options'])}`".replace(" `", "`")
+            options = run["options"]
+            pool = options[options.index("--adapters") + 1] if "--adapters" in options else f["adapters"]
+            scores = run["held_out_scores"]
+            rows += [
+                (
+                    f"{user}, {name} objective, {what}: {pool} adapters, budget {f['budget']}, "
+                    f"{f['held_out']} held out{', merge only' if f.get('merge_only') else ''}",
+                    f"{run['wall_s'] / 60:.1f} min, peak {run['peak_mib'] / 1024:.2f} GiB",
+                    "target < 10 min, < 4 GiB",
+                ),
+                (
+                    f"{user}, {name} objective: outcome",
+                    run["status"],
+                    f"fitness {_figure(run['fitness_before'], 3)} -> {_figure(run['fitness_after'], 3)}; similarity "
+                    f"to the sharers {_figure(run['similarity_before'], 2)} -> {_figure(run['similarity_after'], 2)}",
+                ),
+                (
+                    f"{user}, {name} objective: what answers afterwards, held out",
+                    f"ROUGE-1 + ROUGE-L {np.mean(scores):.3f}",
+                    f"{len(scores)} inputs, in llama.cpp",
+                ),
+            ]
+    for name, d in f["against_first"].items():
+        rows.append(
             (
-                f"{name} objective, {what}: {f['adapters']} adapters, budget {f['budget']}, {f['held_out']} held out",
-                f"{run['wall_s'] / 60:.1f} min, peak {run['peak_mib'] / 1024:.2f} GiB",
-                "target < 10 min, < 4 GiB",
-            ),
-            (
-                f"{name} objective: outcome",
-                run["status"],
-                f"fitness {_figure(run['fitness_before'], 3)} -> {_figure(run['fitness_after'], 3)}; similarity "
-                f"to the sharers {_figure(run['similarity_before'], 2)} -> {_figure(run['similarity_after'], 2)}",
-            ),
-        ]
+                f"{name} against {first}, held out, all users (paired)",
+                f"{d['mean']:+.3f}",
+                f"95 % interval {d['low']:+.3f} to {d['high']:+.3f}",
+            )
+        )
+    if "torch_per_min" not in f:
+        return table(rows)
     for name, label in (
         ("torch", "torch, merged into PEFT, bf16 batches"),
         ("file", "llama.cpp, one merged GGUF per candidate"),
@@ -228,10 +332,21 @@ def report(f: dict) -> str:
     return table(rows)
 
 
-def main(budget: int, count: int, held_out: int, objectives: list[str] | None = None) -> None:
+def main(
+    budget: int,
+    count: int,
+    held_out: int,
+    objectives: list[str] | None = None,
+    users: list[str] | None = None,
+    merge_only: bool = False,
+    rates: bool = True,
+) -> None:
     unknown = set(objectives or []) - set(OBJECTIVES)
     if unknown:
         raise SystemExit(f"Unknown objective {', '.join(sorted(unknown))}; choose from {', '.join(OBJECTIVES)}.")
-    figures = run(budget, count, held_out, objectives or list(OBJECTIVES))
+    strangers = set(users or []) - set(USERS)
+    if strangers:
+        raise SystemExit(f"Unknown user {', '.join(sorted(strangers))}; choose from {', '.join(USERS)}.")
+    figures = run(budget, count, held_out, objectives or list(OBJECTIVES), users or [USER], merge_only, rates)
     print(report(figures))
     print(f"saved to {save('personalize', figures)}")

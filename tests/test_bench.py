@@ -158,6 +158,23 @@ def test_the_paired_gain_interval_sees_a_difference_the_two_intervals_hide():
     assert intervals["same"] == [0, 0]
 
 
+def test_objectives_are_compared_paired_and_user_by_user():
+    from bench.personalize import paired_difference
+
+    rng = np.random.default_rng(0)
+    first, second = rng.uniform(0, 1, 30), rng.uniform(0, 1, 10)
+    same = paired_difference([(first, first), (second, second)])
+    assert same == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    # 0.1 better on each of the first user's 30 inputs, the same on the second's 10: each draw
+    # keeps 30 and 10 inputs per user, so the interval is the mean itself, 0.1 x 30 / 40.
+    better = paired_difference([(first, first + 0.1), (second, second)])
+    assert better["mean"] == pytest.approx(0.075)
+    assert better["low"] == pytest.approx(0.075) and better["high"] == pytest.approx(0.075)
+    # Wide scores, a small gain on a third of the inputs: the paired interval sees it.
+    noisy = paired_difference([(first, first + 0.05 * (np.arange(30) % 3 == 0))])
+    assert 0 < noisy["low"] < noisy["mean"] < noisy["high"]
+
+
 def test_some_methods_are_chosen_by_name_with_the_baseline():
     from bench.lamp.plan import Plan, methods_for
     from bench.lamp.run import chosen
