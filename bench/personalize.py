@@ -149,6 +149,11 @@ OBJECTIVES = {
 }
 
 
+def _pool(options: list[str], count: int) -> int:
+    """How many sharers a run with these options merges: its own --adapters, else the bench's."""
+    return int(options[options.index("--adapters") + 1]) if "--adapters" in options else count
+
+
 def personalize_once(
     hub: Path, count: int, budget: int, held_out: int, options: list[str], user: str = USER, merge_only: bool = False
 ) -> dict:
@@ -158,14 +163,13 @@ def personalize_once(
     from merger.nightly import runs
 
     env = user_home(hub, count, held_out, user)
-    pool = [] if "--adapters" in options else ["--adapters", str(count)]
     measured = run_measured(
         [
             str(BIN / "myna"),
             "personalize",
             "--budget",
             str(budget),
-            *pool,
+            *([] if "--adapters" in options else ["--adapters", str(count)]),
             *options,
             *(["--merge-only"] if merge_only else []),
         ],
@@ -209,17 +213,19 @@ def served_scores(home: Path, held_out: int) -> list[float]:
     scoring_set = scoring.prepare(engine, examples.from_store(db).held_out[:held_out], settings.system_prompt)
     said = scoring.answers(scoring.LlamaBackend(engine), scoring_set)
     golds = [e.output for e in scoring_set.examples]
-    return [metrics.rouge_1(p, g) + metrics.rouge_l(p, g) for p, g in zip(said, golds)]
+    return [metrics.fitness("rouge", [p], [g]) for p, g in zip(said, golds)]
 
 
 def paired_difference(runs: list[tuple[list[float], list[float]]], seed: int = 0) -> dict:
     """Mean held-out score of B minus A over every user's inputs, with a 95 % bootstrap interval
     that resamples each user's inputs together for both (paired) and keeps every user's count."""
+    from bench.lamp.scores import BOOTSTRAP
+
     rng = np.random.default_rng(seed)
     pairs = [(np.asarray(a), np.asarray(b)) for a, b in runs]
     mean = float(np.mean(np.concatenate([b - a for a, b in pairs])))
     draws = []
-    for _ in range(2000):
+    for _ in range(BOOTSTRAP):
         picked = [rng.integers(0, len(a), len(a)) for a, _ in pairs]
         draws.append(np.mean(np.concatenate([(b - a)[i] for (a, b), i in zip(pairs, picked)])))
     return {"mean": mean, "low": float(np.percentile(draws, 2.5)), "high": float(np.percentile(draws, 97.5))}
@@ -278,12 +284,10 @@ def report(f: dict) -> str:
     for user, by_objective in f["users"].items():
         for name, run in by_objective.items():
             what = f"`myna personalize {' '.join(run['options'])}`".replace(" `", "`")
-            options = run["options"]
-            pool = options[options.index("--adapters") + 1] if "--adapters" in options else f["adapters"]
             scores = run["held_out_scores"]
             rows += [
                 (
-                    f"{user}, {name} objective, {what}: {pool} adapters, budget {f['budget']}, "
+                    f"{user}, {name} objective, {what}: {_pool(run['options'], f['adapters'])} adapters, budget {f['budget']}, "
                     f"{f['held_out']} held out{', merge only' if f.get('merge_only') else ''}",
                     f"{run['wall_s'] / 60:.1f} min, peak {run['peak_mib'] / 1024:.2f} GiB",
                     "target < 10 min, < 4 GiB",
