@@ -39,6 +39,9 @@ def main() -> None:
     personalize.add_argument("--users", help="comma-separated accounts to personalize for (default reuters_health)")
     personalize.add_argument("--merge-only", action="store_true", help="no own adapter trained on top of the merge")
     personalize.add_argument("--no-rates", action="store_true", help="skip candidate evaluations per minute")
+    personalize.add_argument(
+        "--save-as", default="personalize", help="results file name in bench/results (default personalize)"
+    )
     lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
@@ -90,6 +93,7 @@ def main() -> None:
             args.users.split(",") if args.users else None,
             args.merge_only,
             not args.no_rates,
+            args.save_as,
         )
     elif args.name == "recall":
         from bench import recall as module

@@ -6,7 +6,7 @@ the excess term; and with one weight per adapter and layer), and candidate evalu
 minute for each evaluation backend.
 
     python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
-        [--users reuters_health,NBChealth] [--merge-only] [--no-rates]
+        [--users reuters_health,NBChealth] [--merge-only] [--no-rates] [--save-as personalize]
 
 The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
 bench/results/cache between runs); the user is another account whose older tweets are its
@@ -189,6 +189,7 @@ def personalize_once(
         "similarity_before": record.similarity_before,
         "similarity_after": record.similarity_after,
         "weights": dict(zip(record.adapters, record.weights)),
+        "phase_seconds": record.phase_seconds,
         "held_out_scores": served_scores(home, held_out),
         "output": measured["stdout"].strip().splitlines()[-3:],
         "home": str(home),
@@ -279,6 +280,8 @@ def _figure(value: float | None, digits: int) -> str:
 
 
 def report(f: dict) -> str:
+    from merger.nightly.runs import where_the_time_went
+
     rows = []
     first = next(iter(next(iter(f["users"].values()))))
     for user, by_objective in f["users"].items():
@@ -297,6 +300,11 @@ def report(f: dict) -> str:
                     run["status"],
                     f"fitness {_figure(run['fitness_before'], 3)} -> {_figure(run['fitness_after'], 3)}; similarity "
                     f"to the sharers {_figure(run['similarity_before'], 2)} -> {_figure(run['similarity_after'], 2)}",
+                ),
+                (
+                    f"{user}, {name} objective: where the time went",
+                    f"{run['wall_s'] / 60:.1f} min",
+                    where_the_time_went(run.get("phase_seconds", {})),
                 ),
                 (
                     f"{user}, {name} objective: what answers afterwards, held out",
@@ -344,6 +352,7 @@ def main(
     users: list[str] | None = None,
     merge_only: bool = False,
     rates: bool = True,
+    save_as: str = "personalize",
 ) -> None:
     unknown = set(objectives or []) - set(OBJECTIVES)
     if unknown:
@@ -353,4 +362,4 @@ def main(
         raise SystemExit(f"Unknown user {', '.join(sorted(strangers))}; choose from {', '.join(USERS)}.")
     figures = run(budget, count, held_out, objectives or list(OBJECTIVES), users or [USER], merge_only, rates)
     print(report(figures))
-    print(f"saved to {save('personalize', figures)}")
+    print(f"saved to {save(save_as, figures)}")

@@ -309,6 +309,7 @@ def test_killed_training_keeps_the_active_adapter_and_the_next_run_finishes(trai
 PHASES = (
     "reading your history",
     "choosing community adapters",
+    "loading the models",
     "asking each community adapter",
     "scoring the current adapter",
     "searching merge weights",

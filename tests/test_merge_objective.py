@@ -103,6 +103,22 @@ def test_the_excess_term_counts_only_what_the_model_without_sharers_did_not_shar
     assert scoring.judge(made, scoring_set, sharers, excess)[1] == 0.0
 
 
+def test_answers_made_by_one_backend_serve_another_which_only_makes_its_own_reference(scoring_set):
+    # The nightly run asks each sharer once (in the search's backend) and checks in llama.cpp
+    # against the same texts: the second backend generates only its answers without sharers.
+    searched = Scripted({(1.0, 0.0): SHARER_A, (0.0, 1.0): SHARER_B, (0.0, 0.0): SHARER_A})
+    made = scoring.sharer_outputs(searched, scoring_set, 2, "excess")
+    checking = Scripted({(0.0, 0.0): SHARER_B, (0.5, 0.5): CANDIDATE})
+    sharers = scoring.sharer_outputs(checking, scoring_set, 2, "excess", made.answers)
+    assert sharers.answers == [SHARER_A, SHARER_B] and sharers.reference == SHARER_B
+    assert checking.generated == [(2, ANSWER_TOKENS)], "one generation: the reference, no sharer answered again"
+    checking.apply(np.array([0.5, 0.5]))
+    # The candidate matches B exactly, as this backend's reference does: nothing beyond it for B;
+    # for A the candidate scores 1.0 against the reference's 1.0. The term is 0 here, 0.5 with
+    # the first backend's reference (the test above).
+    assert scoring.judge(checking, scoring_set, sharers, scoring.Objective("task", None, "excess"))[1] == 0.0
+
+
 class Letters:
     """An encoder whose token ids are a text's characters; 0 ends a turn."""
 

@@ -260,11 +260,19 @@ USER = Settings(system_prompt="", context_size=2048, threads=2)  # the default m
 
 
 def test_personalize_publishes_a_better_adapter_and_records_the_run(
-    db, shared_base, clean_engine, base_arch, community
+    db, shared_base, clean_engine, base_arch, community, monkeypatch
 ):
     """The shipped run, OPPU on top of PriME: the best merge is the starting point, the user's
-    own history trains it further, and that personal adapter is checked and published."""
+    own history trains it further, and that personal adapter is checked and published. Each
+    sharer answers once, in the search's backend; the check in llama.cpp reuses the answers."""
     assert PersonalizeConfig().train_own, "this test runs what ships"
+    asked, sharer_outputs = [], scoring.sharer_outputs
+
+    def spy(backend, scoring_set, count, privacy="closest", made=None):
+        asked.append((type(backend).__name__, made is None))
+        return sharer_outputs(backend, scoring_set, count, privacy, made)
+
+    monkeypatch.setattr(scoring, "sharer_outputs", spy)
     planted = np.array([1.2, 0.0, 0.0])
     plant_history(db, outputs_of(clean_engine, merge_elementwise(community, planted), base_arch, QUESTIONS, tokens=24))
     install_community(db, community, base_arch)
@@ -283,8 +291,12 @@ def test_personalize_publishes_a_better_adapter_and_records_the_run(
     run = runs.latest(db)
     assert (run.status, run.published, run.adapters) == ("published", "personal", outcome.adapters)
     assert run.fitness_after == pytest.approx(outcome.fitness_after) and run.similarity_after is not None
+    assert asked == [("TorchBackend", True), ("LlamaFileBackend", False)]
+    assert set(run.phase_seconds) == set(seen) and run.phase_seconds["searching merge weights"] > 0
+    assert sum(run.phase_seconds.values()) == pytest.approx(run.seconds, abs=1.0), "every second is in a phase"
     assert {
         "choosing community adapters",
+        "loading the models",
         "searching merge weights",
         "training your own adapter on top of the merge",
         "checking the winner in llama.cpp",

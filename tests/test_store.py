@@ -42,6 +42,33 @@ def test_task_adapters_arrive_without_losing_which_adapter_is_active(tmp_path, m
     assert adapters.active(db).name == "mine" and migrate(db) == []
 
 
+def test_runs_recorded_before_phase_times_read_back_without_them(tmp_path, monkeypatch):
+    """m010 adds where a run's time went; a run recorded before it reads back with none, and
+    one recorded after keeps its phases' seconds."""
+    from assistant.store import migrations
+    from merger.nightly import runs
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m.__name__ != "m010_run_phase_seconds"])
+    old = open_database(tmp_path / "old.db")
+    runs.finish(old, runs.start(old, {}), "no-improvement", seconds=3.0)
+    old.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+    db = open_database(tmp_path / "old.db")
+    assert runs.latest(db).phase_seconds == {} and runs.latest(db).where_the_time_went() == ""
+    runs.finish(db, runs.start(db, {}), "no-improvement", phase_seconds={"searching": 61.2, "checking": 9.0})
+    assert runs.latest(db).where_the_time_went() == "searching 61 s, checking 9 s"
+
+
+def test_a_phase_clock_adds_up_each_phase_entered():
+    from merger.nightly.runs import PhaseClock
+
+    moments = iter([0.0, 10.0, 12.0, 15.0, 40.0])  # created, a, b, a again, totals
+    clock = PhaseClock(clock=lambda: next(moments))
+    for phase in ("a", "b", "a"):
+        clock.enter(phase)
+    assert clock.totals() == {"a": 27.0, "b": 3.0}
+
+
 def test_database_is_in_wal_mode(db):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

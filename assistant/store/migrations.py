@@ -332,3 +332,12 @@ def m009_memory_identity(db: sqlite_utils.Database) -> None:
     """A random identity for the memory, so that the vector snapshot beside the database
     (assistant/memory/index.py) is never taken for another database's."""
     db.execute("INSERT OR IGNORE INTO memory_state VALUES ('instance', abs(random()))")
+
+
+@migration
+def m010_run_phase_seconds(db: sqlite_utils.Database) -> None:
+    """Where a personalization run's time went: seconds per phase, as JSON, so `myna
+    personalize --last` and the benchmark can say which phase to make faster."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(personalization_runs)")}
+    if "phase_seconds" not in columns:
+        db.execute("ALTER TABLE personalization_runs ADD COLUMN phase_seconds TEXT NOT NULL DEFAULT '{}'")

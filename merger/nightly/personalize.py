@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +53,7 @@ class Outcome:
     similarity_after: float | None
     seconds: float
     message: str
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # where the time went
 
 
 def personalize(
@@ -96,6 +97,7 @@ def personalize(
             seconds=outcome.seconds,
             published=outcome.published,
             message=outcome.message,
+            phase_seconds=outcome.phase_seconds,
         )
         return outcome
 
@@ -106,7 +108,10 @@ def _run(
     """The run itself; every backend it opens is closed by `resources`, every file it writes
     is under `workdir` (removed afterwards) or published."""
 
+    clock = runs.PhaseClock()
+
     def report(phase: str, done: int = 0, total: int = 0) -> None:
+        clock.enter(phase)
         background.step_aside()  # between candidates: one thread while a chat replies
         runs.progress(db, run_id, phase, done, total)
         if on_progress:
@@ -129,6 +134,7 @@ def _run(
             similarity_before=None,
             similarity_after=None,
             seconds=time.perf_counter() - started,
+            phase_seconds=clock.totals(),
             message=f"your history gives {total} examples; below {config.min_examples}, adapters learned from it "
             "answered worse than your memory alone, so no adapter work was done and your answers keep using "
             "memory. Rate good replies or import your writing with `myna import`",
@@ -153,6 +159,7 @@ def _run(
     if config.merge == "elementwise" and len({lora.rank for lora in loras}) > 1:
         raise MynaError("The chosen adapters have different ranks; merge them with --merge updates.")
 
+    report("loading the models")  # llama.cpp's, and torch's copy (made once per data folder: ~25 s)
     engine = Engine.from_settings(settings, model=model)
     current = adapters.active(db)
     scoring_set = scoring.prepare(
@@ -177,21 +184,22 @@ def _run(
     # The "closest" term compares answers to the probes, the answer-based terms every held-out input.
     compares = config.probes if config.privacy == "closest" else True
     report("asking each community adapter", 0, len(loras))
-    sharers = (
-        scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy)
-        if compares
-        else scoring.Sharers([])
+    # Each sharer answers once, in the search's backend (batched in torch: a third of the time
+    # one answer at a time in llama.cpp takes), and the check compares llama.cpp's answers with
+    # the same texts; only what belongs to llama.cpp (the answers without any community
+    # adapter, the likelihoods) is computed again there.
+    search_sharers = (
+        scoring.sharer_outputs(backend, scoring_set, len(loras), config.privacy) if compares else scoring.Sharers([])
     )
+    if compares and not isinstance(backend, scoring.LlamaBackend):
+        sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy, search_sharers.answers)
+    else:
+        sharers = search_sharers
     # The current adapter, judged in llama.cpp: the stack that answers the user.
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
     before_utility, before_similarity = judge(llama_files, sharers)
     fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
-
-    if backend is not llama_files and compares and config.alpha > 0:
-        search_sharers = scoring.sharer_outputs(backend, scoring_set, len(loras), config.privacy)
-    else:
-        search_sharers = sharers
 
     evaluate = scoring.Evaluator(
         backend,
@@ -252,6 +260,7 @@ def _run(
             status="no-improvement",
             published=None,
             seconds=time.perf_counter() - started,
+            phase_seconds=clock.totals(),
             message=f"the best merge scored {fitness_after:.4f}, not better than the current "
             f"{fitness_before:.4f}; the current adapter stays",
         )
@@ -302,6 +311,7 @@ def _run(
         status="published",
         published=adapter.name,
         seconds=time.perf_counter() - started,
+        phase_seconds=clock.totals(),
         message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}",
     )
 

@@ -6,8 +6,9 @@ import contextlib
 import fcntl
 import json
 import os
-from dataclasses import dataclass
-from typing import Iterator
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import sqlite_utils
 
@@ -39,6 +40,7 @@ class Run:
     published: str | None
     message: str
     config: dict
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # in the order the phases began
 
     def figures(self) -> str:
         """Its fitness and its privacy figure (similarity to the sharers: by the run's privacy
@@ -59,14 +61,45 @@ class Run:
             parts.append(f"{label} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
         return ", ".join(parts)
 
+    def where_the_time_went(self) -> str:
+        return where_the_time_went(self.phase_seconds)
+
+
+def where_the_time_went(phase_seconds: dict[str, float]) -> str:
+    """Seconds per phase, longest first ("" for a run recorded without them)."""
+    ranked = sorted(phase_seconds.items(), key=lambda item: -item[1])
+    return ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in ranked if seconds >= 0.5)
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a run; a phase entered again adds to its total."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = clock
+        self._phase, self._since = None, clock()
+
+    def enter(self, phase: str) -> None:
+        now = self._clock()
+        if self._phase is not None:
+            self.seconds[self._phase] = self.seconds.get(self._phase, 0.0) + now - self._since
+        self._phase, self._since = phase, now
+
+    def totals(self) -> dict[str, float]:
+        """The seconds so far, the current phase's included (it goes on counting)."""
+        if self._phase is not None:
+            self.enter(self._phase)
+        return {phase: round(seconds, 1) for phase, seconds in self.seconds.items()}
+
 
 _COLUMNS = """id, started_at, finished_at, status, pid, phase, done, total, adapters, weights, fitness_before,
-    fitness_after, similarity_before, similarity_after, seconds, published, message, config"""
+    fitness_after, similarity_before, similarity_after, seconds, published, message, config, phase_seconds"""
 
 
 def _run(row) -> Run:
     values = list(row)
-    values[8], values[9], values[17] = json.loads(values[8]), json.loads(values[9]), json.loads(values[17])
+    for index in (8, 9, 17, 18):  # adapters, weights, config, phase_seconds: JSON
+        values[index] = json.loads(values[index])
     return Run(*values)
 
 
@@ -88,7 +121,7 @@ def progress(db: sqlite_utils.Database, run_id: int, phase: str, done: int, tota
 def finish(db: sqlite_utils.Database, run_id: int, status: str, **fields) -> None:
     if status not in FINISHED:
         raise ValueError(status)
-    for key in ("adapters", "weights"):
+    for key in ("adapters", "weights", "phase_seconds"):
         if key in fields:
             fields[key] = json.dumps(fields[key])
     names = ", ".join(f"{key} = ?" for key in fields)

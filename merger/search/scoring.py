@@ -486,13 +486,17 @@ class Evaluator:
         return best_of([Trial(k, u, s, u - alpha * (s or 0.0), done) for k, (u, s, done) in self.judged.items()], alpha)
 
 
-def sharer_outputs(backend, scoring: ScoringSet, count: int, privacy: str = "closest") -> Sharers:
+def sharer_outputs(
+    backend, scoring: ScoringSet, count: int, privacy: str = "closest", made: list[list[str]] | None = None
+) -> Sharers:
     """Each community adapter's own outputs (weight 1 on it, 0 on the rest): on every
     held-out input for the answer-based terms, on the probes otherwise; for "excess", also the
     answers with every weight 0; for "likelihood", how likely the model with every weight 0
-    finds each sharer's answers."""
-    outputs = []
-    for index in range(count):
+    finds each sharer's answers. `made`: the sharers' outputs another backend already
+    generated, so only what belongs to this backend (the reference answers, the likelihoods)
+    is computed here; generating them is most of the cost."""
+    outputs = made if made is not None else []
+    for index in range(count if made is None else 0):
         weights = np.zeros(count)
         weights[index] = 1.0
         backend.apply(weights)
