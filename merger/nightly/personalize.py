@@ -223,6 +223,9 @@ def _run(
     )
     if should_stop():
         raise KeyboardInterrupt
+    # The search is over: a llama.cpp backend must let go of its adapters before the check, and
+    # torch's LoRA layers must leave the model before training wraps it in its own.
+    backend.close()
     best_weights = np.asarray(result.best.weights)
     winner = scoring.candidate(loras, best_weights, config.merge, config.rank, task)
     if winner is None:  # the search's best is the bare base model: an adapter that changes nothing
@@ -234,7 +237,6 @@ def _run(
         own = _train_own(base, spec, example_set, system, winner, config, workdir / "own")
         if own is not None:
             winner, kind, label = own, "personal", "personal"
-    backend.close()  # before the final check in llama.cpp: a llama.cpp backend holds adapters there
 
     report("checking the winner in llama.cpp")
     final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
