@@ -184,8 +184,8 @@ def _run(
     # The "closest" term compares answers to the probes, the answer-based terms every held-out input.
     compares = config.probes if config.privacy == "closest" else True
     report("asking each community adapter", 0, len(loras))
-    # Each sharer answers once, in the search's backend (batched in torch: a third of the time
-    # one answer at a time in llama.cpp takes), and the check compares llama.cpp's answers with
+    # Each sharer answers once, in the search's backend (batched in torch: 75 s where llama.cpp,
+    # one answer at a time, took 163 s in a profiled run), and the check compares llama.cpp's answers with
     # the same texts; only what belongs to llama.cpp (the answers without any community
     # adapter, the likelihoods) is computed again there.
     search_sharers = (
