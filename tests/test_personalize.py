@@ -308,6 +308,10 @@ def test_personalize_publishes_a_better_adapter_and_records_the_run(
         "training your own adapter on top of the merge",
         "checking the winner in llama.cpp",
     } <= set(seen)
+    # The next night, nothing has changed: the run it would do ends where this one did.
+    again = personalize(db, USER, replace(QUICK, train_own=True))
+    assert again.status == "skipped" and "nothing changed since" in again.message and "--again" in again.message
+    assert adapters.active(db).name == "personal" and runs.latest(db).status == "skipped"
 
 
 def test_one_weight_per_adapter_and_layer(db, shared_base, clean_engine, base_arch, community):
@@ -341,6 +345,53 @@ def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine,
     assert adapters.active(db).name == "mine"
     assert hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest() == digest
     assert runs.latest(db).status == "no-improvement"
+    # Nothing changed: the next run is skipped before it loads a model, and says so.
+    seen = []
+    skipped = personalize(db, USER, QUICK, on_progress=lambda phase, d, t: seen.append(phase))
+    assert skipped.status == "skipped" and "nothing changed since" in skipped.message
+    assert "loading the models" not in seen and skipped.seconds < outcome.seconds / 5
+
+
+@pytest.mark.parametrize("change", ["a new rating", "other options", "another active adapter", "asked again"])
+def test_a_change_since_the_last_run_means_a_new_search(db, base_arch, community, monkeypatch, change):
+    """Whatever the result depends on, changed, sends the run on past the skip to load the
+    models (stopped there: what follows is tested above)."""
+    from merger.nightly import personalize as pipeline
+
+    plant_history(db, [Example(q, f"Answer {number}.", "chat") for number, q in enumerate(QUESTIONS)])
+    install_community(db, community, base_arch)
+    config = QUICK
+    digest = pipeline._inputs(base_arch, USER, "", config, *_chosen(db, config), adapters.active(db))
+    runs.finish(db, runs.start(db, {}), "no-improvement", inputs=digest)
+    assert personalize(db, USER, config).status == "skipped"
+
+    class WentOn(Exception):
+        pass
+
+    def loading(*args, **kwargs):
+        raise WentOn
+
+    monkeypatch.setattr(pipeline.Engine, "from_settings", loading)
+    again = False
+    if change == "a new rating":
+        plant_history(db, [Example("Why do owls hoot?", "To talk.", "chat")])
+    elif change == "other options":
+        config = replace(config, alpha=1.0)
+    elif change == "another active adapter":
+        publish(db, community[0], base_arch, stem="mine", kind="personal", card={}, activate=True)
+    else:
+        again = True
+    with pytest.raises(WentOn):
+        personalize(db, USER, config, again=again)
+
+
+def _chosen(db, config):
+    from merger.data import examples
+    from merger.nightly import personalize as pipeline
+
+    community = [a for a in adapters.listing(db) if a.kind == "community"]
+    chosen, task = pipeline._choose(db, community, config.max_adapters)
+    return examples.from_store(db), chosen, task
 
 
 def test_what_personalize_needs_is_said(db, clean_engine, base_arch, community):

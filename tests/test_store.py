@@ -235,3 +235,22 @@ def test_conversations_are_found_by_title_and_by_the_words_of_their_messages(db)
     assert "noon" in found.excerpt
     convs.delete_messages(db, [reply])
     assert ids("noon") == [], "a deleted message is no longer found"
+
+
+def test_a_run_is_the_same_as_the_last_only_if_the_last_finished_search_ended_there(tmp_path):
+    """m011: each finished search records where it ended; a later run from the same inputs
+    finds it, runs that searched nothing (failed, skipped) do not hide it, and a newer search
+    ending elsewhere does."""
+    from merger.nightly import runs
+
+    db = open_database(tmp_path / "runs.db")
+    here, there = runs.inputs("history", "adapters"), runs.inputs("history", "adapters", "one more rating")
+    assert here != there and here == runs.inputs("history", "adapters") != runs.inputs("historyadapters")
+    assert runs.same_as_last(db, here) is None, "no run yet"
+    kept = runs.start(db, {})
+    runs.finish(db, kept, "no-improvement", inputs=here)
+    runs.finish(db, runs.start(db, {}), "failed", message="disk full")
+    runs.finish(db, runs.start(db, {}), "skipped", message="nothing changed")
+    assert runs.same_as_last(db, here).id == kept and runs.same_as_last(db, there) is None
+    runs.finish(db, runs.start(db, {}), "published", inputs=there)
+    assert runs.same_as_last(db, here) is None and runs.same_as_last(db, there).status == "published"

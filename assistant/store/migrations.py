@@ -341,3 +341,12 @@ def m010_run_phase_seconds(db: sqlite_utils.Database) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(personalization_runs)")}
     if "phase_seconds" not in columns:
         db.execute("ALTER TABLE personalization_runs ADD COLUMN phase_seconds TEXT NOT NULL DEFAULT '{}'")
+
+
+@migration
+def m011_run_inputs(db: sqlite_utils.Database) -> None:
+    """A digest of what a finished personalization run started from and the adapter it left
+    active, so a night on which nothing changed can skip a search that would find the same."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(personalization_runs)")}
+    if "inputs" not in columns:
+        db.execute("ALTER TABLE personalization_runs ADD COLUMN inputs TEXT")

@@ -8,14 +8,21 @@ of their answers to the held-out inputs -> publish it only if it is better. Noth
 A history smaller than `config.min_examples` gets no adapter work at all (a cold start):
 adapters trained on so little answered worse than memory alone in the benchmark (README,
 "gain versus amount of user data"), so the run says so and memory carries the user.
+
+A night on which nothing changed (the same history, community adapters, options and active
+adapter as where the last finished run ended) is skipped too: the run is seeded, so it would
+search and train its way to the same adapter (measured: ten minutes to keep the same one).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -54,6 +61,7 @@ class Outcome:
     seconds: float
     message: str
     phase_seconds: dict[str, float] = field(default_factory=dict)  # where the time went
+    inputs: str | None = None  # where the run ended (runs.same_as_last)
 
 
 def personalize(
@@ -64,10 +72,12 @@ def personalize(
     model: str | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    again: bool = False,
 ) -> Outcome:
     """One run for the user's `settings` (their model, unless `model` names another; its
     context and threads; their system prompt). Whatever happens, the run's temporary files
-    are removed and its backends closed."""
+    are removed and its backends closed. `again`: run even if nothing changed since the
+    last run."""
     config.check()
     with runs.exclusive():
         runs.mark_interrupted(db, holding_lock=True)
@@ -76,7 +86,17 @@ def personalize(
         try:
             with tempfile.TemporaryDirectory(prefix="myna-personalize-") as workdir, ExitStack() as resources:
                 outcome = _run(
-                    db, settings, model, config, run_id, started, on_progress, should_stop, Path(workdir), resources
+                    db,
+                    settings,
+                    model,
+                    config,
+                    run_id,
+                    started,
+                    on_progress,
+                    should_stop,
+                    again,
+                    Path(workdir),
+                    resources,
                 )
         except KeyboardInterrupt:
             runs.finish(db, run_id, "cancelled", message="stopped by the user", seconds=time.perf_counter() - started)
@@ -98,12 +118,13 @@ def personalize(
             published=outcome.published,
             message=outcome.message,
             phase_seconds=outcome.phase_seconds,
+            inputs=outcome.inputs,
         )
         return outcome
 
 
 def _run(
-    db, settings, model, config, run_id, started, on_progress, should_stop, workdir: Path, resources: ExitStack
+    db, settings, model, config, run_id, started, on_progress, should_stop, again, workdir: Path, resources: ExitStack
 ) -> Outcome:
     """The run itself; every backend it opens is closed by `resources`, every file it writes
     is under `workdir` (removed afterwards) or published."""
@@ -122,7 +143,8 @@ def _run(
     arch = architecture(spec)
     example_set = example_builder.from_store(db)
     total = len(example_set.train) + len(example_set.held_out)
-    if total < config.min_examples:
+
+    def skip(message: str) -> Outcome:
         return Outcome(
             run_id=run_id,
             status="skipped",
@@ -135,9 +157,14 @@ def _run(
             similarity_after=None,
             seconds=time.perf_counter() - started,
             phase_seconds=clock.totals(),
-            message=f"your history gives {total} examples; below {config.min_examples}, adapters learned from it "
+            message=message,
+        )
+
+    if total < config.min_examples:
+        return skip(
+            f"your history gives {total} examples; below {config.min_examples}, adapters learned from it "
             "answered worse than your memory alone, so no adapter work was done and your answers keep using "
-            "memory. Rate good replies or import your writing with `myna import`",
+            "memory. Rate good replies or import your writing with `myna import`"
         )
     held_out = example_set.held_out[: config.held_out]
     if len(held_out) < MIN_HELD_OUT:
@@ -158,10 +185,21 @@ def _run(
     task = gguf_lora.read(task_adapter.gguf, arch) if task_adapter else None
     if config.merge == "elementwise" and len({lora.rank for lora in loras}) > 1:
         raise MynaError("The chosen adapters have different ranks; merge them with --merge updates.")
+    current = adapters.active(db)
+
+    def inputs(active) -> str:
+        return _inputs(arch, settings, system, config, example_set, chosen, task_adapter, active)
+
+    last = None if again else runs.same_as_last(db, inputs(current))
+    if last is not None:
+        return skip(
+            f"nothing changed since the run of {last.started_at[:16].replace('T', ' ')} (the same history, "
+            "community adapters, options and active adapter), and a run on the same inputs finds the same "
+            "adapter, so none was searched for; `myna personalize --again` runs anyway"
+        )
 
     report("loading the models")  # llama.cpp's, and torch's copy (made once per data folder: ~25 s)
     engine = Engine.from_settings(settings, model=model)
-    current = adapters.active(db)
     scoring_set = scoring.prepare(
         engine, held_out, system, max_length=config.max_length, probes=config.probes, probe_tokens=config.probe_tokens
     )
@@ -263,6 +301,7 @@ def _run(
             published=None,
             seconds=time.perf_counter() - started,
             phase_seconds=clock.totals(),
+            inputs=inputs(current),
             message=f"the best merge scored {fitness_after:.4f}, not better than the current "
             f"{fitness_before:.4f}; the current adapter stays",
         )
@@ -314,7 +353,34 @@ def _run(
         published=adapter.name,
         seconds=time.perf_counter() - started,
         phase_seconds=clock.totals(),
+        inputs=inputs(adapter),
         message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}",
+    )
+
+
+def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, active) -> str:
+    """What a run's result depends on: Myna's version, the model, the settings it answers
+    with, the options, every example (with the memory its prompt shows), the chosen community
+    adapters and their task adapter, and the active adapter it must beat (files by content)."""
+
+    def content(adapter) -> str:
+        with open(adapter.gguf, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    try:
+        version = metadata.version("myna")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return runs.inputs(
+        version,
+        arch.fingerprint,
+        system,
+        str(settings.context_size),
+        json.dumps(asdict(config), sort_keys=True),
+        *(json.dumps(asdict(e), sort_keys=True, default=str) for e in example_set.train + example_set.held_out),
+        *(content(a) for a in chosen),
+        content(task_adapter) if task_adapter else "no task adapter",
+        content(active) if active else "no active adapter",
     )
 
 

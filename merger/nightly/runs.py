@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -41,6 +42,9 @@ class Run:
     message: str
     config: dict
     phase_seconds: dict[str, float] = field(default_factory=dict)  # in the order the phases began
+    # What the next run would start from if nothing changed (`inputs`): None for runs that
+    # did not finish a search, and for those recorded before m011.
+    inputs: str | None = None
 
     def figures(self) -> str:
         """Its fitness and its privacy figure (similarity to the sharers: by the run's privacy
@@ -93,7 +97,7 @@ class PhaseClock:
 
 
 _COLUMNS = """id, started_at, finished_at, status, pid, phase, done, total, adapters, weights, fitness_before,
-    fitness_after, similarity_before, similarity_after, seconds, published, message, config, phase_seconds"""
+    fitness_after, similarity_before, similarity_after, seconds, published, message, config, phase_seconds, inputs"""
 
 
 def _run(row) -> Run:
@@ -130,6 +134,26 @@ def finish(db: sqlite_utils.Database, run_id: int, status: str, **fields) -> Non
             f"UPDATE personalization_runs SET status = ?, finished_at = ?, pid = NULL{', ' + names if names else ''} WHERE id = ?",
             (status, now(), *fields.values(), run_id),
         )
+
+
+def inputs(*parts: str) -> str:
+    """One digest of everything a run's result depends on, given as text parts in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part.encode()).digest())
+    return digest.hexdigest()
+
+
+def same_as_last(db: sqlite_utils.Database, digest: str) -> Run | None:
+    """The last run that finished a search, if it ended where a run from `digest` would
+    start (the same history, community adapters, options, and the adapter it left active):
+    a seeded run on the same inputs finds the same result, so doing it again only costs time."""
+    row = db.execute(
+        f"SELECT {_COLUMNS} FROM personalization_runs WHERE status IN ('published', 'no-improvement') "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    found = _run(row) if row else None
+    return found if found is not None and found.inputs == digest else None
 
 
 def skipped(db: sqlite_utils.Database, reason: str) -> int:

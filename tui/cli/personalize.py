@@ -74,6 +74,11 @@ DEFAULTS = PersonalizeConfig()
     help="With a smaller history, do no adapter work (memory alone answers better).",
 )
 @click.option("--if-idle", is_flag=True, help="Skip (and record why) when on battery or the machine is busy.")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Run even if nothing changed since the last run (it would find the same adapter, so it is skipped).",
+)
 @click.option("--last", is_flag=True, help="Only show the last runs.")
 @pass_runtime
 def personalize(
@@ -90,6 +95,7 @@ def personalize(
     train_own,
     min_examples,
     if_idle,
+    again,
     last,
 ) -> None:
     """Merge community adapters into one that fits you, scored on your own history.
@@ -141,6 +147,7 @@ def personalize(
                 config,
                 model=rt.model_override,
                 should_stop=stop.is_set,
+                again=again,
                 on_progress=lambda phase, done, total: update(description=phase, completed=done, total=max(total, 1)),
             )
     except KeyboardInterrupt:
