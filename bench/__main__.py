@@ -42,6 +42,11 @@ def main() -> None:
     personalize.add_argument(
         "--save-as", default="personalize", help="results file name in bench/results (default personalize)"
     )
+    personalize.add_argument(
+        "--next-nights",
+        action="store_true",
+        help="then the next nights in the same folder: nothing new, and a few more history items",
+    )
     lamp = sub.add_parser("lamp", help="every personalization method side by side on real per-author data")
     lamp.add_argument("--quick", action="store_true", help="a few users and questions (minutes, for CI)")
     lamp.add_argument("--tasks", help="LaMP_4,LaMP_7 (the default)")
@@ -94,6 +99,7 @@ def main() -> None:
             args.merge_only,
             not args.no_rates,
             args.save_as,
+            args.next_nights,
         )
     elif args.name == "recall":
         from bench import recall as module

@@ -6,7 +6,7 @@ the excess term; and with one weight per adapter and layer), and candidate evalu
 minute for each evaluation backend.
 
     python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
-        [--users reuters_health,NBChealth] [--merge-only] [--no-rates] [--save-as personalize]
+        [--users reuters_health,NBChealth] [--merge-only] [--no-rates] [--save-as personalize] [--next-nights]
 
 The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
 bench/results/cache between runs); the user is another account whose older tweets are its
@@ -14,7 +14,9 @@ history (imported as a LaMP_7 profile), or each of several. After each run the a
 answers the user (the one published, else the one before) answers the held-out inputs in
 llama.cpp, and objectives are compared on those answers, paired (the same inputs resampled
 together): which pool size (PriME's n_sim, 3 against 8) and which weights (per adapter or per
-layer) to ship.
+layer) to ship. `--next-nights` then runs the nights after the first in the same folder: one
+with nothing new (skipped), one after a few more history items (answers kept from the first
+night are reused), each as a fraction of the first night's wall time.
 """
 
 from __future__ import annotations
@@ -68,18 +70,51 @@ def ensure_hub(env: dict, count: int) -> Path:
 
 
 def user_home(hub: Path, count: int, held_out: int, user: str = USER) -> dict:
-    from merger.data import corpora
-
     home = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
     env = dict(os.environ, MYNA_HOME=str(home))
-    history = corpora.authors("tweets")[user][: held_out * 5]  # 20 % of the examples are held out
-    profile = home / "history.json"
-    profile.write_text(
-        json.dumps([{"id": "u", "input": "", "profile": [{"id": str(t.tweet_id), "text": t.text} for t in history]}])
-    )
+    profile = history_file(home / "history.json", user, 0, held_out * 5)  # 20 % of the examples are held out
     for command in (["import", str(profile)], ["adapters", "pull", *SHARERS[:count], "--hub", str(hub)]):
         run_measured([str(BIN / "myna"), *command], env=env, timeout=600)
     return env
+
+
+def history_file(path: Path, user: str, start: int, end: int) -> Path:
+    """The user's tweets start..end (oldest first) as a LaMP_7 profile to import."""
+    from merger.data import corpora
+
+    tweets = corpora.authors("tweets")[user][start:end]
+    profile = [{"id": str(t.tweet_id), "text": t.text} for t in tweets]
+    path.write_text(json.dumps([{"id": "u", "input": "", "profile": profile}]))
+    return path
+
+
+NEW_ITEMS = 5  # what a day adds to the history between two nights (a few ratings or notes)
+
+
+def next_nights(env: dict, command: list[str], user: str, held_out: int) -> dict:
+    """The nights after the first in the same folder: one on which nothing changed, then one
+    after NEW_ITEMS more of the user's tweets were imported (the user's usual night)."""
+    home = Path(env["MYNA_HOME"])
+    nights = {"nothing new": _night(env, command)}
+    more = history_file(home / "more-history.json", user, held_out * 5, held_out * 5 + NEW_ITEMS)
+    run_measured([str(BIN / "myna"), "import", str(more)], env=env, timeout=600)
+    nights[f"{NEW_ITEMS} new history items"] = _night(env, command)
+    return nights
+
+
+def _night(env: dict, command: list[str]) -> dict:
+    from assistant.store import open_database
+    from merger.nightly import runs
+
+    measured = run_measured(command, env=env, timeout=3600)
+    record = runs.latest(open_database(Path(env["MYNA_HOME"]) / "myna.db"))
+    return {
+        "wall_s": measured["wall_s"],
+        "peak_mib": measured["peak_mib"],
+        "status": record.status,
+        "phase_seconds": record.phase_seconds,
+        "message": record.message,
+    }
 
 
 def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
@@ -155,29 +190,35 @@ def _pool(options: list[str], count: int) -> int:
 
 
 def personalize_once(
-    hub: Path, count: int, budget: int, held_out: int, options: list[str], user: str = USER, merge_only: bool = False
+    hub: Path,
+    count: int,
+    budget: int,
+    held_out: int,
+    options: list[str],
+    user: str = USER,
+    merge_only: bool = False,
+    nights: bool = False,
 ) -> dict:
     """One `myna personalize` in a fresh user folder (the same history and hub every time),
-    and what the adapter serving the user afterwards scores on each held-out input."""
+    and what the adapter serving the user afterwards scores on each held-out input; with
+    `nights`, the next nights in the same folder too."""
     from assistant.store import open_database
     from merger.nightly import runs
 
     env = user_home(hub, count, held_out, user)
-    measured = run_measured(
-        [
-            str(BIN / "myna"),
-            "personalize",
-            "--budget",
-            str(budget),
-            *([] if "--adapters" in options else ["--adapters", str(count)]),
-            *options,
-            *(["--merge-only"] if merge_only else []),
-        ],
-        env=env,
-        timeout=3600,
-    )
+    command = [
+        str(BIN / "myna"),
+        "personalize",
+        "--budget",
+        str(budget),
+        *([] if "--adapters" in options else ["--adapters", str(count)]),
+        *options,
+        *(["--merge-only"] if merge_only else []),
+    ]
+    measured = run_measured(command, env=env, timeout=3600)
     home = Path(env["MYNA_HOME"])
     record = runs.latest(open_database(home / "myna.db"))
+    scores = served_scores(home, held_out)  # what the first night left, before the next ones
     return {
         "user": user,
         "options": options,
@@ -190,9 +231,10 @@ def personalize_once(
         "similarity_after": record.similarity_after,
         "weights": dict(zip(record.adapters, record.weights)),
         "phase_seconds": record.phase_seconds,
-        "held_out_scores": served_scores(home, held_out),
+        "held_out_scores": scores,
         "output": measured["stdout"].strip().splitlines()[-3:],
         "home": str(home),
+        **({"next_nights": next_nights(env, command, user, held_out)} if nights else {}),
     }
 
 
@@ -240,6 +282,7 @@ def run(
     users: list[str] = (USER,),
     merge_only: bool = False,
     rates: bool = True,
+    nights: bool = False,
 ) -> dict:
     os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-hub-"))
     env = dict(os.environ)
@@ -248,7 +291,7 @@ def run(
     hub_seconds = time.perf_counter() - start
     by_user = {
         user: {
-            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only)
+            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only, nights)
             for name in objectives
         }
         for user in users
@@ -312,6 +355,15 @@ def report(f: dict) -> str:
                     f"{len(scores)} inputs, in llama.cpp",
                 ),
             ]
+            for night, later in run.get("next_nights", {}).items():
+                rows.append(
+                    (
+                        f"{user}, {name} objective: the next night, {night}",
+                        f"{later['wall_s'] / 60:.1f} min ({later['wall_s'] / run['wall_s']:.2f} of the first), "
+                        f"{later['status']}",
+                        where_the_time_went(later["phase_seconds"]) or later["message"],
+                    )
+                )
     for name, d in f["against_first"].items():
         rows.append(
             (
@@ -353,6 +405,7 @@ def main(
     merge_only: bool = False,
     rates: bool = True,
     save_as: str = "personalize",
+    nights: bool = False,
 ) -> None:
     unknown = set(objectives or []) - set(OBJECTIVES)
     if unknown:
@@ -360,6 +413,6 @@ def main(
     strangers = set(users or []) - set(USERS)
     if strangers:
         raise SystemExit(f"Unknown user {', '.join(sorted(strangers))}; choose from {', '.join(USERS)}.")
-    figures = run(budget, count, held_out, objectives or list(OBJECTIVES), users or [USER], merge_only, rates)
+    figures = run(budget, count, held_out, objectives or list(OBJECTIVES), users or [USER], merge_only, rates, nights)
     print(report(figures))
     print(f"saved to {save(save_as, figures)}")

@@ -4,6 +4,8 @@ sharers on the user's own inputs, that mean beyond the model without sharers, an
 likelier a candidate finds the sharers' own answers). A scripted backend stands in for the
 model here; the real backends are in test_personalize.py."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -260,3 +262,46 @@ def test_racing_stops_a_candidate_behind_the_best_on_the_same_examples():
 def test_a_search_stopped_before_its_first_trial_has_no_best():
     result = evolution.evolve(lambda w: (0.0, None), 2, budget=4, should_stop=lambda: True)
     assert result.best is None and result.trials == []
+
+
+def test_kept_answers_are_reused_and_only_new_inputs_are_generated(tmp_path):
+    """The answer cache: a stack asked the same prompts again generates nothing; new prompts
+    are generated together in one call; another stack, token budget or model is not confused
+    with it; the file keeps only what its run used, and a damaged file means answers made again."""
+    from merger.search.answer_cache import AnswerCache, Remembered, stack
+
+    class Echo:
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, prompts, tokens):
+            self.calls.append(len(prompts))
+            return [f"said {p[0]} in {tokens}" for p in prompts]
+
+    file = tmp_path / "answers.json"
+    adapter = tmp_path / "a.gguf"
+    adapter.write_bytes(b"weights")
+    echo, night = Echo(), AnswerCache(file, "model")
+    named = stack("Echo", adapter)
+    assert named == stack("Echo", tmp_path / "a.gguf") != stack("Echo", None) != stack("Other", adapter)
+    assert night.answers(echo, [[1], [2]], 8, named) == ["said 1 in 8", "said 2 in 8"]
+    night.answers(echo, [[9]], 8, "another stack")
+    night.save()
+    echo, next_night = Echo(), AnswerCache(file, "model")
+    assert next_night.answers(echo, [[2], [3], [1], [4]], 8, named) == [f"said {n} in 8" for n in (2, 3, 1, 4)]
+    assert echo.calls == [2] and (next_night.made, next_night.reused) == (2, 2)
+    next_night.answers(echo, [[1]], 16, named)  # a longer answer is another answer
+    AnswerCache(file, "another model").answers(echo, [[1]], 8, named)
+    assert echo.calls == [2, 1, 1]
+    next_night.save()
+    assert len(json.loads(file.read_text())) == 5, "what this run used; not the other stack's answer"
+    file.write_text('{"cut sho')
+    assert AnswerCache(file, "model").answers(echo, [[1]], 8, named) == ["said 1 in 8"] and echo.calls[-1] == 1
+    # Through a backend: only named stacks go through the cache.
+    alone = lambda weights: "one" if list(weights) == [1.0] else None  # noqa: E731
+    view = Remembered(Scripted({(1.0,): ["x"], (0.5,): ["y"]}), AnswerCache(file, "model"), alone)
+    view.apply([1.0])
+    view.generate([[5]], 4), view.generate([[5]], 4)
+    view.apply([0.5])
+    view.generate([[5]], 4)
+    assert view.backend.generated == [(1, 4), (1, 4)] and view.logprob == -2.0

@@ -334,12 +334,23 @@ def test_one_weight_per_adapter_and_layer(db, shared_base, clean_engine, base_ar
         personalize(db, USER, replace(QUICK, per_layer=True, backend="scales", merge="updates"))
 
 
-def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine, base_arch, community):
+def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine, base_arch, community, monkeypatch):
+    """The current adapter stays; the next night is skipped; a run asked for again anyway
+    reuses what the sharers and the current adapter answered the night before."""
+    from merger.search.answer_cache import AnswerCache
+
     writer = random_lora(base_arch, rank=4, seed=99, std=1.0, modules=("attn_q", "attn_v"))
     plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
     publish(db, writer, base_arch, stem="mine", kind="personal", card={}, activate=True)
     install_community(db, community, base_arch)
     digest = hashlib.sha256(adapters.active(db).gguf.read_bytes()).hexdigest()
+    nights, save = [], AnswerCache.save
+
+    def saved(cache):
+        nights.append((cache.made, cache.reused))
+        save(cache)
+
+    monkeypatch.setattr(AnswerCache, "save", saved)
     outcome = personalize(db, USER, QUICK)
     assert outcome.status == "no-improvement" and outcome.published is None
     assert adapters.active(db).name == "mine"
@@ -350,6 +361,13 @@ def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine,
     skipped = personalize(db, USER, QUICK, on_progress=lambda phase, d, t: seen.append(phase))
     assert skipped.status == "skipped" and "nothing changed since" in skipped.message
     assert "loading the models" not in seen and skipped.seconds < outcome.seconds / 5
+    repeated = personalize(db, USER, QUICK, again=True)
+    assert (repeated.status, repeated.weights) == ("no-improvement", outcome.weights)
+    assert repeated.fitness_before == pytest.approx(outcome.fitness_before, abs=1e-9)
+    # Each sharer's probe answers (3 x 2) and the current adapter's answers and probes (6 + 2),
+    # then the winner's (the same merge, so the same file): all kept from the first night.
+    (first_made, first_reused), (made, reused) = nights
+    assert first_reused == 0 and first_made == reused >= 3 * 2 + 6 + 2 and made == 0
 
 
 @pytest.mark.parametrize("change", ["a new rating", "other options", "another active adapter", "asked again"])

@@ -16,7 +16,6 @@ search and train its way to the same adapter (measured: ten minutes to keep the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -29,17 +28,18 @@ from typing import Callable
 import numpy as np
 import sqlite_utils
 
-from assistant import adapters
+from assistant import adapters, paths
 from assistant.catalogue import resolve
 from assistant.engine import AdapterUse, Engine
 from assistant.errors import MynaError
+from assistant.hashing import sha256_file
 from assistant.settings import Settings
 from merger.data import examples as example_builder
 from merger.formats import gguf_lora
 from merger.formats.base_model import architecture
 from merger.nightly import runs
 from merger.nightly.config import PersonalizeConfig
-from merger.search import scoring, selection
+from merger.search import answer_cache, scoring, selection
 from merger.search.evolution import evolve
 from merger.training import background
 
@@ -209,6 +209,12 @@ def _run(
     resources.callback(llama_files.close)
     backend, base = _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter)
     resources.callback(backend.close)
+    # What the sharers, the model without them and the current adapter answer is kept for the
+    # next night, which mostly asks them the same inputs again.
+    kept = answer_cache.AnswerCache(paths.subdir("cache") / "answers.json", arch.fingerprint)
+    below = task_adapter.gguf if task_adapter else None
+    search_view = answer_cache.Remembered(backend, kept, _sharer_names(backend, below, chosen))
+    llama_view = answer_cache.Remembered(llama_files, kept, _sharer_names(llama_files, below, chosen))
 
     objective = scoring.Objective(config.metric, config.task, config.privacy)
     # Whatever the search maximizes, what is published must answer better: the current adapter
@@ -227,16 +233,19 @@ def _run(
     # the same texts; only what belongs to llama.cpp (the answers without any community
     # adapter, the likelihoods) is computed again there.
     search_sharers = (
-        scoring.sharer_outputs(backend, scoring_set, len(loras), config.privacy) if compares else scoring.Sharers([])
+        scoring.sharer_outputs(search_view, scoring_set, len(loras), config.privacy)
+        if compares
+        else scoring.Sharers([])
     )
     if compares and not isinstance(backend, scoring.LlamaBackend):
-        sharers = scoring.sharer_outputs(llama_files, scoring_set, len(loras), config.privacy, search_sharers.answers)
+        sharers = scoring.sharer_outputs(llama_view, scoring_set, len(loras), config.privacy, search_sharers.answers)
     else:
         sharers = search_sharers
     # The current adapter, judged in llama.cpp: the stack that answers the user.
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
-    before_utility, before_similarity = judge(llama_files, sharers)
+    held = answer_cache.stack(type(llama_files).__name__, current.gguf if current else None)
+    before_utility, before_similarity = judge(llama_view.holding(held), sharers)
     fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
 
     evaluate = scoring.Evaluator(
@@ -279,9 +288,13 @@ def _run(
     report("checking the winner in llama.cpp")
     final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
     engine.set_adapters([AdapterUse(final_path)])
-    after_utility, after_similarity = judge(llama_files, sharers)
+    # Kept under the file's content: published, it is the next night's current adapter.
+    after_utility, after_similarity = judge(
+        llama_view.holding(answer_cache.stack(type(llama_files).__name__, final_path)), sharers
+    )
     fitness_after = after_utility - config.alpha * (after_similarity or 0.0)
     engine.set_adapters([])
+    kept.save()
     names = [a.name for a in chosen]
     by_layer = best_weights.reshape(len(loras), -1)
     weights = [round(float(w), 4) for w in by_layer.mean(axis=1)]  # per layer: each adapter's mean
@@ -364,8 +377,7 @@ def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, a
     adapters and their task adapter, and the active adapter it must beat (files by content)."""
 
     def content(adapter) -> str:
-        with open(adapter.gguf, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return sha256_file(adapter.gguf)
 
     try:
         version = metadata.version("myna")
@@ -382,6 +394,24 @@ def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, a
         content(task_adapter) if task_adapter else "no task adapter",
         content(active) if active else "no active adapter",
     )
+
+
+def _sharer_names(backend, below, chosen):
+    """How the answer cache names what `backend` holds: each sharer alone, or no sharer (on
+    top of the task adapter `below`, if any); None for any other weights."""
+    kind = type(backend).__name__
+    alone = [answer_cache.stack(kind, below, adapter.gguf) for adapter in chosen]
+    without = answer_cache.stack(kind, below, None)
+
+    def name_of(weights) -> str | None:
+        weights = np.asarray(weights, dtype=float)
+        if not weights.any():
+            return without
+        if weights.size == len(alone) and np.count_nonzero(weights) == 1 and weights.max() == 1.0:
+            return alone[int(np.argmax(weights))]
+        return None
+
+    return name_of
 
 
 def _choose(db, community: list, count: int):
