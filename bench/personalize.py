@@ -318,6 +318,10 @@ def run(
     return figures
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def _figure(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -359,7 +363,7 @@ def report(f: dict) -> str:
                 rows.append(
                     (
                         f"{user}, {name} objective: the next night, {night}",
-                        f"{later['wall_s'] / 60:.1f} min ({later['wall_s'] / run['wall_s']:.2f} of the first), "
+                        f"{_duration(later['wall_s'])} ({later['wall_s'] / run['wall_s']:.2f} of the first), "
                         f"{later['status']}",
                         where_the_time_went(later["phase_seconds"]) or later["message"],
                     )

@@ -29,7 +29,7 @@ def describe(run: runs.Run) -> str:
         line += "\n    merged " + ", ".join(f"{a} ×{w:+.2f}" for a, w in zip(run.adapters, run.weights))
     if run.message:
         line += f"\n    {run.message}"
-    if run.status != "running" and run.where_the_time_went():
+    if run.where_the_time_went():
         line += f"\n    time: {run.where_the_time_went()}"
     return line
 

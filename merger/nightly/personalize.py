@@ -257,6 +257,7 @@ def _run(
     )
     # Per adapter, or per adapter and layer (adapter by adapter: merge.py reads it so).
     dimensions = len(loras) * (arch.n_layers if config.per_layer else 1)
+    report("searching merge weights", 0, config.budget)  # a trial is reported when it ends
     result = evolve(
         evaluate,
         dimensions,
@@ -266,7 +267,7 @@ def _run(
         seed=config.seed,
         on_trial=lambda number, budget, trial: report("searching merge weights", number, budget),
         should_stop=should_stop,
-        starts=(np.full(dimensions, 1.0 / len(loras)),),  # the uniform average: the search ends no worse
+        starts=_starts(db, chosen, dimensions),
     )
     if should_stop():
         raise KeyboardInterrupt
@@ -394,6 +395,18 @@ def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, a
         content(task_adapter) if task_adapter else "no task adapter",
         content(active) if active else "no active adapter",
     )
+
+
+def _starts(db, chosen, dimensions: int) -> tuple[np.ndarray, ...]:
+    """Where the search begins after the base model: the uniform average (so it ends no worse
+    than that), then the weights the last search chose for the same adapters, if any (a night
+    with a little more history starts from the merge that fitted the night before)."""
+    uniform = np.full(dimensions, 1.0 / len(chosen))
+    last = runs.last_search(db)
+    if last is None or last.adapters != [a.name for a in chosen]:
+        return (uniform,)
+    before = np.repeat(np.asarray(last.weights, dtype=float), dimensions // len(chosen))  # per layer: its mean
+    return (uniform,) if np.allclose(before, uniform) else (uniform, before)
 
 
 def _sharer_names(backend, below, chosen):

@@ -66,7 +66,8 @@ class Run:
         return ", ".join(parts)
 
     def where_the_time_went(self) -> str:
-        return where_the_time_went(self.phase_seconds)
+        """Seconds per phase of a finished run ("" while it runs, and for runs before m010)."""
+        return "" if self.status == "running" else where_the_time_went(self.phase_seconds)
 
 
 def where_the_time_went(phase_seconds: dict[str, float]) -> str:
@@ -144,15 +145,20 @@ def inputs(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def same_as_last(db: sqlite_utils.Database, digest: str) -> Run | None:
-    """The last run that finished a search, if it ended where a run from `digest` would
-    start (the same history, community adapters, options, and the adapter it left active):
-    a seeded run on the same inputs finds the same result, so doing it again only costs time."""
+def last_search(db: sqlite_utils.Database) -> Run | None:
+    """The last run that finished a search (and published its result or kept the adapter)."""
     row = db.execute(
         f"SELECT {_COLUMNS} FROM personalization_runs WHERE status IN ('published', 'no-improvement') "
         "ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    found = _run(row) if row else None
+    return _run(row) if row else None
+
+
+def same_as_last(db: sqlite_utils.Database, digest: str) -> Run | None:
+    """The last run that finished a search, if it ended where a run from `digest` would
+    start (the same history, community adapters, options, and the adapter it left active):
+    a seeded run on the same inputs finds the same result, so doing it again only costs time."""
+    found = last_search(db)
     return found if found is not None and found.inputs == digest else None
 
 

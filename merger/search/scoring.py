@@ -495,15 +495,17 @@ def sharer_outputs(
     finds each sharer's answers. `made`: the sharers' outputs another backend already
     generated, so only what belongs to this backend (the reference answers, the likelihoods)
     is computed here; generating them is most of the cost."""
-    outputs = made if made is not None else []
-    for index in range(count if made is None else 0):
-        weights = np.zeros(count)
-        weights[index] = 1.0
-        backend.apply(weights)
-        if privacy in ANSWER_TERMS:
-            outputs.append(answers(backend, scoring))
-        else:
-            outputs.append(backend.generate(scoring.probes, scoring.probe_tokens))
+    if made is None:
+        made = []
+        for index in range(count):
+            weights = np.zeros(count)
+            weights[index] = 1.0
+            backend.apply(weights)
+            if privacy in ANSWER_TERMS:
+                made.append(answers(backend, scoring))
+            else:
+                made.append(backend.generate(scoring.probes, scoring.probe_tokens))
+    outputs = made
     if privacy == "excess":
         backend.apply(np.zeros(count))
         return Sharers(outputs, reference=answers(backend, scoring))

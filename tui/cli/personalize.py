@@ -177,7 +177,7 @@ def _show_runs(found) -> None:
             click.echo(f"    {run.phase} {run.done}/{run.total}")
         elif run.message:
             click.echo(f"    {run.message}")
-        if run.status != "running" and run.where_the_time_went():
+        if run.where_the_time_went():
             click.echo(f"    time: {run.where_the_time_went()}")
 
 
