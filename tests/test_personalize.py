@@ -363,6 +363,7 @@ def test_nothing_better_keeps_the_current_adapter(db, shared_base, clean_engine,
     skipped = personalize(db, USER, QUICK, on_progress=lambda phase, d, t: seen.append(phase))
     assert skipped.status == "skipped" and "nothing changed since" in skipped.message
     assert "loading the models" not in seen and skipped.seconds < outcome.seconds / 5
+    assert runs.latest(db).nothing_changed, "F4 offers to run again (test_tui)"
     starts, evolve = [], pipeline.evolve
 
     def spy(*args, **kwargs):

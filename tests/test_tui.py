@@ -577,3 +577,31 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         await wait_until(pilot, lambda: "no adapter work was done" in str(app.screen.query_one("#runs").render()))
         app.screen.process.wait(600)  # a hang guard: the run has already ended
     assert "no adapter work was done" in (myna_home / "personalize.log").read_text()
+
+
+async def test_after_a_night_with_nothing_new_the_personalize_screen_offers_to_run_again(
+    db, fake_engine, myna_home, base_arch
+):
+    """A run skipped because nothing changed: the screen says so and `a` starts a real
+    `myna personalize --again` (here with no history, so it stops at the cold start)."""
+    from merger.formats.lora import random_lora
+    from merger.formats.publish import publish
+    from merger.nightly import runs
+    from tui.personalize_screen import PersonalizeScreen
+
+    publish(db, random_lora(base_arch, rank=2, seed=1), base_arch, stem="shared", kind="community", card={})
+    skipped = runs.start(db, {})
+    runs.finish(db, skipped, "skipped", message="nothing changed since the run of …", inputs="digest")
+    assert runs.latest(db).nothing_changed
+    app = MynaApp(engine_factory=lambda settings: fake_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, PersonalizeScreen))
+        await wait_until(pilot, lambda: "press a to run again" in str(app.screen.query_one("#run-phase").render()))
+        await pilot.press("a")
+        await wait_until(pilot, lambda: app.screen.process is not None)
+        assert app.screen.process.args[-2:] == ["personalize", "--again"]
+        await wait_until(pilot, lambda: runs.latest(db).id != skipped and runs.latest(db).status == "skipped")
+        assert not runs.latest(db).nothing_changed, "a cold start, not the same inputs"
+        await wait_until(pilot, lambda: "press s to start one" in str(app.screen.query_one("#run-phase").render()))
+        app.screen.process.wait(600)

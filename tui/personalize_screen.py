@@ -34,12 +34,12 @@ def describe(run: runs.Run) -> str:
     return line
 
 
-def start_run_in_background() -> subprocess.Popen:
+def start_run_in_background(again: bool = False) -> subprocess.Popen:
     myna = Path(sys.executable).with_name("myna")
     command = [str(myna)] if myna.exists() else [sys.executable, "-m", "tui.cli"]
     log = open(paths.data_dir() / "personalize.log", "ab")
     return subprocess.Popen(
-        [*command, "personalize"],
+        [*command, "personalize", *(["--again"] if again else [])],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -51,6 +51,7 @@ class PersonalizeScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back to chat"),
         Binding("s", "start", "Start a run now"),
+        Binding("a", "start(True)", "Run even if nothing changed", show=False),  # the hint offers it when so
     ]
 
     def compose(self) -> ComposeResult:
@@ -75,6 +76,12 @@ class PersonalizeScreen(Screen):
                 "`myna adapters search --hub FOLDER|URL` and `myna adapters pull NAME` (or build a hub "
                 "with `myna hub build`), then press s."
             )
+        latest = runs.latest(self.app.db)
+        if latest and latest.nothing_changed:
+            return (
+                "Nothing changed since the last search, so the last run was skipped (it would find the same "
+                "adapter); press a to run again anyway."
+            )
         return "No run in progress; press s to start one (`myna schedule install` runs one nightly)."
 
     def refresh_runs(self) -> None:
@@ -97,10 +104,10 @@ class PersonalizeScreen(Screen):
         text = "\n".join(describe(run) for run in recent) if recent else "No personalization run yet."
         self.query_one("#runs", Static).update(text)
 
-    def action_start(self) -> None:
+    def action_start(self, again: bool = False) -> None:
         latest = runs.latest(self.app.db)
         if latest and latest.status == "running":
             self.app.notify("A run is already in progress.")
             return
-        self.process = start_run_in_background()
+        self.process = start_run_in_background(again)
         self.app.notify("Started a personalization run in the background; the chat stays usable.")

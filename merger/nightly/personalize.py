@@ -144,7 +144,7 @@ def _run(
     example_set = example_builder.from_store(db)
     total = len(example_set.train) + len(example_set.held_out)
 
-    def skip(message: str) -> Outcome:
+    def skip(message: str, inputs: str | None = None) -> Outcome:
         return Outcome(
             run_id=run_id,
             status="skipped",
@@ -158,6 +158,7 @@ def _run(
             seconds=time.perf_counter() - started,
             phase_seconds=clock.totals(),
             message=message,
+            inputs=inputs,
         )
 
     if total < config.min_examples:
@@ -195,7 +196,8 @@ def _run(
         return skip(
             f"nothing changed since the run of {last.started_at[:16].replace('T', ' ')} (the same history, "
             "community adapters, options and active adapter), and a run on the same inputs finds the same "
-            "adapter, so none was searched for; `myna personalize --again` runs anyway"
+            "adapter, so none was searched for; `myna personalize --again` runs anyway",
+            last.inputs,
         )
 
     report("loading the models")  # llama.cpp's, and torch's copy (made once per data folder: ~25 s)

@@ -43,8 +43,14 @@ class Run:
     config: dict
     phase_seconds: dict[str, float] = field(default_factory=dict)  # in the order the phases began
     # What the next run would start from if nothing changed (`inputs`): None for runs that
-    # did not finish a search, and for those recorded before m011.
+    # did not finish a search, and for those recorded before m011; a run skipped because
+    # nothing changed keeps the digest it matched.
     inputs: str | None = None
+
+    @property
+    def nothing_changed(self) -> bool:
+        """Skipped because nothing changed since the last search (`--again` runs anyway)."""
+        return self.status == "skipped" and self.inputs is not None
 
     def figures(self) -> str:
         """Its fitness and its privacy figure (similarity to the sharers: by the run's privacy
