@@ -94,27 +94,32 @@ NEW_ITEMS = 5  # what a day adds to the history between two nights (a few rating
 def next_nights(env: dict, command: list[str], user: str, held_out: int) -> dict:
     """The nights after the first in the same folder: one on which nothing changed, then one
     after NEW_ITEMS more of the user's tweets were imported (the user's usual night)."""
+
+    def later() -> dict:
+        measured, record = _night(env, command)
+        return {
+            "wall_s": measured["wall_s"],
+            "peak_mib": measured["peak_mib"],
+            "status": record.status,
+            "phase_seconds": record.phase_seconds,
+            "message": record.message,
+        }
+
     home = Path(env["MYNA_HOME"])
-    nights = {"nothing new": _night(env, command)}
+    nights = {"nothing new": later()}
     more = history_file(home / "more-history.json", user, held_out * 5, held_out * 5 + NEW_ITEMS)
     run_measured([str(BIN / "myna"), "import", str(more)], env=env, timeout=600)
-    nights[f"{NEW_ITEMS} new history items"] = _night(env, command)
+    nights[f"{NEW_ITEMS} new history items"] = later()
     return nights
 
 
-def _night(env: dict, command: list[str]) -> dict:
+def _night(env: dict, command: list[str]):
+    """Run `command` (a `myna personalize`) measured; its measurement and the run it recorded."""
     from assistant.store import open_database
     from merger.nightly import runs
 
     measured = run_measured(command, env=env, timeout=3600)
-    record = runs.latest(open_database(Path(env["MYNA_HOME"]) / "myna.db"))
-    return {
-        "wall_s": measured["wall_s"],
-        "peak_mib": measured["peak_mib"],
-        "status": record.status,
-        "phase_seconds": record.phase_seconds,
-        "message": record.message,
-    }
+    return measured, runs.latest(open_database(Path(env["MYNA_HOME"]) / "myna.db"))
 
 
 def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
@@ -202,8 +207,6 @@ def personalize_once(
     """One `myna personalize` in a fresh user folder (the same history and hub every time),
     and what the adapter serving the user afterwards scores on each held-out input; with
     `nights`, the next nights in the same folder too."""
-    from assistant.store import open_database
-    from merger.nightly import runs
 
     env = user_home(hub, count, held_out, user)
     command = [
@@ -215,9 +218,8 @@ def personalize_once(
         *options,
         *(["--merge-only"] if merge_only else []),
     ]
-    measured = run_measured(command, env=env, timeout=3600)
+    measured, record = _night(env, command)
     home = Path(env["MYNA_HOME"])
-    record = runs.latest(open_database(home / "myna.db"))
     scores = served_scores(home, held_out)  # what the first night left, before the next ones
     return {
         "user": user,

@@ -66,8 +66,9 @@ class PersonalizeScreen(Screen):
         self.refresh_runs()
         self.set_interval(1.0, self.refresh_runs)
 
-    def _idle_hint(self) -> str:
-        """What to do next when nothing runs: a run needs community adapters from a hub first."""
+    def _idle_hint(self, latest: runs.Run | None) -> str:
+        """What to do next when nothing runs (`latest`: the last run): a run needs community
+        adapters from a hub first."""
         from assistant import adapters
 
         if not any(a.kind == "community" for a in adapters.listing(self.app.db)):
@@ -76,7 +77,6 @@ class PersonalizeScreen(Screen):
                 "`myna adapters search --hub FOLDER|URL` and `myna adapters pull NAME` (or build a hub "
                 "with `myna hub build`), then press s."
             )
-        latest = runs.latest(self.app.db)
         if latest and latest.nothing_changed:
             return (
                 "Nothing changed since the last search, so the last run was skipped (it would find the same "
@@ -99,7 +99,7 @@ class PersonalizeScreen(Screen):
             bar.update(total=max(running.total, 1), progress=running.done)
             bar.display = True
         else:
-            phase.update(self._idle_hint())
+            phase.update(self._idle_hint(recent[0] if recent else None))
             bar.display = False
         text = "\n".join(describe(run) for run in recent) if recent else "No personalization run yet."
         self.query_one("#runs", Static).update(text)

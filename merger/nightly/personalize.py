@@ -246,8 +246,7 @@ def _run(
     # The current adapter, judged in llama.cpp: the stack that answers the user.
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
-    held = answer_cache.stack(type(llama_files).__name__, current.gguf if current else None)
-    before_utility, before_similarity = judge(llama_view.holding(held), sharers)
+    before_utility, before_similarity = judge(llama_view.holding(current.gguf if current else None), sharers)
     fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
 
     evaluate = scoring.Evaluator(
@@ -292,9 +291,7 @@ def _run(
     final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
     engine.set_adapters([AdapterUse(final_path)])
     # Kept under the file's content: published, it is the next night's current adapter.
-    after_utility, after_similarity = judge(
-        llama_view.holding(answer_cache.stack(type(llama_files).__name__, final_path)), sharers
-    )
+    after_utility, after_similarity = judge(llama_view.holding(final_path), sharers)
     fitness_after = after_utility - config.alpha * (after_similarity or 0.0)
     engine.set_adapters([])
     kept.save()

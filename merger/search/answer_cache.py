@@ -69,7 +69,8 @@ class AnswerCache:
 class Remembered:
     """A backend whose answers go through the cache whenever the adapters it holds have a
     name (`name_of(weights)`: the sharers alone, no sharer; None for a search candidate, whose
-    answers are never asked for twice), or were named by `holding` after being set directly."""
+    answers are never asked for twice), or were named by `holding` after being set directly.
+    Names are `stack`s of the backend's class and the files applied."""
 
     def __init__(self, backend, cache: AnswerCache, name_of=lambda weights: None) -> None:
         self.backend, self.cache, self.name_of = backend, cache, name_of
@@ -79,8 +80,9 @@ class Remembered:
         self.backend.apply(weights)
         self.stack = self.name_of(weights)
 
-    def holding(self, stack: str | None) -> Remembered:
-        self.stack = stack
+    def holding(self, *files: Path | None) -> Remembered:
+        """Name what was set on the backend directly: these adapter files (None: none)."""
+        self.stack = stack(type(self.backend).__name__, *files)
         return self
 
     def generate(self, prompts: list[list[int]], max_tokens: int) -> list[str]:
