@@ -38,6 +38,11 @@ def views(app):
     return list(app.query_one(ChatView).query(MessageView))
 
 
+def rendered(widget) -> str:
+    """The widget's text as it is drawn now (its current region, borders included)."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
 @contextlib.asynccontextmanager
 async def answered(fake_engine, reply: str, question: str = "Question"):
     """The app, run until it has answered one question with `reply`."""
@@ -238,8 +243,7 @@ async def test_a_new_user_is_welcomed_with_the_first_steps(db, fake_engine):
     app = MynaApp(engine_factory=lambda settings: fake_engine)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.query(Welcome))
-        view = app.query_one(Welcome)
-        shown = "\n".join(strip.text for strip in view.render_lines(view.region.reset_offset))
+        shown = rendered(app.query_one(Welcome))
         assert "myna import" in shown and "F3" in shown and "F4" in shown and "Ctrl+P" in shown
         await send(pilot, "Hi")
         await wait_until(pilot, lambda: not app.replying and len(views(app)) == 2)
@@ -293,8 +297,9 @@ async def test_a_markdown_reply_is_rendered(db, fake_engine):
     reply = "1. **Use a Tomato Plant**: water it.\n\n```python\nprint('hi')\n```"
     async with answered(fake_engine, reply) as (app, pilot):
         view = views(app)[1]
-        lines = [strip.text for strip in view.render_lines(view.region.reset_offset)]
-        shown = "\n".join(lines)
+        # The reply's final layout (a taller view) can land a frame after the reply ends.
+        await wait_until(pilot, lambda: "Tomato" in rendered(view))
+        shown = rendered(view)
         assert "Use a Tomato Plant" in shown and "**" not in shown and "```" not in shown
         assert "print('hi')" in shown
         row = next(strip for strip in view.render_lines(view.region.reset_offset) if "Tomato" in strip.text)
