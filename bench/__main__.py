@@ -61,6 +61,13 @@ def main() -> None:
         "--users", type=int, metavar="N", help="a reproducible sample of N users (of a large LaMP split, say)"
     )
     lamp.add_argument("--seed", type=int, default=0, help="which sample --users draws (default 0)")
+    lamp.add_argument(
+        "--questions",
+        type=int,
+        metavar="N",
+        help="each user's N newest items are asked (default 8; more narrows the intervals); results go to "
+        "a folder of their own",
+    )
     cluster = sub.add_parser("cluster", help="the LaMP benchmark in one process and on a Ray cluster, side by side")
     cluster.add_argument("--users", type=int, default=6)
     cluster.add_argument("--ray", default="local", help="the cluster: 'local' (started for the run) or HOST:PORT")
@@ -121,6 +128,7 @@ def main() -> None:
             args.methods,
             (args.users, args.seed) if args.users is not None else None,
             args.ray,
+            args.questions,
         )
 
 

@@ -188,6 +188,27 @@ def test_some_methods_are_chosen_by_name_with_the_baseline():
         chosen(table, "RAG(")
 
 
+def test_more_questions_per_user_is_a_plan_of_its_own(monkeypatch, tmp_path):
+    from bench.lamp import run as module
+
+    planned = []
+
+    def stop(plan, *args, **kwargs):
+        planned.append(plan)
+        raise SystemExit("planned")
+
+    monkeypatch.setattr(module, "run", stop)
+    with pytest.raises(SystemExit, match="planned"):
+        module.main(False, ["LaMP_4"], None, questions=24)
+    assert planned[0].questions == 24 and planned[0].tasks == ("LaMP_4",)
+    assert planned[0].key() != module.Plan(tasks=("LaMP_4",)).key(), "its stages are cached apart"
+    with pytest.raises(SystemExit, match="at least one question"):
+        module.main(False, None, None, questions=0)
+    with pytest.raises(SystemExit, match="built-in datasets"):
+        module.main(False, None, (tmp_path / "q.json", tmp_path / "o.json"), questions=8)
+    assert len(planned) == 1, "a bad count stops before any work"
+
+
 def test_each_merge_label_is_found_in_its_family():
     from bench.lamp.models import UserModels
     from bench.lamp.plan import family_of

@@ -3,6 +3,7 @@ method's answers, then the measurements beyond the table, the summary and the re
 
     python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
                          [--users N --seed S] [--methods REGEX] [--ray ADDRESS]
+                         [--questions N]
 
 Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
 stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
@@ -124,12 +125,19 @@ def main(
     methods: str | None = None,
     sample: tuple[int, int] | None = None,
     ray_address: str | None = None,
+    questions: int | None = None,
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
+    if questions is not None and questions < 1:
+        raise SystemExit(f"--questions {questions}: a user needs at least one question; give a positive number.")
+    if questions is not None and lamp:
+        raise SystemExit("--questions is for the built-in datasets: a LaMP pair's questions are those in its file.")
     plan = QUICK if quick else Plan()
     if tasks:
         plan = replace(plan, tasks=tuple(tasks))
+    if questions is not None:
+        plan = replace(plan, questions=questions)
     results = run(
         plan,
         lamp,
@@ -139,7 +147,8 @@ def main(
         ray_address=ray_address,
     )
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
-    out = out.with_name(out.name + sample_name(sample))
+    # Another question count is another benchmark: never in place of the default's report.
+    out = out.with_name(out.name + sample_name(sample) + (f"-questions{questions}" if questions is not None else ""))
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join(results["tasks"])
     report.write(results, out)
