@@ -68,6 +68,12 @@ def main() -> None:
         help="each user's N newest items are asked (default 8; more narrows the intervals); results go to "
         "a folder of their own",
     )
+    lamp.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the stored answers of the run these options made again with this version (new comparisons "
+        "without redoing a long run); times and privacy figures stay as measured",
+    )
     cluster = sub.add_parser("cluster", help="the LaMP benchmark in one process and on a Ray cluster, side by side")
     cluster.add_argument("--users", type=int, default=6)
     cluster.add_argument("--ray", default="local", help="the cluster: 'local' (started for the run) or HOST:PORT")
@@ -129,6 +135,7 @@ def main() -> None:
             (args.users, args.seed) if args.users is not None else None,
             args.ray,
             args.questions,
+            args.rescore,
         )
 
 

@@ -158,6 +158,21 @@ def test_the_paired_gain_interval_sees_a_difference_the_two_intervals_hide():
     assert intervals["same"] == [0, 0]
 
 
+def test_one_merge_is_compared_with_another_question_by_question():
+    from bench.lamp.scores import difference, paired_differences
+
+    golds = ["storm hits the coast", "rates rise again", "court backs the law", "flood closes roads"] * 5
+    half = [" ".join(g.split()[:2]) for g in golds]  # two of the words: ROUGE-1 below 1
+    scores = paired_differences("LaMP_4", {"whole": golds, "half": half}, half, golds)
+    assert scores["half"] == [0, 0]
+    # Whole answers against two of their words: better on every question, so on every draw.
+    assert 0 < scores["whole"][0] <= scores["whole"][1] < 1
+    # Lower is better for LaMP_3's MAE: a smaller error is a positive difference.
+    assert difference("LaMP_3", 0.5, 1.0) == 0.5 and difference("LaMP_4", 0.2, 0.3) == pytest.approx(-0.1)
+    off_by_one = paired_differences("LaMP_3", {"exact": ["3"] * 8}, ["4"] * 8, ["3"] * 8)
+    assert off_by_one["exact"] == [1.0, 1.0]
+
+
 def test_objectives_are_compared_paired_and_user_by_user():
     from bench.personalize import paired_difference
 
@@ -321,6 +336,14 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
         assert all(0 <= v <= 1 for v in privacy["oppu_reference"].values())
         assert all(0 <= entry["reference"] <= 1 for entry in privacy["merged"]["uniform"].values())
         assert "which never saw them" in (folder / "results.md").read_text()
+        # Every merge beside the uniform average and the best single adapter, question by question.
+        against = methods["PriME (alpha 0.5)"]["against"]
+        assert set(against) == {"uniform average of community adapters", "best single community adapter"}
+        for entry in against.values():
+            assert entry["ci95"][0] <= entry["difference"] <= entry["ci95"][1]
+        assert set(methods["uniform average of community adapters"]["against"]) == {"best single community adapter"}
+        assert "against" not in methods["OPPU"] and "against" not in methods["PriME (alpha 0.5) + RAG hybrid k=4"]
+        assert "questions resampled together for both" in (folder / "results.md").read_text()
         diagnostics = summary["diagnostics"]
         assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m}
         for row in diagnostics["rag"].values():
@@ -331,6 +354,22 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
         assert (folder / "plots" / f"{task}-utility.png").stat().st_size > 5000
         assert (folder / "plots" / f"{task}-gain-vs-data.png").exists()
     assert "### LaMP_7" in (folder / "results.md").read_text()
+
+    # Scored again from the stored answers alone (no stage runs): the same numbers, a comparison
+    # removed from the file comes back, and what was measured rather than scored stays.
+    stored = json.loads((folder / "results.json").read_text())
+    for row in stored["tasks"]["LaMP_7"]["methods"].values():
+        row.pop("against", None)
+        row["overall"]["ROUGE-1"] = -1.0
+    (folder / "results.json").write_text(json.dumps(stored))
+    done = run_watched([sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--rescore"], text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ": dataset" not in done.stdout and "questions resampled together for both" in done.stdout
+    again = json.loads((folder / "results.json").read_text())
+    assert again["tasks"]["LaMP_7"]["methods"] == results["tasks"]["LaMP_7"]["methods"]
+    assert again["wall_seconds"] == results["wall_seconds"]
+    done = run_watched([sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_4", "--rescore"], text=True)
+    assert done.returncode != 0 and "with other settings than these options give" in done.stderr
 
     # Some methods only, from the same cache: the same answers, no stage of the others.
     done = run_watched(

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.lamp.plan import FAMILIES, family_of
+from bench.lamp.plan import FAMILIES, Method, family_of
 from bench.lamp.records import Adapter, Merge, Merges
 
 # Adapters trained for the user, by the name methods give them (also their stage's file name),
 # and where UserModels keeps each; every other model a method names is one of their merges.
 TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu"}
+
+# What every merge is compared with, question by question (summary: "against").
+MERGE_REFERENCES = ("uniform average of community adapters", "best single community adapter")
+
+
+def merge_rows(table: dict[str, Method]) -> list[str]:
+    """The rows that answer with a merge of community adapters alone: no memory, nothing
+    trained on top."""
+    return [name for name, m in table.items() if m.model and m.model not in TRAINED and not m.rag and not m.layout]
 
 
 @dataclass

@@ -55,6 +55,7 @@ def markdown(results: dict) -> str:
                 f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |"
             )
         lines.append("")
+        lines += merges_markdown(summary)
         cold = summary.get("cold_start") or {}
         if cold:
             lines += [
@@ -77,6 +78,33 @@ def markdown(results: dict) -> str:
             lines += ["", *diagnostics_markdown(summary["diagnostics"])]
         lines.append("")
     return "\n".join(lines)
+
+
+def merges_markdown(summary: dict) -> list[str]:
+    """Each merge against the uniform average and the best single adapter, question by
+    question (the issue's bar for a merge search is beating both); nothing for older results."""
+    compared = {method: row["against"] for method, row in summary["methods"].items() if row.get("against")}
+    if not compared:
+        return []
+    name = summary["primary_metric"]
+    references = list(dict.fromkeys(r for against in compared.values() for r in against))
+    header = "| merge | " + " | ".join(f"vs {r} (95% CI, paired)" for r in references) + " |"
+    lines = [
+        f"Each merge's {name} minus the reference's (positive: the merge is better), questions resampled "
+        "together for both:",
+        "",
+        header,
+        "|" + "---|" * (header.count("|") - 1),
+    ]
+    for method, against in compared.items():
+        cells = []
+        for reference in references:
+            found = against.get(reference)
+            cells.append(
+                f"{found['difference']:+.4f} ({found['ci95'][0]:+.3f} to {found['ci95'][1]:+.3f})" if found else "-"
+            )
+        lines.append(f"| {method} | {' | '.join(cells)} |")
+    return lines + [""]
 
 
 def _gain(row: dict) -> str:

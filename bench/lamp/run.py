@@ -3,7 +3,7 @@ method's answers, then the measurements beyond the table, the summary and the re
 
     python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
                          [--users N --seed S] [--methods REGEX] [--ray ADDRESS]
-                         [--questions N]
+                         [--questions N] [--rescore]
 
 Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
 stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
@@ -11,8 +11,10 @@ stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, pl
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +23,7 @@ from bench.common import RESULTS
 from bench.datasets import load
 from bench.lamp import amounts, diagnose, privacy, report, stages, summary
 from bench.lamp.cache import peak_mib, run_name, stage_totals
+from bench.lamp.models import merge_rows
 from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method
 from bench.lamp.records import Answers
 from bench.lamp.stages import TaskRun, Unit, dataset_for
@@ -103,7 +106,9 @@ def run(
         on_stage(f"{task}: diagnostics")
         diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table, partial=bool(methods))
         costs = {method: [models[u].record(spec.model) for u in users] for method, spec in table.items()}
-        results["tasks"][task] = summary.summarize(task, dataset, predictions, costs, by_amount, attacks, plan)
+        results["tasks"][task] = summary.summarize(
+            task, dataset, predictions, costs, by_amount, attacks, plan, merge_rows(table)
+        )
         results["tasks"][task]["diagnostics"] = diagnostics
         results["tasks"][task]["cold_start"] = cold
         results["tasks"][task]["default_method"] = default_method(table)
@@ -126,6 +131,7 @@ def main(
     sample: tuple[int, int] | None = None,
     ray_address: str | None = None,
     questions: int | None = None,
+    again: bool = False,
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
@@ -138,18 +144,53 @@ def main(
         plan = replace(plan, tasks=tuple(tasks))
     if questions is not None:
         plan = replace(plan, questions=questions)
-    results = run(
-        plan,
-        lamp,
-        on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
-        methods=methods,
-        sample=sample,
-        ray_address=ray_address,
-    )
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
     # Another question count is another benchmark: never in place of the default's report.
     out = out.with_name(out.name + sample_name(sample) + (f"-questions{questions}" if questions is not None else ""))
     if methods:  # some rows only: never in place of the whole report
-        out = out / "some-methods" / "+".join(results["tasks"])
+        out = out / "some-methods" / "+".join([load(*lamp).task] if lamp else plan.tasks)
+    if again:
+        results = rescore(out, plan, lamp, methods, sample)
+    else:
+        results = run(
+            plan,
+            lamp,
+            on_stage=lambda stage: print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
+            methods=methods,
+            sample=sample,
+            ray_address=ray_address,
+        )
     report.write(results, out)
     print((out / "results.md").read_text())
+
+
+def rescore(
+    out: Path, plan: Plan, lamp: tuple[Path, Path] | None, methods: str | None, sample: tuple[int, int] | None
+) -> dict:
+    """The report in `out` with everything it takes from its stored answers computed again by
+    this version (summary.answer_scores): a new comparison reaches a long run's results
+    without redoing it when the stage cache is gone. Times, memory and privacy stay as they
+    were measured."""
+    path = out / "results.json"
+    if not path.exists():
+        raise SystemExit(
+            f"{path} does not exist: --rescore scores a finished run again; run it first with the same options."
+        )
+    results = json.loads(path.read_text())
+    if results.get("plan") != json.loads(json.dumps(asdict(plan))):
+        raise SystemExit(
+            f"{path} was made with other settings than these options give; rescore it with the options that made it."
+        )
+    merges = merge_rows(chosen(methods_for(plan, True), methods))
+    with tempfile.TemporaryDirectory() as work:
+        for task, found in results["tasks"].items():
+            rows = found["methods"]
+            if any("answers" not in row for row in rows.values()):
+                raise SystemExit(
+                    f"{path} keeps no answers for {task} (made before they were stored); run it again instead."
+                )
+            dataset = dataset_for(task, plan, Path(work), lamp, sample)
+            said = {method: row["answers"] for method, row in rows.items()}
+            for method, scored in summary.answer_scores(task, dataset, said, plan.seed, merges).items():
+                rows[method].update(scored)
+    return results

@@ -35,6 +35,13 @@ def gain(task: str, value: float, base: float) -> float:
     return ((value - base) if higher else (base - value)) / base if base else float("nan")
 
 
+def difference(task: str, value: float, reference: float) -> float:
+    """A score minus the reference's on the primary metric, positive when the score is better
+    whichever way the metric runs."""
+    _, higher = primary(task)
+    return value - reference if higher else reference - value
+
+
 def bootstrap(task: str, predictions: list[str], golds: list[str], seed: int = 0) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {}
     for pick in _resamples(len(golds), seed):
@@ -50,18 +57,33 @@ def paired_gains(
     resampling questions together for both (paired): with a few dozen questions the two
     methods' own intervals overlap even when one is reliably better, and this says whether
     a difference is more than the draw of questions. The baseline is scored once per draw."""
+    return _paired(task, methods, baseline, golds, seed, lambda value, base: gain(task, value, base) if base else None)
+
+
+def paired_differences(
+    task: str, methods: dict[str, list[str]], reference: list[str], golds: list[str], seed: int = 0
+) -> dict[str, list[float]]:
+    """95 % interval of each method's score minus the reference's on the primary metric
+    (positive: the method is better, whichever way the metric runs), questions resampled
+    together: whether one merge beats another by more than the draw of questions."""
+    return _paired(task, methods, reference, golds, seed, lambda value, base: difference(task, value, base))
+
+
+def _paired(task, methods, baseline, golds, seed, compare) -> dict[str, list[float]]:
+    """The 2.5th and 97.5th percentiles over the bootstrap's draws of compare(method's score,
+    baseline's score) on the primary metric; a draw where compare gives None is left out."""
     name, _ = primary(task)
-    gains: dict[str, list[float]] = {method: [] for method in methods}
+    found: dict[str, list[float]] = {method: [] for method in methods}
     for pick in _resamples(len(golds), seed):
         gold = [golds[i] for i in pick]
         base = aggregate(task, [baseline[i] for i in pick], gold)[name]
-        if not base:
-            continue
         for method, predictions in methods.items():
-            gains[method].append(gain(task, aggregate(task, [predictions[i] for i in pick], gold)[name], base))
+            value = compare(aggregate(task, [predictions[i] for i in pick], gold)[name], base)
+            if value is not None:
+                found[method].append(value)
     return {
-        method: [float(np.percentile(g, 2.5)), float(np.percentile(g, 97.5))] if g else [float("nan")] * 2
-        for method, g in gains.items()
+        method: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2
+        for method, v in found.items()
     }
 
 

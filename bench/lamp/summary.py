@@ -5,53 +5,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.lamp.models import MERGE_REFERENCES
 from bench.lamp.plan import FAMILIES, attack_key
 from bench.lamp.scores import (
     aggregate,
     bootstrap,
     chance_spread,
+    difference,
     gain,
+    paired_differences,
     paired_gains,
     primary,
     similarity_predicts_attack,
 )
 
 
-def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict, privacy: dict, plan) -> dict:
+def summarize(
+    task: str, dataset, predictions: dict, costs: dict, amounts: dict, privacy: dict, plan, merges: list[str] = ()
+) -> dict:
+    """`merges`: the rows that are merges alone (models.merge_rows)."""
     users = dataset.users()
-    golds = {q.id: q.output for q in dataset.questions}
-    name, _ = primary(task)
-    table = {}
-    asked = {q.id for u in users for q in dataset.of(u)}
-    questions = [q for q in dataset.questions if q.id in asked]
-    ids, gold = [q.id for q in questions], [golds[q.id] for q in questions]
-
-    def answers(method):
-        return [predictions[method][q.user].predictions[q.id] for q in questions]
-
-    said = {method: answers(method) for method in predictions}
-    intervals = paired_gains(task, said, said["non-personalized"], gold, plan.seed)
+    said = {
+        method: {q: a for by in by_user.values() for q, a in by.predictions.items()}
+        for method, by_user in predictions.items()
+    }
+    table = answer_scores(task, dataset, said, plan.seed, merges)
     for method, by_user in predictions.items():
-        preds = said[method]
-        table[method] = {
-            "overall": aggregate(task, preds, gold),
-            "ci95": bootstrap(task, preds, gold, plan.seed),
-            "gain_ci95": intervals[method],
-            # Kept so a report can be scored again when the stage cache is gone.
-            "answers": dict(zip(ids, preds)),
-            "per_user": {
-                u: aggregate(task, list(by_user[u].predictions.values()), [golds[i] for i in by_user[u].predictions])
-                for u in users
-            },
-            "inference_seconds_per_user": float(np.mean([by_user[u].seconds for u in users])),
-        }
-    base = table["non-personalized"]["overall"][name]
-    for method, row in table.items():
-        row["gain"] = gain(task, row["overall"][name], base)
-        row.update(_costs(costs[method]))
+        table[method]["inference_seconds_per_user"] = float(np.mean([by_user[u].seconds for u in users]))
+        table[method].update(_costs(costs[method]))
     return {
         "task": task,
-        "primary_metric": name,
+        "primary_metric": primary(task)[0],
         "manifest": dataset.manifest,
         "users": users,
         "questions": len(dataset.questions),
@@ -59,6 +43,46 @@ def summarize(task: str, dataset, predictions: dict, costs: dict, amounts: dict,
         "data_amounts": amounts,
         "privacy": {**privacy, **privacy_statistics(privacy)} if privacy is not None else None,
     }
+
+
+def answer_scores(task: str, dataset, said: dict[str, dict[str, str]], seed: int, merges: list[str] = ()) -> dict:
+    """What each method's row takes from its answers alone (`said`: method -> question id ->
+    answer): its metrics and their intervals, its gain over the non-personalized model, its
+    score per user, and, for each of the `merges`, the paired difference from the uniform
+    average and the best single adapter when the run has them. The answers are kept in the
+    row, so a stored report can be scored again when the stage cache is gone (run.rescore)."""
+    name, _ = primary(task)
+    questions = dataset.questions
+    ids, gold = [q.id for q in questions], [q.output for q in questions]
+    of_user: dict[str, list] = {}
+    for q in questions:
+        of_user.setdefault(q.user, []).append(q)
+    answers = {method: [by_id[i] for i in ids] for method, by_id in said.items()}
+    intervals = paired_gains(task, answers, answers["non-personalized"], gold, seed)
+    table = {}
+    for method, preds in answers.items():
+        table[method] = {
+            "overall": aggregate(task, preds, gold),
+            "ci95": bootstrap(task, preds, gold, seed),
+            "gain_ci95": intervals[method],
+            "answers": dict(zip(ids, preds)),
+            "per_user": {
+                u: aggregate(task, [said[method][q.id] for q in asked], [q.output for q in asked])
+                for u, asked in sorted(of_user.items())
+            },
+        }
+    for reference in MERGE_REFERENCES:
+        compared = {m: answers[m] for m in merges if m != reference and m in answers}
+        if reference in answers and compared:
+            for method, interval in paired_differences(task, compared, answers[reference], gold, seed).items():
+                table[method].setdefault("against", {})[reference] = {
+                    "difference": difference(task, table[method]["overall"][name], table[reference]["overall"][name]),
+                    "ci95": interval,
+                }
+    base = table["non-personalized"]["overall"][name]
+    for row in table.values():
+        row["gain"] = gain(task, row["overall"][name], base)
+    return table
 
 
 def privacy_statistics(privacy: dict) -> dict:
