@@ -69,6 +69,14 @@ def main() -> None:
         "a folder of their own",
     )
     lamp.add_argument(
+        "--built-users",
+        type=int,
+        metavar="N",
+        help="the built-in datasets with N users instead of 4 (LaMP_4 has up to 9, LaMP_7 up to 10 accounts still tweeting): each "
+        "user's community adapters are the other users', so more users give the merges more to choose from; "
+        "results go to a folder of their own",
+    )
+    lamp.add_argument(
         "--rescore",
         action="store_true",
         help="score the stored answers of the run these options made again with this version (new comparisons "
@@ -136,6 +144,7 @@ def main() -> None:
             args.ray,
             args.questions,
             args.rescore,
+            args.built_users,
         )
 
 

@@ -203,7 +203,8 @@ def test_some_methods_are_chosen_by_name_with_the_baseline():
         chosen(table, "RAG(")
 
 
-def test_more_questions_per_user_is_a_plan_of_its_own(monkeypatch, tmp_path):
+def planning_only(monkeypatch):
+    """bench.lamp.run with its run stopped at the plan: (the module, the plans it reached)."""
     from bench.lamp import run as module
 
     planned = []
@@ -213,6 +214,11 @@ def test_more_questions_per_user_is_a_plan_of_its_own(monkeypatch, tmp_path):
         raise SystemExit("planned")
 
     monkeypatch.setattr(module, "run", stop)
+    return module, planned
+
+
+def test_more_questions_per_user_is_a_plan_of_its_own(monkeypatch, tmp_path):
+    module, planned = planning_only(monkeypatch)
     with pytest.raises(SystemExit, match="planned"):
         module.main(False, ["LaMP_4"], None, questions=24)
     assert planned[0].questions == 24 and planned[0].tasks == ("LaMP_4",)
@@ -222,6 +228,23 @@ def test_more_questions_per_user_is_a_plan_of_its_own(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="built-in datasets"):
         module.main(False, None, (tmp_path / "q.json", tmp_path / "o.json"), questions=8)
     assert len(planned) == 1, "a bad count stops before any work"
+
+
+def test_more_built_users_is_a_plan_of_its_own(monkeypatch, tmp_path):
+    from bench import datasets
+
+    module, planned = planning_only(monkeypatch)
+    with pytest.raises(SystemExit, match="planned"):
+        module.main(False, ["LaMP_4"], None, built_users=8)
+    assert planned[0].users == 8 and planned[0].key() != module.Plan(tasks=("LaMP_4",)).key()
+    with pytest.raises(SystemExit, match="give 2 or more"):
+        module.main(False, None, None, built_users=1)
+    with pytest.raises(SystemExit, match="built-in datasets"):
+        module.main(False, None, (tmp_path / "q.json", tmp_path / "o.json"), built_users=8)
+    assert len(planned) == 1, "a bad count stops before any work"
+    # The real corpus has the users the option promises (LaMP_4's nine outlets).
+    built = datasets.build_lamp4(users=planned[0].users, questions=1, profile=4)
+    assert len(built.users()) == 8
 
 
 def test_each_merge_label_is_found_in_its_family():

@@ -3,7 +3,7 @@ method's answers, then the measurements beyond the table, the summary and the re
 
     python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
                          [--users N --seed S] [--methods REGEX] [--ray ADDRESS]
-                         [--questions N] [--rescore]
+                         [--questions N] [--built-users N] [--rescore]
 
 Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
 stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
@@ -132,6 +132,7 @@ def main(
     ray_address: str | None = None,
     questions: int | None = None,
     again: bool = False,
+    built_users: int | None = None,
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
@@ -139,14 +140,25 @@ def main(
         raise SystemExit(f"--questions {questions}: a user needs at least one question; give a positive number.")
     if questions is not None and lamp:
         raise SystemExit("--questions is for the built-in datasets: a LaMP pair's questions are those in its file.")
+    if built_users is not None and built_users < 2:
+        raise SystemExit(f"--built-users {built_users}: each user's community is the other users; give 2 or more.")
+    if built_users is not None and lamp:
+        raise SystemExit("--built-users is for the built-in datasets: a LaMP pair's users are those in its file.")
     plan = QUICK if quick else Plan()
+    if built_users is not None:
+        plan = replace(plan, users=built_users)
     if tasks:
         plan = replace(plan, tasks=tuple(tasks))
     if questions is not None:
         plan = replace(plan, questions=questions)
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
-    # Another question count is another benchmark: never in place of the default's report.
-    out = out.with_name(out.name + sample_name(sample) + (f"-questions{questions}" if questions is not None else ""))
+    # Another question count or user count is another benchmark: never in place of the default's report.
+    out = out.with_name(
+        out.name
+        + sample_name(sample)
+        + (f"-built{built_users}" if built_users is not None else "")
+        + (f"-questions{questions}" if questions is not None else "")
+    )
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join([load(*lamp).task] if lamp else plan.tasks)
     if again:
