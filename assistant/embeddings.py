@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from functools import cache
 from pathlib import Path
 
@@ -51,7 +52,25 @@ def onnx_file(create: bool = True) -> Path:
             raise MynaError(
                 f"Could not prepare the embedding model for ONNX Runtime ({last}); run `myna models check` to try again."
             )
+        _drop_stale_exports(target)
     return target
+
+
+STALE_DAYS = 30
+
+
+def _drop_stale_exports(kept: Path) -> None:
+    """Each reinstall of the model package makes a new export (~90 MB) beside the old ones.
+    Exports made over STALE_DAYS ago go when a new one is made: another installation still
+    using one makes it again once, instead of two installations sharing the cache taking
+    turns deleting each other's."""
+    too_old = time.time() - STALE_DAYS * 86400
+    for other in kept.parent.glob(f"{MODEL_NAME}-*.onnx"):
+        try:
+            if other != kept and other.stat().st_mtime < too_old:
+                other.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove: the cache is only tidied
 
 
 class MiniLM:

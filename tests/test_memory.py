@@ -1,8 +1,10 @@
 """Memory on real embeddings (the packaged all-MiniLM-L6-v2) and a real SQLite database."""
 
 import json
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,19 @@ def test_the_onnx_export_is_made_once_atomically_and_reported_when_it_fails(tmp_
     from assistant import embeddings
 
     monkeypatch.setenv("MYNA_CACHE", str(tmp_path / "cache"))
+    # Exports an earlier install of the model package made: the stale one goes with the new
+    # export, a recent one (another install may use it) and other files stay.
+    (tmp_path / "cache").mkdir()
+    stale, recent, other = (tmp_path / "cache" / name for name in ("all-MiniLM-L6-v2-1-2.onnx", "all-MiniLM-L6-v2-3-4.onnx", "notes.onnx"))  # fmt: skip
+    for path, days in ((stale, 31), (recent, 29), (other, 99)):
+        path.write_bytes(b"old")
+        os.utime(path, (time.time() - days * 86400,) * 2)
     made = embeddings.onnx_file()
     assert made.is_file() and made.parent == tmp_path / "cache"
-    assert [p.name for p in made.parent.iterdir()] == [made.name]  # no partial file left behind
+    assert sorted(p.name for p in made.parent.iterdir()) == sorted([made.name, recent.name, other.name])
+    recent.unlink()
+    other.unlink()  # and no partial file is left behind:
+    assert [p.name for p in made.parent.iterdir()] == [made.name]
     stamp = made.stat().st_mtime_ns
     assert embeddings.onnx_file() == made and made.stat().st_mtime_ns == stamp  # reused, not redone
     vector = embeddings.MiniLM(made).embed(["I am allergic to peanuts."])
