@@ -8,8 +8,9 @@ import argparse
 def main() -> None:
     import os
 
-    from bench.common import RESULTS
+    from bench.common import RESULTS, end_on_kill_as_on_ctrl_c
 
+    end_on_kill_as_on_ctrl_c()
     # Every benchmark runs in temporary data folders; the public corpus is fetched once.
     os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)

@@ -13,8 +13,10 @@ the chatting marker as a reply does.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,7 +126,8 @@ def run(runs: int, chat: list[dict]) -> dict:
     from bench import personalize
 
     hub = personalize.ensure_hub(dict(os.environ), 8)
-    user = personalize.user_home(hub, 8, 50)
+    work = Path(tempfile.mkdtemp(prefix="myna-bench-contention-"))  # over half a GB: removed below
+    user = personalize.user_home(hub, 8, 50, personalize.USER, work)
     previous = os.environ.get("MYNA_HOME")
     os.environ["MYNA_HOME"] = user["MYNA_HOME"]  # the run must see this chat's marker
     try:
@@ -139,6 +142,7 @@ def run(runs: int, chat: list[dict]) -> dict:
             os.environ.pop("MYNA_HOME", None)
         else:
             os.environ["MYNA_HOME"] = previous
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "contention_decode_alone_tok_s": median(alone),
         "contention_no_yield": before,

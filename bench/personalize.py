@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -69,8 +70,8 @@ def ensure_hub(env: dict, count: int) -> Path:
     return folder
 
 
-def user_home(hub: Path, count: int, held_out: int, user: str = USER) -> dict:
-    home = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
+def user_home(hub: Path, count: int, held_out: int, user: str, work: Path) -> dict:
+    home = Path(tempfile.mkdtemp(prefix=f"{user}-", dir=work))
     env = dict(os.environ, MYNA_HOME=str(home))
     profile = history_file(home / "history.json", user, 0, held_out * 5)  # 20 % of the examples are held out
     for command in (["import", str(profile)], ["adapters", "pull", *SHARERS[:count], "--hub", str(hub)]):
@@ -122,7 +123,7 @@ def _night(env: dict, command: list[str]):
     return measured, runs.latest(open_database(Path(env["MYNA_HOME"]) / "myna.db"))
 
 
-def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
+def evaluations_per_minute(env: dict, held_out: int, work: Path, trials: int = 3) -> dict:
     """Time to evaluate one candidate (apply its weights, score the held-out set, and with the
     privacy penalty also generate the probes) for each backend."""
     os.environ["MYNA_HOME"] = env["MYNA_HOME"]
@@ -147,7 +148,7 @@ def evaluations_per_minute(env: dict, held_out: int, trials: int = 3) -> dict:
     scoring_set = scoring.prepare(engine, examples.from_store(db).held_out[:held_out], Settings().system_prompt)
     rng = np.random.default_rng(0)
     candidates = [rng.uniform(-1, 1, len(loras)) for _ in range(trials)]
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(prefix="merges-", dir=work))
     backends = {
         "torch": lambda merge: scoring.TorchBackend(base, loras, merge=merge),
         "file": lambda merge: scoring.LlamaFileBackend(engine, loras, arch, folder, merge=merge),
@@ -200,15 +201,16 @@ def personalize_once(
     budget: int,
     held_out: int,
     options: list[str],
-    user: str = USER,
-    merge_only: bool = False,
-    nights: bool = False,
+    user: str,
+    merge_only: bool,
+    nights: bool,
+    work: Path,
 ) -> dict:
-    """One `myna personalize` in a fresh user folder (the same history and hub every time),
-    and what the adapter serving the user afterwards scores on each held-out input; with
+    """One `myna personalize` in a fresh user folder in `work` (the same history and hub every
+    time), and what the adapter serving the user afterwards scores on each held-out input; with
     `nights`, the next nights in the same folder too."""
 
-    env = user_home(hub, count, held_out, user)
+    env = user_home(hub, count, held_out, user, work)
     command = [
         str(BIN / "myna"),
         "personalize",
@@ -286,14 +288,35 @@ def run(
     rates: bool = True,
     nights: bool = False,
 ) -> dict:
-    os.environ.setdefault("MYNA_HOME", tempfile.mkdtemp(prefix="myna-bench-hub-"))
+    # Every folder the run makes is in `work`, removed when the run ends however it ends: each
+    # user's folder holds a torch copy of the model and its adapters (over half a GB), and a
+    # benchmark makes several.
+    work = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
+    try:
+        return _measured(budget, count, held_out, objectives, users, merge_only, rates, nights, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measured(
+    budget: int,
+    count: int,
+    held_out: int,
+    objectives: list[str],
+    users: list[str],
+    merge_only: bool,
+    rates: bool,
+    nights: bool,
+    work: Path,
+) -> dict:
+    os.environ.setdefault("MYNA_HOME", str(work / "hub-builder"))
     env = dict(os.environ)
     start = time.perf_counter()
     hub = ensure_hub(env, count)
     hub_seconds = time.perf_counter() - start
     by_user = {
         user: {
-            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only, nights)
+            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only, nights, work)
             for name in objectives
         }
         for user in users
@@ -316,7 +339,10 @@ def run(
     }
     if rates:
         home = by_user[users[0]][first]["home"]  # the same history and adapters in each
-        figures.update(evaluations_per_minute({"MYNA_HOME": home}, held_out))
+        figures.update(evaluations_per_minute({"MYNA_HOME": home}, held_out, work))
+    for runs in by_user.values():
+        for once in runs.values():
+            del once["home"]  # removed with the run: no path to a folder that is gone
     return figures
 
 

@@ -190,6 +190,44 @@ def test_objectives_are_compared_paired_and_user_by_user():
     assert 0 < noisy["low"] < noisy["mean"] < noisy["high"]
 
 
+def test_a_personalize_benchmark_removes_every_folder_it_made_however_it_ends(monkeypatch, tmp_path):
+    """Each user's folder holds a torch copy of the model (over half a GB) and a run makes
+    several: none outlives the run, finished or failed. The nights themselves are scripted."""
+    from types import SimpleNamespace
+
+    from bench import personalize
+
+    homes = []
+
+    def user_home(hub, count, held_out, user, work):
+        homes.append(work / f"{user}-{len(homes)}")
+        (homes[-1] / "adapters").mkdir(parents=True)
+        return {"MYNA_HOME": str(homes[-1])}
+
+    night = SimpleNamespace(
+        status="published", fitness_before=1.0, fitness_after=1.1, similarity_before=None, similarity_after=None,
+        adapters=["a"], weights=[1.0], phase_seconds={},
+    )  # fmt: skip
+    monkeypatch.setenv("MYNA_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(personalize, "ensure_hub", lambda env, count: tmp_path / "hub")
+    monkeypatch.setattr(personalize, "user_home", user_home)
+    monkeypatch.setattr(personalize, "_night", lambda env, command: ({"wall_s": 1, "peak_mib": 1, "stdout": ""}, night))
+    monkeypatch.setattr(personalize, "served_scores", lambda home, held_out: [0.5, 0.25])
+    figures = personalize.run(1, 2, 2, ["shipped", "published"], ["reuters_health", "NBChealth"], rates=False)
+    assert len(homes) == 4 and not any(home.exists() for home in homes)
+    assert not homes[0].parent.exists(), "the run's own folder goes too"
+    runs = [once for user in figures["users"].values() for once in user.values()]
+    assert len(runs) == 4 and all("home" not in once and once["held_out_scores"] == [0.5, 0.25] for once in runs)
+
+    def crash(home, held_out):
+        raise RuntimeError("the check crashed")
+
+    monkeypatch.setattr(personalize, "served_scores", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        personalize.run(1, 2, 2, ["shipped"], ["reuters_health"], rates=False)
+    assert len(homes) == 5 and not homes[-1].parent.exists()
+
+
 def test_some_methods_are_chosen_by_name_with_the_baseline():
     from bench.lamp.plan import Plan, methods_for
     from bench.lamp.run import chosen
@@ -518,3 +556,35 @@ def test_the_rows_marked_as_defaults_are_what_myna_ships():
     assert nightly.model == ("prime-oppu" if shipped.train_own else f"prime-a{shipped.alpha:g}")
     assert nightly.rag == default_rag() and nightly.layout is None
     assert nightly_method(methods_for(Plan(), with_merges=False)) is None  # no merges, no such row
+
+
+def test_a_killed_benchmark_still_removes_its_folders(tmp_path):
+    """`timeout` and CI stop a benchmark with SIGTERM (`timeout` twice: the command, then its
+    process group); it must pass through `finally` as on Ctrl-C, which is what removes the
+    folders a run made, and the second signal must not cut that short."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, tempfile, shutil, time\n"
+        "from bench.common import end_on_kill_as_on_ctrl_c\n"
+        "end_on_kill_as_on_ctrl_c()\n"
+        f"work = tempfile.mkdtemp(dir={str(tmp_path)!r})\n"
+        "try:\n"
+        "    print(work, flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        "    print('cleaning', flush=True)\n"
+        "    time.sleep(1)\n"
+        "    shutil.rmtree(work)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    work = Path(process.stdout.readline().strip())
+    assert work.is_dir()
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout.readline().strip() == "cleaning"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not work.exists()
