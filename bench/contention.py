@@ -13,7 +13,6 @@ the chatting marker as a reply does.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -120,14 +119,19 @@ def _beside(engine, prompt, user: dict, db_path: Path, yielding: bool) -> dict:
 
 def run(runs: int, chat: list[dict]) -> dict:
     """`chat`: the messages each reply answers."""
-    from assistant.catalogue import resolve
-    from assistant.engine import Engine, default_threads
-    from assistant.settings import Settings
     from bench import personalize
 
     hub = personalize.ensure_hub(dict(os.environ), 8)
-    work = Path(tempfile.mkdtemp(prefix="myna-bench-contention-"))  # over half a GB: removed below
-    user = personalize.user_home(hub, 8, 50, personalize.USER, work)
+    # The user's folder (over half a GB) goes however the run ends, its setup failing included.
+    with tempfile.TemporaryDirectory(prefix="myna-bench-contention-", ignore_cleanup_errors=True) as work:
+        return _measured(runs, chat, personalize.user_home(hub, 8, 50, personalize.USER, Path(work)))
+
+
+def _measured(runs: int, chat: list[dict], user: dict) -> dict:
+    from assistant.catalogue import resolve
+    from assistant.engine import Engine, default_threads
+    from assistant.settings import Settings
+
     previous = os.environ.get("MYNA_HOME")
     os.environ["MYNA_HOME"] = user["MYNA_HOME"]  # the run must see this chat's marker
     try:
@@ -142,7 +146,6 @@ def run(runs: int, chat: list[dict]) -> dict:
             os.environ.pop("MYNA_HOME", None)
         else:
             os.environ["MYNA_HOME"] = previous
-        shutil.rmtree(work, ignore_errors=True)
     return {
         "contention_decode_alone_tok_s": median(alone),
         "contention_no_yield": before,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -291,59 +290,43 @@ def run(
     # Every folder the run makes is in `work`, removed when the run ends however it ends: each
     # user's folder holds a torch copy of the model and its adapters (over half a GB), and a
     # benchmark makes several.
-    work = Path(tempfile.mkdtemp(prefix="myna-bench-personalize-"))
-    try:
-        return _measured(budget, count, held_out, objectives, users, merge_only, rates, nights, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _measured(
-    budget: int,
-    count: int,
-    held_out: int,
-    objectives: list[str],
-    users: list[str],
-    merge_only: bool,
-    rates: bool,
-    nights: bool,
-    work: Path,
-) -> dict:
-    os.environ.setdefault("MYNA_HOME", str(work / "hub-builder"))
-    env = dict(os.environ)
-    start = time.perf_counter()
-    hub = ensure_hub(env, count)
-    hub_seconds = time.perf_counter() - start
-    by_user = {
-        user: {
-            name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only, nights, work)
-            for name in objectives
+    with tempfile.TemporaryDirectory(prefix="myna-bench-personalize-", ignore_cleanup_errors=True) as folder:
+        work = Path(folder)
+        os.environ.setdefault("MYNA_HOME", str(work / "hub-builder"))
+        env = dict(os.environ)
+        start = time.perf_counter()
+        hub = ensure_hub(env, count)
+        hub_seconds = time.perf_counter() - start
+        by_user = {
+            user: {
+                name: personalize_once(hub, count, budget, held_out, OBJECTIVES[name], user, merge_only, nights, work)
+                for name in objectives
+            }
+            for user in users
         }
-        for user in users
-    }
-    first = objectives[0]
-    figures = {
-        "budget": budget,
-        "adapters": count,
-        "held_out": held_out,
-        "merge_only": merge_only,
-        "hub_build_or_cache_s": hub_seconds,
-        "users": by_user,
-        # Each objective against the first, on what answers the users afterwards.
-        "against_first": {
-            name: paired_difference(
-                [(runs[first]["held_out_scores"], runs[name]["held_out_scores"]) for runs in by_user.values()]
-            )
-            for name in objectives[1:]
-        },
-    }
-    if rates:
-        home = by_user[users[0]][first]["home"]  # the same history and adapters in each
-        figures.update(evaluations_per_minute({"MYNA_HOME": home}, held_out, work))
-    for runs in by_user.values():
-        for once in runs.values():
-            del once["home"]  # removed with the run: no path to a folder that is gone
-    return figures
+        first = objectives[0]
+        figures = {
+            "budget": budget,
+            "adapters": count,
+            "held_out": held_out,
+            "merge_only": merge_only,
+            "hub_build_or_cache_s": hub_seconds,
+            "users": by_user,
+            # Each objective against the first, on what answers the users afterwards.
+            "against_first": {
+                name: paired_difference(
+                    [(runs[first]["held_out_scores"], runs[name]["held_out_scores"]) for runs in by_user.values()]
+                )
+                for name in objectives[1:]
+            },
+        }
+        if rates:
+            home = by_user[users[0]][first]["home"]  # the same history and adapters in each
+            figures.update(evaluations_per_minute({"MYNA_HOME": home}, held_out, work))
+        for runs in by_user.values():
+            for once in runs.values():
+                del once["home"]  # removed with the run: no path to a folder that is gone
+        return figures
 
 
 def _duration(seconds: float) -> str:

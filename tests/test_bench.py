@@ -588,3 +588,20 @@ def test_a_killed_benchmark_still_removes_its_folders(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     assert not work.exists()
+
+
+def test_a_contention_benchmark_whose_setup_fails_leaves_no_folder(monkeypatch, tmp_path):
+    """Its user's folder (over half a GB once set up) goes even when the setup itself fails."""
+    from bench import contention, personalize
+
+    made = []
+
+    def user_home(hub, count, held_out, user, work):
+        made.append(work)
+        raise RuntimeError("the import failed")
+
+    monkeypatch.setattr(personalize, "ensure_hub", lambda env, count: tmp_path / "hub")
+    monkeypatch.setattr(personalize, "user_home", user_home)
+    with pytest.raises(RuntimeError, match="import failed"):
+        contention.run(1, [{"role": "user", "content": "hi"}])
+    assert len(made) == 1 and made[0].name.startswith("myna-bench-contention-") and not made[0].exists()
