@@ -20,10 +20,12 @@ Old turns are dropped whole, oldest first, so the model never sees half of a rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from assistant import records, tasks
 from assistant.errors import MynaError
+from assistant.memory.facts import FACT
 
 if TYPE_CHECKING:
     from assistant.memory.store import Snippet
@@ -48,6 +50,11 @@ class Prompt:
 LAYOUTS = ("system", "user", "demos")
 MEMORY_HEADER = "What you know about the user, from their own notes and past conversations (use it only if it helps):"
 NOTES_HEADER = "My notes:"
+# Where the user's standing preferences about answers go ("keep your answers short"): measured
+# on the conversation benchmark (docs/conversation-memory.md).
+PREFERENCES_HEADER = "How the user wants every answer:"
+PREFERENCES_ASKED = "How I want the answer:"
+PREFERENCES_IN = "system"  # or "user": after the message, in the user's turn
 # A demonstration shows the form of an answer; the start of its input is enough for that.
 DEMO_INPUT_WORDS = 120
 
@@ -68,7 +75,19 @@ def memory_line(snippet: "Snippet") -> str:
 
 
 def note(snippet: "Snippet") -> str:
-    return '- "' + " ".join(snippet.text.split()) + '"'
+    return '- "' + " ".join(snippet.text.split()) + '"' + said_on(snippet)
+
+
+def said_on(snippet: "Snippet") -> str:
+    """When the user said it, for what they told in chat: the newest of two notes is current."""
+    if snippet.message_id is None or snippet.kind != FACT or not snippet.date:
+        return ""
+    try:
+        day = date.fromisoformat(snippet.date[:10])
+    except ValueError:
+        return ""
+    shown = f"{day.day} {day:%b}" + ("" if day.year == date.today().year else f" {day.year}")
+    return f" (said on {shown})"
 
 
 def demonstration(pair: records.Pair) -> tuple[Turn, Turn]:
@@ -85,9 +104,11 @@ def ground(
     layout: str,
     count_tokens: Callable[[str], int],
     budget: int,
+    preferences: Sequence["Snippet"] = (),
 ) -> Grounded:
     """`message` with as many of `memories` (best first) as fit in `budget` tokens, laid out
-    as `layout` says."""
+    as `layout` says, and the user's standing `preferences` about answers in the system
+    prompt, whatever the message (they count among the memories used)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown memory layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     task = tasks.task_of(message) if layout == "demos" else None
@@ -114,11 +135,24 @@ def ground(
         else:
             notes.append(line)
             quoted.append(memory.text)
+    wishes: list[str] = []
+    for preference in preferences:
+        line = note(preference)
+        cost = count_tokens(line) + 1
+        if spent + cost > budget:
+            continue
+        spent += cost
+        used.append(preference)
+        wishes.append(line)
+    if wishes and PREFERENCES_IN == "system":
+        system = "\n\n".join(part for part in (system, PREFERENCES_HEADER + "\n" + "\n".join(wishes)) if part)
     user_text = message
+    if wishes and PREFERENCES_IN == "user":
+        user_text = f"{message}\n\n{PREFERENCES_ASKED}\n" + "\n".join(wishes)
     if notes and layout == "system":
         system = "\n\n".join(part for part in (system, header + "\n" + "\n".join(notes)) if part)
     elif notes:
-        user_text = f"{header}\n" + "\n".join(notes) + f"\n\n{message}"
+        user_text = f"{header}\n" + "\n".join(notes) + f"\n\n{user_text}"
     # The best demonstration last, nearest the message.
     turns = tuple(turn for shown in reversed(demos) for turn in shown)
     return Grounded(system, turns, user_text, tuple(used), tuple(quoted))

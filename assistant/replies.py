@@ -6,8 +6,9 @@ a cancel, a crash or a kill keeps what was written so far, marked as interrupted
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 import sqlite_utils
@@ -18,7 +19,7 @@ from assistant import prompt as prompts
 from assistant import settings as settings_mod
 from assistant.engine import AdapterUse, Completion, SamplingParams
 from assistant.errors import MynaError
-from assistant.memory import recall
+from assistant.memory import facts, recall, told
 from assistant.memory import store as memory_store
 from assistant.memory.store import Snippet
 from assistant.settings import Settings
@@ -101,6 +102,9 @@ class Pending:
     sources: list[Snippet] = field(default_factory=list)
     notice: str | None = None  # something the user should know about this reply
     favoured: tuple[int, ...] = ()  # tokens of the notes in the prompt (SamplingParams.copy_bias)
+    remembered: tuple[told.Remembered, ...] = ()  # what the user's message left in memory
+    known_reply: str | None = None  # the reply, when it is known without the model ("I don't know yet")
+    shape: facts.Shape = facts.Shape()  # what the user's standing preferences ask of its form
 
 
 def begin(
@@ -126,15 +130,58 @@ def begin(
     notice = " ".join(notices) or None
     history = history_turns(convs.messages(db, conversation_id)) if conversation_id else []
     built, grounded = build(db, engine, settings, text, history, conversation_id, use_memory)
+    known = dont_know(db, settings, text, use_memory)
+    if known:  # nothing is given to a reply the model does not write
+        grounded = without_memory(settings, text)
+    shape, built = shaped(engine, text, grounded, built)
+    said = told.pieces(text) if settings.memory_from_chat == "on" else []
     with transaction(db):  # all of it or none: a failed write leaves no empty conversation
         if conversation_id is None:
             conversation_id = convs.create_conversation(db)
         user_id = convs.add_message(db, conversation_id, "user", text)
         reply_id = record_reply(db, engine, conversation_id, built, grounded)
-        memory_store.remember_user_message(db, user_id, text)
+        memory_ids = told.store(db, user_id, said)
     return Pending(
-        conversation_id, user_id, reply_id, built, list(grounded.used), notice, favoured_tokens(engine, grounded.quoted)
+        conversation_id,
+        user_id,
+        reply_id,
+        built,
+        list(grounded.used),
+        notice,
+        favoured_tokens(engine, grounded.quoted),
+        tuple(told.supersede(db, memory_ids)),
+        known,
+        shape,
     )
+
+
+def shaped(
+    engine: ReplyEngine, text: str, grounded: prompts.Grounded, built: prompts.Prompt
+) -> tuple[facts.Shape, prompts.Prompt]:
+    """The form the user's standing preferences ask of this answer, and the prompt that starts
+    the reply that way (a list begins with its first "- ")."""
+    shape = facts.answer_shape(text, [m.text for m in grounded.used if m.kind == facts.PREFERENCE])
+    if not shape.prefix:
+        return shape, built
+    return shape, replace(built, tokens=[*built.tokens, *engine.tokenize(shape.prefix)])
+
+
+def not_told(db: sqlite_utils.Database, settings: Settings, text: str) -> bool:
+    """Whether `text` asks about the user, their people or things, and nothing they told or
+    imported answers it: then Myna says it does not know rather than let the model invent.
+    This conversation counts too (its messages are in the prompt, not among the memories);
+    a memory given only because it always applies ("I'm vegetarian" to a question about food)
+    does not answer anything."""
+    if not facts.is_personal_question(text):
+        return False
+    return not any(not found.standing for found in recall_for(db, settings, text))
+
+
+def dont_know(db: sqlite_utils.Database, settings: Settings, text: str, use_memory: bool) -> str | None:
+    """The honest reply to `text` when nothing remembered answers it (`not_told`), else None."""
+    if use_memory and settings.memory == "on" and not_told(db, settings, text):
+        return told.dont_know(text)
+    return None
 
 
 def begin_again(
@@ -157,6 +204,10 @@ def begin_again(
     notice = sync_adapter(db, engine)
     history = history_turns(messages[: asked[-1]])
     built, grounded = build(db, engine, settings, question.text, history, conversation_id, use_memory)
+    known = dont_know(db, settings, question.text, use_memory)
+    if known:
+        grounded = without_memory(settings, question.text)
+    shape, built = shaped(engine, question.text, grounded, built)
     with transaction(db):
         convs.delete_messages(db, [message.id for message in replaced])
         reply_id = record_reply(db, engine, conversation_id, built, grounded)
@@ -168,6 +219,8 @@ def begin_again(
         list(grounded.used),
         notice,
         favoured_tokens(engine, grounded.quoted),
+        known_reply=known,
+        shape=shape,
     )
 
 
@@ -190,7 +243,7 @@ def build(
 ) -> tuple[prompts.Prompt, prompts.Grounded]:
     """The prompt for `text` after `history`, with what memory holds for it when it fits."""
     budget = engine.context_size - prompts.reply_reserve(engine.context_size, settings.max_tokens)
-    bare = prompts.Grounded(settings.system_prompt, (), text, ())
+    bare = without_memory(settings, text)
     grounded = bare
     if use_memory and settings.memory == "on":
         grounded = with_memory(db, engine, settings, text, conversation_id)
@@ -200,6 +253,10 @@ def build(
         if not grounded.used:
             raise
         return fit(engine, bare, history, budget), bare  # the message itself needs the room
+
+
+def without_memory(settings: Settings, text: str) -> prompts.Grounded:
+    return prompts.Grounded(settings.system_prompt, (), text, ())
 
 
 def record_reply(
@@ -284,6 +341,7 @@ def recall_for(
         margin=settings.memory_margin,
         exclude_conversation=conversation_id,
         exclude=exclude,
+        told_floor=None if task else settings.memory_told_min_relevance,
     )
 
 
@@ -292,14 +350,18 @@ def with_memory(
 ) -> prompts.Grounded:
     """`text` with what memory holds for it, laid out by the user's settings (RAG)."""
     found = recall_for(db, settings, text, conversation_id)
-    return prompts.ground(
+    grounded = prompts.ground(
         settings.system_prompt,
         text,
         [r.memory for r in found],
         layout=settings.memory_layout,
         count_tokens=lambda piece: len(engine.tokenize(piece)),
         budget=settings.memory_budget or engine.context_size // 4,
+        preferences=[] if tasks.task_of(text) else told.preferences(db),
     )
+    # A note that is there because it always applies ("I'm vegetarian") is not an answer to copy.
+    standing = {r.memory.text for r in found if r.standing}
+    return replace(grounded, quoted=tuple(q for q in grounded.quoted if q not in standing))
 
 
 def stream(
@@ -312,8 +374,12 @@ def stream(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Reply:
     """Write the reply, saving it as it grows; a cancel or Ctrl-C leaves it 'interrupted'."""
+    if pending.known_reply is not None:
+        return _known(db, pending, on_text)
     written: list[str] = []
     last_save = time.monotonic()
+    enough = pending.shape.enough_words
+    long_enough = False  # ended here (a short answer long enough, or repeating itself), not cancelled
 
     def receive(piece: str) -> None:
         nonlocal last_save
@@ -323,25 +389,71 @@ def stream(
             convs.update_message(db, pending.message_id, text="".join(written), status="streaming")
             last_save = time.monotonic()
 
+    def stop() -> bool:
+        nonlocal long_enough
+        if should_stop():
+            return True
+        if written and written[-1].rstrip()[-1:] in ".!?":
+            so_far = "".join(written)
+            if (enough and len(so_far.split()) >= enough) or repeats_itself(so_far):
+                long_enough = True
+        return long_enough
+
+    if pending.shape.prefix:
+        receive(pending.shape.prefix)
     try:
         with activity.chatting():  # background work steps aside meanwhile (merger/training/background.py)
-            done = engine.generate(pending.prompt.tokens, sampling(settings), receive, should_stop, pending.favoured)
+            done = engine.generate(pending.prompt.tokens, sampling(settings), receive, stop, pending.favoured)
     except BaseException:
         # Ctrl-C (KeyboardInterrupt) or a failure: keep the partial reply, marked as such.
         convs.update_message(db, pending.message_id, text="".join(written), status="interrupted")
         raise
+    if long_enough and done.finish == "cancelled":
+        done.finish = "stop"
+    text = pending.shape.prefix + done.text
     status = "interrupted" if done.finish == "cancelled" else "complete"
-    convs.update_message(db, pending.message_id, text=done.text, status=status, completion_tokens=done.tokens)
+    convs.update_message(db, pending.message_id, text=text, status=status, completion_tokens=done.tokens)
     return Reply(
         conversation_id=pending.conversation_id,
         user_message_id=pending.user_message_id,
         message_id=pending.message_id,
-        text=done.text,
+        text=text,
         status=status,
         prompt_tokens=len(pending.prompt.tokens),
         completion_tokens=done.tokens,
         dropped_turns=pending.prompt.dropped,
         finish=done.finish,
+        sources=pending.sources,
+    )
+
+
+REPEATED_SENTENCE_WORDS = 4
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether the text's last sentence, of a few words at least, was already said in it: the
+    small model, given a note, can copy it over and over ("The standup moved to 10:00. The
+    standup moved to 10:00. ...") until the token limit; one time is the answer."""
+    sentences = [" ".join(s.lower().split()) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+    last = sentences[-1] if sentences else ""
+    return len(last.split()) >= REPEATED_SENTENCE_WORDS and last in sentences[:-1]
+
+
+def _known(db: sqlite_utils.Database, pending: Pending, on_text: Callable[[str], None]) -> Reply:
+    """A reply known without the model, written as a streamed one would be."""
+    text = pending.known_reply or ""
+    on_text(text)
+    convs.update_message(db, pending.message_id, text=text, status="complete", completion_tokens=0)
+    return Reply(
+        conversation_id=pending.conversation_id,
+        user_message_id=pending.user_message_id,
+        message_id=pending.message_id,
+        text=text,
+        status="complete",
+        prompt_tokens=len(pending.prompt.tokens),
+        completion_tokens=0,
+        dropped_turns=pending.prompt.dropped,
+        finish="known",
         sources=pending.sources,
     )
 

@@ -36,6 +36,8 @@ class Settings:
     memory_min_relevance: float = 0.45  # cosine similarity a memory needs to be given to an answer
     memory_margin: float = 0.1  # ... and how far below the most relevant memory's it may be
     memory_copy_bias: float = 5.0  # how strongly answers favour the words of the notes they are given
+    memory_from_chat: str = "on"  # remember the facts and preferences your messages tell (memory/told.py)
+    memory_told_min_relevance: float = 0.15  # ... the cut-off for them when they share a word with the message
     recency_weight: float = 0.0
     hub: str = ""  # where community adapters come from: a folder or an http(s) address
     theme: str = "textual-dark"  # the chat app's colours; the app keeps what the user picks (Ctrl+P)
@@ -60,12 +62,15 @@ DESCRIPTIONS = {
     "memory_min_relevance": "how similar to your message a memory must be to be used, 0 (anything) to 1",
     "memory_margin": "how much less similar than the best memory another may be and still be used, 0 to 1",
     "memory_copy_bias": "how strongly answers favour the words of the notes they are given, 0 (not at all) to 20",
+    "memory_from_chat": "on or off: remember what your messages tell about you (facts, preferences) and show it",
+    "memory_told_min_relevance": "how similar to your message something you told in chat must be, when they share a word, to be used, 0 to 1",
     "recency_weight": "how much newer snippets are preferred, 0 (not at all) to 1",
     "hub": "the community adapter hub: a folder or an http(s) address (see `myna hub`)",
     "theme": "the chat app's colour theme, one of Textual's (textual-dark, nord, gruvbox, ...)",
 }
 _CHOICES = {
     "memory": ("on", "off"),
+    "memory_from_chat": ("on", "off"),
     "retrieval_mode": ("hybrid", "bm25", "embeddings"),
     "memory_layout": ("demos", "user", "system"),
 }
@@ -82,6 +87,7 @@ _RANGES = {
     "recency_weight": (0.0, 1.0),
     "memory_min_relevance": (0.0, 1.0),
     "memory_margin": (0.0, 1.0),
+    "memory_told_min_relevance": (0.0, 1.0),
     "memory_copy_bias": (0.0, 20.0),
 }
 
@@ -107,7 +113,7 @@ def parse(key: str, raw: str) -> object:
     """Convert and check a value typed by the user; raises MynaError naming the problem."""
     check_name(key)
     raw = input_text.text(raw).strip() if key != "system_prompt" else input_text.text(raw)
-    if key == "memory":
+    if key in ("memory", "memory_from_chat"):
         raw = _SWITCH.get(raw.lower(), raw)
     kind = {f.name: f.type for f in fields(Settings)}[key]
     try:

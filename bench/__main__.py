@@ -83,6 +83,17 @@ def main() -> None:
         help="score the stored answers of the run these options made again with this version (new comparisons "
         "without redoing a long run); times and privacy figures stay as measured",
     )
+    conversation = sub.add_parser(
+        "conversation", help="conversation memory: facts told in chat, updates, preferences, 'I don't know'"
+    )
+    conversation.add_argument("--quick", action="store_true", help="two people, before and default (for CI)")
+    conversation.add_argument("--variants", help="comma-separated variants (see bench/conversation.py)")
+    conversation.add_argument(
+        "--no-model-extractor", action="store_true", help="skip the default model as extractor (two minutes)"
+    )
+    versions = sub.add_parser("versions", help="cold myna ask of this checkout beside an earlier commit, in one run")
+    versions.add_argument("--against", default="HEAD", help="the earlier commit (default HEAD, the last commit)")
+    versions.add_argument("--runs", type=int, default=7)
     cluster = sub.add_parser("cluster", help="the LaMP benchmark in one process and on a Ray cluster, side by side")
     cluster.add_argument("--users", type=int, default=6)
     cluster.add_argument("--ray", default="local", help="the cluster: 'local' (started for the run) or HOST:PORT")
@@ -127,6 +138,14 @@ def main() -> None:
         from bench import recall as module
 
         module.main(args.quick, args.variants.split(",") if args.variants else None, not args.no_adapter)
+    elif args.name == "conversation":
+        from bench import conversation as module
+
+        module.main(args.quick, args.variants.split(",") if args.variants else None, not args.no_model_extractor)
+    elif args.name == "versions":
+        from bench import versions as module
+
+        module.main(args.against, args.runs)
     elif args.name == "cluster":
         from bench import cluster as module
 

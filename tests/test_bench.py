@@ -502,6 +502,40 @@ def test_quick_recall_benchmark_answers_from_planted_notes():
     assert "| bare model | demos, k=4, cut-off 0.45" in (RESULTS / "recall-quick.md").read_text()
 
 
+def test_the_conversation_benchmarks_default_row_is_what_myna_ships():
+    """Its default row changes nothing: every choice is the shipped one (Settings, the rules)."""
+    from assistant.settings import Settings
+    from bench.conversation import VARIANTS, Plan, Variant, settings_for
+
+    assert VARIANTS["default"] == Variant()
+    assert settings_for(VARIANTS["default"], Plan(seed=Settings().seed)) == Settings()
+
+
+@pytest.mark.real
+def test_quick_conversation_benchmark_remembers_what_was_said():
+    """`python -m bench conversation --quick`, as CI runs it: two people chat through `myna
+    ask`'s code path with the default model, then are asked about it; Myna as shipped against
+    main before conversation memory."""
+    from bench.common import RESULTS
+
+    done = run_watched([sys.executable, "-m", "bench", "conversation", "--quick"], text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((RESULTS / "conversation-quick.json").read_text())
+    before, shipped = results["rows"]["before"]["all"], results["rows"]["default"]["all"]
+    from bench.conversation import QUICK, load
+
+    assert shipped["people"] == ["Ana", "Lukas"]
+    assert shipped["questions"] == sum(len(person["questions"]) for person in load(QUICK))
+    assert shipped["extraction_precision"] >= 0.9 and shipped["extraction_recall"] >= 0.9
+    assert before["extraction_recall"] < 0.6, "main kept a mixed message whole or not at all"
+    assert shipped["updates_recall"] >= 0.75 and before["updates_recall"] == 0
+    assert shipped["retrieval_recall"] > before["retrieval_recall"] + 0.3
+    assert shipped["abstention_recall"] >= 0.8 and before["abstention_recall"] == 0
+    assert shipped["false_abstentions"] <= 0.15
+    assert shipped["accuracy_passing_and_said"] > before["accuracy_passing_and_said"]
+    assert "| **default** |" in (RESULTS / "conversation-quick.md").read_text()
+
+
 def test_stage_records_read_the_files_a_stopped_run_left(tmp_path):
     """A stage's record is saved as JSON and read back typed; a file written before a field
     existed, or with fields no longer kept, still resumes the run."""

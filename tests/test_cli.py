@@ -32,6 +32,23 @@ def test_ask_streams_and_records(runner, fake_engine, db):
     assert [m.text for m in convs.messages(db, conv.id)] == ["Capital of France?", "Paris, of course."]
 
 
+def test_ask_says_what_it_remembered_on_standard_error_unless_quiet(runner, fake_engine, db):
+    fake_engine.queue("Good ones.", "Rain tyres.", "I don't know.")
+    result = invoke(runner, "ask", "I drive a blue 2014 Skoda Octavia. Which tyres for rain?")
+    assert result.stdout == "Good ones.\n"
+    assert result.stderr.startswith(
+        "Remembered: you drive a blue 2014 Skoda Octavia (`myna memory delete 1` forgets it)"
+    )
+    quiet = invoke(runner, "ask", "--quiet", "My partner Jonas is a chef.")
+    assert quiet.stderr == "" and quiet.stdout == "Rain tyres.\n"
+    shown = invoke(runner, "memory", "show", "1")
+    assert "chat user" in shown.stdout and "I drive a blue 2014 Skoda Octavia." in shown.stdout
+    invoke(runner, "ask", "Update: I now drive a red Volvo, I sold the Skoda Octavia.")
+    replaced = invoke(runner, "memory", "show", "1").stdout
+    assert "(replaced by [3])" in replaced and "Replaced by [3]" in replaced
+    assert "Replaces [1]" in invoke(runner, "memory", "show", "3").stdout
+
+
 def test_ask_reads_stdin_and_continues(runner, fake_engine, db):
     fake_engine.queue("one", "two")
     invoke(runner, "ask", input="from a pipe\n")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import MynaError
-from assistant.memory import beside, chunking, ingest, readers, retrieval, store
+from assistant.memory import beside, chunking, ingest, readers, retrieval, store, told
 from assistant.memory import index as vectors
 from tests.memory_data import EML_HTML, EML_PLAIN, distractors, write_lamp
 
@@ -624,7 +624,7 @@ def test_the_keyword_index_follows_new_edited_and_deleted_snippets(db, tmp_path,
     # A chat message after the index was built is ranked by FTS5 beside it.
     conversation = create_conversation(db)
     message = add_message(db, conversation, "user", "I keep forgetting that the kayak is blue.")
-    store.remember_user_message(db, message, "I keep forgetting that the kayak is blue.")
+    told.remember(db, message, "I keep forgetting that the kayak is blue.")
     assert found("kayak") == ["I keep forgetting that the kayak is blue."]
     assert keywords.index_for(db).covered_through == covered
 
@@ -714,7 +714,7 @@ def test_the_approximate_index_keeps_exact_scores_and_follows_new_edited_and_del
     # A chat message after the index was built is scanned exactly beside it.
     conversation = create_conversation(db)
     message = add_message(db, conversation, "user", "I keep forgetting that the kayak is blue.")
-    store.remember_user_message(db, message, "I keep forgetting that the kayak is blue.")
+    told.remember(db, message, "I keep forgetting that the kayak is blue.")
     assert nearest("what colour is my kayak") == ["I keep forgetting that the kayak is blue."]
     assert ann.index_for(db).covered_through == approx.covered_through
 

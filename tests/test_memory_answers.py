@@ -11,10 +11,11 @@ import pytest
 
 from assistant import feedback, replies
 from assistant import prompt as prompts
-from assistant.memory import ingest, recall
+from assistant.memory import facts, ingest, recall, told
 from assistant.memory import store as memory_store
 from assistant.settings import Settings
 from assistant.store import conversations as convs
+from assistant.store.transaction import transaction
 
 SETTINGS = Settings(system_prompt="You are a test.")
 NOTES = [
@@ -203,13 +204,14 @@ def test_a_record_is_given_whole_however_it_was_cut(db, tmp_path):
 
 
 def test_a_text_remembered_several_times_is_given_once(db):
-    """A question asked four times is stored four times; the answer gets it once, and the
-    places the copies would have taken go to other memories."""
-    text = "Say hello to the lighthouse keeper in one short sentence."
+    """A thing said four times is stored four times; the answer gets it once, and the places
+    the copies would have taken go to other memories."""
+    text = "I wave to the lighthouse keeper on my morning walk."
     note = "The lighthouse keeper's name is Agnes and she says hello every morning."
     for said in (text, text, text, text, note):
         message = convs.add_message(db, convs.create_conversation(db), "user", said)
-        memory_store.remember_user_message(db, message, said)
+        with transaction(db):
+            told.store(db, message, [facts.Said(said, facts.FACT)])
     found = recall.recall(db, "Say hello to the lighthouse keeper.", k=3)
     texts = [r.memory.text for r in found]
     assert texts.count(text) == 1

@@ -610,3 +610,30 @@ async def test_after_a_night_with_nothing_new_the_personalize_screen_offers_to_r
         assert not runs.latest(db).nothing_changed, "a cold start, not the same inputs"
         await wait_until(pilot, lambda: "press s to start one" in str(app.screen.query_one("#run-phase").render()))
         app.screen.process.wait(600)
+
+
+async def test_what_a_message_told_is_shown_under_it_and_forgotten_with_one_key(db, fake_engine):
+    from assistant.memory import store as memory_store
+    from tui.widgets.remembered import RememberedBar
+
+    async with answered(fake_engine, "Puppy food, small and often.", "I just adopted a dog called Biscuit. Food?") as (
+        app,
+        pilot,
+    ):
+        bar = app.query_one(RememberedBar)
+
+        def said(bar):
+            return " ".join(rendered(label) for label in bar.query("Label"))
+
+        assert "Remembered: you just adopted a dog called Biscuit" in said(bar)
+        children = list(app.query_one(ChatView).children)
+        assert children.index(bar) == 1, "under the user's message, above the reply"
+        [memory] = memory_store.listing(db)
+        app.query_one(".forget").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "Forgotten." in said(bar))
+        assert memory_store.listing(db) == [] and memory.text == "I just adopted a dog called Biscuit."
+        # Opened again, a conversation shows what its messages left (here: nothing any more).
+        app.open_conversation(app.conversation_id)
+        await pilot.pause()
+        assert not app.query(RememberedBar)

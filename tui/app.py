@@ -28,6 +28,7 @@ from tui.screens import ChatSettingsScreen, ConfirmScreen, RenameScreen
 from tui.widgets.chat_view import ChatView, MessageView, copy_text
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.prompt_input import PromptInput
+from tui.widgets.remembered import RememberedBar
 from tui.widgets.sources import SourcesBar
 
 EngineFactory = Callable[[settings_mod.Settings], object]
@@ -107,7 +108,13 @@ class MynaApp(App):
 
     class ReplyStarted(Message):
         def __init__(
-            self, view: MessageView, conversation_id: int, message_id: int, sources: list, notice: str | None = None
+            self,
+            view: MessageView,
+            conversation_id: int,
+            message_id: int,
+            sources: list,
+            notice: str | None = None,
+            remembered: list[tuple[int, str]] | None = None,
         ) -> None:
             super().__init__()
             self.notice = notice
@@ -115,6 +122,7 @@ class MynaApp(App):
             self.conversation_id = conversation_id
             self.message_id = message_id
             self.sources = sources
+            self.remembered = remembered or []  # (memory id, what it says) the user's message left
 
     class ReplyDone(Message):
         def __init__(self, view: MessageView, status: str) -> None:
@@ -266,12 +274,17 @@ class MynaApp(App):
     def open_conversation(self, conversation_id: int | None) -> None:
         self.conversation_id = conversation_id
         messages = convs.messages(self.db, conversation_id) if conversation_id else []
-        sources = {}
+        sources, remembered = {}, {}
         if messages:
             from assistant.memory import store as memory_store
+            from assistant.memory import told
 
             sources = {m.id: memory_store.used_by(self.db, m.id) for m in messages if m.role == "assistant"}
-        self.query_one(ChatView).show(messages, sources)
+            for m in messages:
+                if m.role == "user":
+                    left = told.left_by(self.db, m.id)
+                    remembered[m.id] = [(s.id, told.Remembered(s).summary) for s in left]
+        self.query_one(ChatView).show(messages, sources, remembered)
 
     @on(ConversationList.Selected, "#conversations")
     def conversation_selected(self, event: ConversationList.Selected) -> None:
@@ -453,7 +466,14 @@ class MynaApp(App):
                 )
             stored = True
             self.post_message(
-                self.ReplyStarted(view, pending.conversation_id, pending.message_id, pending.sources, pending.notice)
+                self.ReplyStarted(
+                    view,
+                    pending.conversation_id,
+                    pending.message_id,
+                    pending.sources,
+                    pending.notice,
+                    [(r.memory.id, r.summary) for r in pending.remembered],
+                )
             )
             reply = replies.stream(
                 db,
@@ -477,6 +497,7 @@ class MynaApp(App):
     def on_myna_app_reply_started(self, message: ReplyStarted) -> None:
         message.view.message_id = message.message_id
         self._reply_sources[message.view] = message.sources
+        self.query_one(ChatView).add_remembered(message.view, message.remembered)
         if message.notice:
             self.notify(message.notice, severity="warning", timeout=15)
         if self.conversation_id != message.conversation_id:
@@ -595,6 +616,17 @@ class MynaApp(App):
             self.notify("Memory is off in your settings; `myna config set memory on` turns it on.")
         else:
             self.notify("Answers now use your memory." if self.use_memory else "Answers now ignore your memory.")
+
+    @on(RememberedBar.Forget)
+    def forget_remembered(self, event: RememberedBar.Forget) -> None:
+        """The user forgets what a message of theirs left in memory: it is erased (a memory it
+        had replaced is current again)."""
+        from assistant.memory import store as memory_store
+
+        if memory_store.get_many(self.db, [event.memory_id]):
+            memory_store.delete(self.db, [event.memory_id])
+        event.bar.forgotten(event.memory_id)
+        self.notify(f"Forgot memory {event.memory_id}.")
 
     @on(SourcesBar.Open)
     def open_source(self, event: SourcesBar.Open) -> None:

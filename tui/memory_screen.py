@@ -12,13 +12,9 @@ from textual.worker import get_current_worker
 
 from assistant.memory import retrieval
 from assistant.memory import store as memory_store
-from assistant.memory.store import Snippet
+from assistant.memory.store import Snippet, describe
 from assistant.store import open_database
 from tui.screens import ConfirmScreen
-
-
-def describe(snippet: Snippet) -> str:
-    return f"[{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, from {snippet.origin}"
 
 
 class SnippetScreen(ModalScreen[str | None]):
@@ -35,9 +31,13 @@ class SnippetScreen(ModalScreen[str | None]):
         self.snippet = snippet
 
     def compose(self) -> ComposeResult:
+        from assistant.memory import told
+
         with Vertical(classes="dialog wide"):
             yield Label(describe(self.snippet), markup=False)
             yield Static(self.snippet.text, markup=False, id="snippet-text")
+            for line in told.lineage(self.app.db, self.snippet):
+                yield Label(line, markup=False, classes="hint")
             yield Label("e edit · d delete · Esc close", classes="hint")
 
     def action_edit(self) -> None:

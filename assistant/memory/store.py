@@ -31,6 +31,8 @@ class Snippet:
     conversation_id: int | None = None
     record: int | None = None  # which record of its source the snippet is part of
     parts: tuple[int, ...] = ()  # when `text` is a whole record: the ids of all its snippets
+    superseded_by: int | None = None  # a newer memory about the same thing (memory/told.py)
+    position: int = 0  # its place among its source's (or its message's) snippets
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -39,8 +41,20 @@ class Snippet:
 
     def preview(self, width: int = 90) -> str:
         """Its text on one line, cut to `width` characters."""
-        text = " ".join(self.text.split())
-        return text if len(text) <= width else text[: width - 1] + "…"
+        return one_line(self.text, width)
+
+
+def one_line(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def describe(snippet: Snippet) -> str:
+    """A memory's heading wherever memories are listed: its id, kind, date, where it came from,
+    and whether a newer one replaced it."""
+    head = f"[{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, from {snippet.origin}"
+    return head + (f" (replaced by [{snippet.superseded_by}])" if snippet.superseded_by is not None else "")
 
 
 @dataclass(frozen=True)
@@ -55,7 +69,7 @@ class Source:
 
 
 _SELECT = """SELECT s.id, s.text, s.kind, s.date, src.location, s.source_id, s.message_id, m.conversation_id, s.record,
-    c.title
+    c.title, s.superseded_by, s.position
 FROM snippets s
 LEFT JOIN sources src ON src.id = s.source_id
 LEFT JOIN messages m ON m.id = s.message_id
@@ -70,9 +84,34 @@ def _origin(location: str | None, message_id: int | None, conversation_id: int |
 
 
 def _snippet(row: tuple) -> Snippet:
-    snippet_id, text, kind, date, location, source_id, message_id, conversation_id, record, title = row
+    (
+        snippet_id,
+        text,
+        kind,
+        date,
+        location,
+        source_id,
+        message_id,
+        conversation_id,
+        record,
+        title,
+        successor,
+        position,
+    ) = row
     origin = _origin(location, message_id, conversation_id, title)
-    return Snippet(snippet_id, text, kind, date, origin, source_id, message_id, conversation_id, record)
+    return Snippet(
+        snippet_id,
+        text,
+        kind,
+        date,
+        origin,
+        source_id,
+        message_id,
+        conversation_id,
+        record,
+        superseded_by=successor,
+        position=position,
+    )
 
 
 def get_many(db: sqlite_utils.Database, ids: list[int]) -> list[Snippet]:
@@ -113,21 +152,14 @@ _ASKING = frozenset(
 
 def is_question(text: str) -> bool:
     """A question carries nothing to remember, and remembered it would be found again as the
-    best match for itself: "What is my sister allergic to?" is not a fact about her."""
+    best match for itself: "What is my sister allergic to?" is not a fact about her. (Migration
+    m005's test; what a message tells is now sifted sentence by sentence, memory/facts.py.)"""
     words = text.split()
     if not words:
         return False
     if text.rstrip().endswith("?"):
         return True
     return "\n" not in text.strip() and len(words) <= 30 and words[0].lower().strip("\"'(") in _ASKING
-
-
-def remember_user_message(db: sqlite_utils.Database, message_id: int, text: str) -> int | None:
-    """Make what the user told the assistant retrievable (its vector is computed before the
-    next search); questions are not remembered."""
-    if not text.strip() or is_question(text):
-        return None
-    return _put_message_snippet(db, message_id, text, "chat user")
 
 
 def remember_reply(db: sqlite_utils.Database, message_id: int) -> None:

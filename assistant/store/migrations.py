@@ -350,3 +350,60 @@ def m011_run_inputs(db: sqlite_utils.Database) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(personalization_runs)")}
     if "inputs" not in columns:
         db.execute("ALTER TABLE personalization_runs ADD COLUMN inputs TEXT")
+
+
+@migration
+def m012_superseded_memories(db: sqlite_utils.Database) -> None:
+    """What the user tells in chat can change ("the standup moved to 10:00"): a memory may be
+    superseded by a newer one about the same thing. It stays in history (`myna memory show`
+    says what replaced it) but is no longer given to answers as current; deleting the newer
+    one makes it current again (ON DELETE SET NULL)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(snippets)")}
+    if "superseded_by" not in columns:
+        db.execute("ALTER TABLE snippets ADD COLUMN superseded_by INTEGER REFERENCES snippets(id) ON DELETE SET NULL")
+    if "superseded_at" not in columns:
+        db.execute("ALTER TABLE snippets ADD COLUMN superseded_at TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS snippets_by_successor ON snippets (superseded_by)")
+    # What was told in chat is searched apart at every answer (memory/recall.py): without an
+    # index that is a scan of every imported snippet too.
+    db.execute("CREATE INDEX IF NOT EXISTS snippets_told ON snippets (kind, id) WHERE message_id IS NOT NULL")
+
+
+@migration
+def m013_facts_from_chat(db: sqlite_utils.Database) -> None:
+    """What the user said in chat is remembered as what it tells (memory/facts.py), no longer
+    as whole messages: a message that mixed a fact with a question was dropped whole, and a
+    pure request ("Write a haiku") was kept. Each stored user message is sifted again: its
+    first memory keeps its id (so the sources of old replies still point at it) with the new
+    text, the others are added, and a message that tells nothing loses its memory. Running it
+    again gives the same memories (nothing is duplicated). Updates among these old messages are
+    not looked for: that needs the embedder, and a migration must stay cheap."""
+    from assistant.hashing import text_hash
+    from assistant.memory import told
+
+    rows = db.execute(
+        """SELECT m.id, m.text, substr(m.created_at, 1, 10) FROM messages m
+           WHERE m.role = 'user' AND m.status != 'failed' ORDER BY m.id"""
+    ).fetchall()
+    for message_id, text, day in rows:
+        said = told.pieces(text)
+        existing = [
+            row[0]
+            for row in db.execute("SELECT id FROM snippets WHERE message_id = ? ORDER BY position, id", (message_id,))
+        ]
+        if existing and said:
+            first = said[0]
+            db.execute(
+                "UPDATE snippets SET kind = ?, position = 0, date = COALESCE(date, ?) WHERE id = ?",
+                (first.kind, day, existing[0]),
+            )
+            db.execute(  # only when it changed: a new text costs its vector
+                "UPDATE snippets SET text = ?, content_hash = ? WHERE id = ? AND text != ?",
+                (first.text, text_hash(first.text), existing[0], first.text),
+            )
+            rest = said[1:]
+            stale = existing[1:]
+        else:
+            rest, stale = said, existing
+        db.conn.executemany("DELETE FROM snippets WHERE id = ?", [(i,) for i in stale])
+        told.store(db, message_id, rest, date=day, start=1 if existing and said else 0)

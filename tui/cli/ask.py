@@ -19,6 +19,7 @@ from tui.cli.signals import ctrl_c_stops
 @click.option("--temperature", type=float, metavar="T", help="Sampling temperature (0 to 2), for this answer only.")
 @click.option("--sources", "show_sources", is_flag=True, help="Print the memories the answer was given, under it.")
 @click.option("--no-memory", is_flag=True, help="Answer without retrieving anything from your history.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not say on standard error what your message left in memory.")
 @pass_runtime
 def ask(
     rt: Runtime,
@@ -30,12 +31,17 @@ def ask(
     temperature: float | None,
     show_sources: bool,
     no_memory: bool,
+    quiet: bool,
 ) -> None:
     """Answer PROMPT, streaming the reply, and keep both in your history.
 
     With no PROMPT the question is read from standard input, e.g.
     `cat notes.txt | myna ask`. Ctrl-C stops the reply; what was written so far is
     kept, marked as interrupted.
+
+    What your message tells about you ("I just adopted a dog called Biscuit") is
+    remembered, and said on standard error ("Remembered: ..."); `--quiet` keeps that
+    line back, `myna config set memory_from_chat off` stops it.
     """
     from assistant import input_text, replies
     from assistant import prompt as prompts
@@ -94,6 +100,11 @@ def ask(
     click.echo()
     if show_sources:
         _print_sources(reply.sources)
+    if not quiet:  # after the answer: what the message left in memory
+        for remembered in pending.remembered:
+            click.echo(
+                f"Remembered: {remembered.summary} (`myna memory delete {remembered.memory.id}` forgets it)", err=True
+            )
     if reply.status == "interrupted":
         click.echo(interrupted, err=True)
         sys.exit(130)

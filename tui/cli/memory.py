@@ -13,10 +13,12 @@ def memory() -> None:
 
 
 def _print(snippet, width: int | None = 100, score: float | None = None) -> None:
+    from assistant.memory.store import describe
+
     text = " ".join(snippet.text.split())
     if width and len(text) > width:
         text = text[: width - 1] + "…"
-    head = f"[{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, from {snippet.origin}"
+    head = describe(snippet)
     if score is not None:
         head += f"  (score {score:.3f})"
     click.echo(head)
@@ -65,11 +67,13 @@ def search(rt: Runtime, query: tuple[str, ...], mode: str | None, top_k: int) ->
 @click.argument("snippet_id", type=int)
 @pass_runtime
 def show(rt: Runtime, snippet_id: int) -> None:
-    """One memory in full, with where it came from."""
-    from assistant.memory import store
+    """One memory in full, with where it came from and what it replaced or was replaced by."""
+    from assistant.memory import store, told
 
     snippet = store.get(rt.db, snippet_id)
     _print(snippet, width=None)
+    for line in told.lineage(rt.db, snippet):
+        click.echo(f"    {line}")
 
 
 @memory.command()

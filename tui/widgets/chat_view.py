@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from assistant.memory.store import Snippet
 from assistant.store.conversations import Message
+from tui.widgets.remembered import RememberedBar
 from tui.widgets.sources import SourcesBar
 
 ROLE_LABEL = {"user": "You", "assistant": "Myna"}
@@ -136,21 +137,33 @@ class ChatView(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    def show(self, messages: list[Message], sources: dict[int, list[Snippet]]) -> None:
-        """A conversation's messages, each reply followed by the memories it was given; the
-        welcome when there are none."""
+    def show(
+        self,
+        messages: list[Message],
+        sources: dict[int, list[Snippet]],
+        remembered: dict[int, list[tuple[int, str]]] | None = None,
+    ) -> None:
+        """A conversation's messages, each of the user's followed by what it left in memory,
+        each reply by the memories it was given; the welcome when there are none."""
         self.remove_children()
         widgets = [] if messages else [Welcome()]
         for message in messages:
             widgets.append(MessageView.of(message))
             if sources.get(message.id):
                 widgets.append(SourcesBar(sources[message.id]))
+            if (remembered or {}).get(message.id):
+                widgets.append(RememberedBar(remembered[message.id]))
         self.mount_all(widgets)
         self.scroll_end(animate=False)
 
     def add_sources(self, view: MessageView, snippets: list[Snippet]) -> None:
         if snippets:
             self.mount(SourcesBar(snippets), after=view)
+
+    def add_remembered(self, reply: MessageView, remembered: list[tuple[int, str]]) -> None:
+        """What the message before `reply` left in memory, between the two."""
+        if remembered:
+            self.mount(RememberedBar(remembered), before=reply)
 
     def remove_last_reply(self) -> None:
         """The last reply and the memories shown under it (it is being written again)."""
