@@ -8,6 +8,7 @@ or with a damaged table is found in milliseconds, before llama.cpp is asked to l
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +35,58 @@ def problem(path: Path) -> str | None:
     if needed > size:
         return f"it is cut short ({size:,} bytes of the {needed:,} its header describes)"
     return None
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a GGUF file says of itself that Myna needs beside llama.cpp: its architecture,
+    its chat template (if any) and the text of its end-of-turn token."""
+
+    architecture: str | None
+    name: str | None
+    chat_template: str | None
+    eos_text: str
+    file_type: str | None = None  # general.type: "model", or "adapter" for a LoRA file
+
+
+def header(path: Path) -> Header:
+    """The header's facts, read in milliseconds (the gguf package's reader maps every tensor
+    first: two seconds for a 100 MB model). Raises Damaged for a file that is not GGUF."""
+    size = Path(path).stat().st_size
+    wanted = {"general.architecture", "general.name", "general.type", "tokenizer.chat_template"}
+    found: dict[str, object] = {}
+    tokens: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != MAGIC:
+                raise Damaged("it does not start with the GGUF signature")
+            version, _tensors, values = struct.unpack("<IQQ", _read(handle, 20))
+            if version not in (2, 3) or values > _LIMIT:
+                raise Damaged("its header is not one Myna knows")
+            for _ in range(values):
+                key = _string(handle, size)
+                (kind,) = struct.unpack("<I", _read(handle, 4))
+                if key in wanted and kind == _STRING:
+                    found[key] = _string(handle, size)
+                elif key == "tokenizer.ggml.eos_token_id" and kind == _UINT32:
+                    (found[key],) = struct.unpack("<I", _read(handle, 4))
+                elif key == "tokenizer.ggml.tokens" and kind == _ARRAY:
+                    item, count = struct.unpack("<IQ", _read(handle, 12))
+                    if item != _STRING or count > size:
+                        raise Damaged("its vocabulary is not a list of strings")
+                    tokens = [_string(handle, size) for _ in range(count)]
+                else:
+                    _skip_value(handle, kind, size)
+    except (struct.error, EOFError):
+        raise Damaged("its header is cut short") from None
+    eos = found.get("tokenizer.ggml.eos_token_id")
+    return Header(
+        architecture=found.get("general.architecture"),
+        name=found.get("general.name"),
+        chat_template=found.get("tokenizer.chat_template"),
+        eos_text=tokens[eos] if isinstance(eos, int) and eos < len(tokens) else "",
+        file_type=found.get("general.type"),
+    )
 
 
 def _needed_size(handle: BinaryIO, size: int) -> int:

@@ -332,7 +332,10 @@ def test_export_writes_both_formats_and_a_data_card(db, tmp_path):
     assert done.exit_code == 0, done.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["adapter.gguf", "adapter_model.safetensors", "adapter_config.json", "card.json", "DATA_CARD.md"]
+        + ["Modelfile", "serve.sh"]
     )
+    # This adapter's base model is not on this machine: the Modelfile says where it must go.
+    assert any(line.startswith("FROM /path/to/") for line in (out / "Modelfile").read_text().splitlines())
     assert bridge.load(out / "adapter.gguf", ARCH).rank == 4
     assert bridge.load(out, ARCH).rank == 4
     assert "# Data card: personal" in (out / "DATA_CARD.md").read_text()

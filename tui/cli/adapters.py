@@ -237,13 +237,16 @@ def export(rt: Runtime, name: str | None, output: Path, yes: bool) -> None:
     """Write an adapter (default: the active one) to a folder, to take elsewhere.
 
     Writes the PEFT files (adapter_model.safetensors, adapter_config.json), the
-    GGUF file for llama.cpp (adapter.gguf) and a data card (DATA_CARD.md,
-    card.json) saying what base model, settings and personal data went into it.
+    GGUF file for llama.cpp (adapter.gguf), a data card (DATA_CARD.md, card.json)
+    saying what base model, settings and personal data went into it, and what runs
+    it elsewhere as Myna does: an Ollama Modelfile, serve.sh (llama-server, or
+    llama-cpp-python's server, on 127.0.0.1) and the chat template.
     This is the only way an adapter leaves Myna: an adapter can reveal what it
     was trained on, so it asks first.
     """
     from assistant import adapters
     from assistant.errors import MynaError
+    from merger.formats.elsewhere import serving_for
     from merger.formats.export import export_adapter
     from merger.formats.publish import card_markdown
 
@@ -253,7 +256,7 @@ def export(rt: Runtime, name: str | None, output: Path, yes: bool) -> None:
     if not yes:
         click.echo(card_markdown(adapter.name, adapter.card))
         click.confirm(f"An adapter can reveal what it was trained on. Write '{adapter.name}' to {output}?", abort=True)
-    written = export_adapter(adapter, output)
+    written = export_adapter(adapter, output, serving_for(adapter, rt.settings, rt.model_override))
     click.echo(f"Exported '{adapter.name}' to {output}: {', '.join(p.name for p in written)}.")
 
 
