@@ -11,7 +11,7 @@ the form that suits it:
   article and its headline, for a headline request) become earlier turns of the chat that
   show the task done: the record's input as a user turn, its output as the reply.
 
-Which is the default was decided by measurement (README, "Memory that answers"). Chat,
+Which is the default was decided by measurement (docs/benchmarks.md, "Fact recall"). Chat,
 `myna ask`, training, merge scoring and the benchmark all build their prompts here.
 
 Old turns are dropped whole, oldest first, so the model never sees half of a reply.

@@ -29,11 +29,11 @@ class PersonalizeConfig:
     probes: int = 6
     probe_tokens: int = PROBE_TOKENS
     max_length: int = 192
-    # OPPU on top of the merge: above the merge alone on both LaMP tasks (README, bench lamp).
+    # OPPU on top of the merge: above the merge alone on both LaMP tasks (docs/benchmarks.md, bench lamp).
     train_own: bool = True
     # A cold start: below this many examples no adapter work is done. On LaMP_7 the user's own
     # adapter from 24 items answered below memory alone and below the bare model, from 48 it
-    # gained (README, "gain versus amount of user data").
+    # gained (docs/benchmarks.md, "gain versus amount of user data").
     min_examples: int = 48
     seed: int = 0
 

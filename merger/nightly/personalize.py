@@ -6,7 +6,7 @@ of the merge -> check the winner in llama.cpp against the current adapter, by th
 of their answers to the held-out inputs -> publish it only if it is better. Nothing leaves the machine; nothing changes unless it is an improvement.
 
 A history smaller than `config.min_examples` gets no adapter work at all (a cold start):
-adapters trained on so little answered worse than memory alone in the benchmark (README,
+adapters trained on so little answered worse than memory alone in the benchmark (docs/benchmarks.md,
 "gain versus amount of user data"), so the run says so and memory carries the user.
 
 A night on which nothing changed (the same history, community adapters, options and active
