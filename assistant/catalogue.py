@@ -1,12 +1,17 @@
-"""The model catalogue: manifests in assistant/models/ (package data), plus any local llama GGUF file given by path.
+"""The model catalogue: the manifests in models/ (a wheel carries them as assistant/models/),
+the models the user registered (`myna models add FILE`: manifests in the data folder), and
+any GGUF file given by path.
 
-A manifest says where a model's file comes from and what it must hash to; the file itself
-is never in the repository.
+A manifest says where a model's file comes from, what it must hash to, its architecture and,
+where the file has none, its chat template and stop tokens; the file itself is never in the
+repository.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +19,10 @@ from pathlib import Path
 from assistant.errors import MynaError
 from assistant.hashing import cached_sha256
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+_PACKAGED = Path(__file__).resolve().parent / "models"  # in a wheel (setup.py copies them there)
+MODELS_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "models"
 GGUF_MAGIC = b"GGUF"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,9 @@ class ModelSpec:
     path: Path
     sha256: str | None = None  # expected digest; None for a file given by path
     chat_template: str | None = None  # None: use the template inside the GGUF file
+    stop: tuple[str, ...] = ()  # texts that end a reply, beside the model's end-of-turn tokens
+    architecture: str | None = None
+    registered: bool = False  # added by the user (`myna models add`), not shipped
     context_length: int | None = None
     description: str = ""
     license: str | None = None
@@ -31,7 +41,72 @@ class ModelSpec:
 
 
 def manifests() -> list[ModelSpec]:
-    return [_from_manifest(path) for path in sorted(MODELS_DIR.glob("*.toml"))]
+    """The shipped catalogue, then what the user registered (a shipped name wins)."""
+    shipped = [_from_manifest(path) for path in sorted(MODELS_DIR.glob("*.toml"))]
+    taken = {spec.name for spec in shipped}
+    return shipped + [spec for spec in _registered() if spec.name not in taken]
+
+
+def user_models_dir() -> Path:
+    from assistant.paths import data_dir
+
+    return data_dir() / "models"
+
+
+def _registered() -> list[ModelSpec]:
+    out = []
+    for path in sorted(user_models_dir().glob("*.toml")):
+        try:
+            out.append(_from_manifest(path, registered=True))
+        except (OSError, ValueError, KeyError):  # a damaged manifest of the user's: skip it, not the catalogue
+            continue
+    return out
+
+
+def register(path: Path, name: str | None = None) -> ModelSpec:
+    """Add a local GGUF file to the user's catalogue: its checksum and architecture read from
+    the file, so it can be chosen by name (`myna --model NAME`, `myna config set model NAME`)."""
+    from assistant import gguf_file
+    from assistant.atomic import atomic_write_text
+
+    path = path.expanduser().resolve()
+    spec = ModelSpec(name=path.name, path=path)
+    verify(spec)  # a GGUF model, whole
+    header = gguf_file.header(path)
+    if header.file_type == "adapter":
+        raise MynaError(f"{path} is a LoRA adapter, not a model; add the model it was made for.")
+    name = name or re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
+    if not _NAME.match(name):
+        raise MynaError(f"'{name}' cannot name a model: use lower-case letters, digits, '.', '-' or '_'.")
+    if any(spec.name == name and not spec.registered for spec in manifests()):
+        raise MynaError(f"'{name}' is a shipped model's name; choose another with --name.")
+    lines = [
+        f"name = {_toml(name)}",
+        f"title = {_toml(header.name or path.stem)}",
+        f"architecture = {_toml(header.architecture or 'unknown')}",
+        f"size = {path.stat().st_size}",
+        f"sha256 = {_toml(cached_sha256(path))}",
+        "",
+        "[source]",
+        f"path = {_toml(str(path))}",
+    ]
+    if not header.chat_template:  # the file has none: the chat of a shipped model of its architecture
+        kin = next((s for s in manifests() if not s.registered and s.architecture == header.architecture), None)
+        if kin and kin.chat_template:
+            lines += [
+                "",
+                f"[chat]  # from {kin.name}: the file has no chat template",
+                f"template = {_toml(kin.chat_template)}",
+            ]
+            lines += [f"stop = [{', '.join(_toml(stop) for stop in kin.stop)}]"]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what is written reads back
+    atomic_write_text(user_models_dir() / f"{name}.toml", text)
+    return next(spec for spec in manifests() if spec.name == name)
+
+
+def _toml(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
 def resolve(name_or_path: str) -> ModelSpec:
@@ -59,7 +134,7 @@ def verify(spec: ModelSpec) -> None:
     except OSError as exc:
         raise MynaError(f"Cannot read the model file {spec.path} ({exc.strerror}); check its permissions.") from exc
     if magic != GGUF_MAGIC:
-        raise MynaError(f"{spec.path} is not a GGUF model file; Myna runs llama-family models in GGUF format.")
+        raise MynaError(f"{spec.path} is not a GGUF model file; Myna runs models in GGUF format (llama.cpp's).")
     if spec.sha256 and cached_sha256(spec.path) != spec.sha256:
         raise MynaError(f"The model file {spec.path} is damaged (its checksum does not match).{hint}")
     if not spec.sha256:  # a file given by path: no checksum to compare, so read its structure
@@ -77,14 +152,24 @@ def fingerprint(spec: ModelSpec) -> str:
     return spec.sha256 or cached_sha256(spec.path)
 
 
-def _from_manifest(manifest_path: Path) -> ModelSpec:
+def _from_manifest(manifest_path: Path, registered: bool = False) -> ModelSpec:
     data = tomllib.loads(manifest_path.read_text())
     source = data["source"]
+    if "path" in source:  # a file on this machine
+        path = Path(source["path"])
+    elif "assembled_in" in source:  # a package that assembles the file from parts (a model over PyPI's size limit)
+        path = Path(source["assembled_in"]).expanduser() / source["file"]
+    else:  # the file inside a package
+        path = _package_file(source["python_package"], source["file"])
+    chat = data.get("chat", {})
     return ModelSpec(
         name=data["name"],
-        path=_package_file(source["python_package"], source["file"]),
+        path=path,
         sha256=data.get("sha256"),
-        chat_template=data.get("chat", {}).get("template"),
+        chat_template=chat.get("template"),
+        stop=tuple(chat.get("stop", ())),
+        architecture=data.get("architecture"),
+        registered=registered,
         context_length=data.get("context_length"),
         description=data.get("description", ""),
         license=data.get("license"),

@@ -320,9 +320,15 @@ class Engine:
                 break
             done.tokens += 1
             piece = decoder.decode(self.llm.detokenize([token]))
+            ended = next((s for s in self.spec.stop if s in piece), None)
+            if ended is not None:  # a stop text the model's vocabulary does not mark as end of turn
+                piece = piece[: piece.index(ended)]
             if piece:
                 done.text += piece
                 on_text(piece)
+            if ended is not None:
+                done.finish = "stop"
+                break
             if done.tokens >= budget:
                 break
             if should_stop():

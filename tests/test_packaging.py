@@ -47,7 +47,8 @@ def test_the_wheel_holds_three_packages_and_the_model_catalogue(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"assistant", "merger", "tui"}
-    assert "assistant/models/smollm2-135m-instruct-q4_1.toml" in names
+    assert "assistant/models/smollm2-135m-instruct-q4_1.toml" in names, "setup.py copies models/ into the wheel"
+    assert "assistant/models/gemma-3-270m-q4_k_m.toml" in names
     assert "tui/myna.tcss" in names and "tui/cli/main.py" in names
     assert not [n for n in names if n.startswith(("bench/", "tests/"))]
 
@@ -85,6 +86,10 @@ def test_the_installed_wheel_runs_outside_the_checkout(wheel, tmp_path, myna_hom
     check = run(myna, "models", "check")
     assert check.returncode == 0, check.stderr
     assert "smollm2-135m-instruct-q4_1" in check.stdout
+    listed = run(myna, "models", "list")
+    assert "smollm2-135m-instruct-q4_1" in listed.stdout and "gemma-3-270m-q4_k_m" in listed.stdout, (
+        "the catalogue of models/ travels in the wheel"
+    )
     ask = run(myna, "ask", "--no-memory", "--max-tokens", "8", "Say hello.")
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip()

@@ -57,6 +57,25 @@ class Architecture:
         return {"attn_q": self.n_heads, "attn_k": self.n_kv_heads}.get(module)
 
 
+# The GGUF architectures whose adapters Myna can train, merge and convert (the q/k row
+# permutation of the bridge is llama's).
+PERSONALIZABLE = ("llama",)
+
+
+def require_personalizable(spec: ModelSpec, arch: str | None = None) -> None:
+    """One sentence, before any work, for a model Myna can chat with but not personalize."""
+    if arch is None:
+        from assistant import gguf_file
+
+        verify(spec)
+        arch = gguf_file.header(spec.path).architecture
+    if arch not in PERSONALIZABLE:
+        raise MynaError(
+            f"{spec.name} is a '{arch}' model: Myna chats with it, but trains and merges adapters only for "
+            f"{', '.join(PERSONALIZABLE)} models so far."
+        )
+
+
 def architecture(spec: ModelSpec) -> Architecture:
     digest = fingerprint(spec)
     cache = paths.subdir("cache") / f"architecture-{digest[:16]}.json"
@@ -79,9 +98,7 @@ def _read(spec: ModelSpec, digest: str) -> Architecture:
         item = reader.fields.get(key)
         return item.contents() if item is not None else None
 
-    arch = field("general.architecture")
-    if arch != "llama":
-        raise MynaError(f"{spec.path} is a '{arch}' model; Myna's adapters work with llama-family models only.")
+    require_personalizable(spec, field("general.architecture"))
     hidden = int(field("llama.embedding_length"))
     n_heads = int(field("llama.attention.head_count"))
     vocab = field("llama.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)

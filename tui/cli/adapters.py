@@ -65,7 +65,7 @@ def train(
     from assistant.catalogue import resolve
     from merger.data import examples
     from merger.formats import bridge, publish
-    from merger.formats.base_model import architecture
+    from merger.formats.base_model import architecture, require_personalizable
     from merger.training import background, torch_model
     from merger.training import train as trainer
     from tui.cli.progress import progress_bar
@@ -86,9 +86,10 @@ def train(
     config.check()
     if name:
         adapters.check_name(name)
+    spec = resolve(rt.model_override or rt.settings.model)
+    require_personalizable(spec)  # before reading the history
     example_set = examples.from_store(rt.db)
     examples.require_enough(example_set)  # before paying for torch
-    spec = resolve(rt.model_override or rt.settings.model)
     arch = architecture(spec)
     start = bridge.load(adapters.get(rt.db, start_from).gguf, arch) if start_from else None
     click.echo(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from tui.cli.base import Runtime, pass_runtime
@@ -15,17 +17,38 @@ def models() -> None:
 @models.command("list")
 @pass_runtime
 def list_(rt: Runtime) -> None:
-    """Catalogue models, with the configured one marked."""
+    """Catalogue models and the ones you added, with the configured one marked, and
+    whether Myna can personalize each (train and merge adapters for it) or only chat."""
     from assistant import catalogue
+    from merger.formats.base_model import PERSONALIZABLE
 
     current = rt.model_override or rt.settings.model
     for spec in catalogue.manifests():
         mark = "*" if spec.name == current else " "
-        state = "installed" if spec.path.is_file() else f"missing: {spec.install_hint}"
-        click.echo(f"{mark} {spec.name}  ({spec.license}; {state})")
-        click.echo(f"    {spec.description}")
+        state = "installed" if spec.path.is_file() else f"missing: {spec.install_hint or spec.path}"
+        use = "personalizable" if spec.architecture in PERSONALIZABLE else "chat only"
+        origin = "added by you" if spec.registered else spec.license
+        click.echo(f"{mark} {spec.name}  ({spec.architecture}, {use}; {origin}; {state})")
+        if spec.description:
+            click.echo(f"    {spec.description}")
     if current not in {spec.name for spec in catalogue.manifests()}:
         click.echo(f"* {current}  (a file given by path)")
+
+
+@models.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="The name to choose it by (default: from the file name).")
+@pass_runtime
+def add(rt: Runtime, file: Path, name: str | None) -> None:
+    """Register a local GGUF model FILE so it can be chosen by name (`myna --model NAME`,
+    `myna config set model NAME`): its checksum and architecture are read from the file
+    and kept in your data folder; the file stays where it is."""
+    from assistant import catalogue
+    from merger.formats.base_model import PERSONALIZABLE
+
+    spec = catalogue.register(file, name)
+    use = "Myna can personalize it" if spec.architecture in PERSONALIZABLE else "Myna chats with it (no adapters yet)"
+    click.echo(f"Added {spec.name} ({spec.architecture}, {file}); {use}. Use it with `myna --model {spec.name}`.")
 
 
 @models.command()
