@@ -339,3 +339,27 @@ def test_export_writes_both_formats_and_a_data_card(db, tmp_path):
     assert bridge.load(out / "adapter.gguf", ARCH).rank == 4
     assert bridge.load(out, ARCH).rank == 4
     assert "# Data card: personal" in (out / "DATA_CARD.md").read_text()
+
+
+# -- the privacy audit on the card ---------------------------------------------------------------
+
+
+def test_membership_inference_is_read_against_the_base_model_and_chance():
+    from merger.data import membership
+
+    assert membership.auroc([2, 3], [0, 1]) == 1.0 and membership.auroc([1], [1]) == 0.5
+    assert membership.chance_spread(16) == pytest.approx((33 / (12 * 256)) ** 0.5)
+    assert membership.chance_spread(16, 4) > membership.chance_spread(16), "fewer held-out items, wider spread"
+    assert membership.spread(list(range(100)), 5) == [0, 25, 50, 74, 99]
+    # Members the adapter learned (their loss fell) and held-out items it did not.
+    learned = membership.measure(([3.0, 3.1, 2.9], [3.0, 3.2]), ([1.0, 1.2, 1.1], [2.9, 3.1]))
+    assert learned.auroc == 1.0 and learned.reference == 0.75 and (learned.members, learned.others) == (3, 2)
+    card = publish.card_markdown("p", {"kind": "personal", "privacy": "Private.", "privacy_audit": learned.as_card()})
+    assert "AUROC **1.00** on 3 trained-on texts against 2 held-out" in card and "base model alone" in card
+    assert "no measurable sign" in card, "five texts cannot show it: chance alone spreads the figure by 0.29"
+    many = membership.measure(([3.0] * 16, [3.0] * 16), ([1.0] * 16, [3.0] * 16))
+    assert (many.auroc, many.reference) == (1.0, 0.5)
+    assert "whoever holds the adapter can tell" in publish.card_markdown("p", {"privacy_audit": many.as_card()})
+    nothing = membership.measure(([3.0, 3.1], [3.0, 3.1]), ([2.0, 2.1], [2.0, 2.1]))
+    assert "no measurable sign" in publish.card_markdown("p", {"kind": "personal", "privacy_audit": nothing.as_card()})
+    assert "not measured" in publish.card_markdown("p", {"kind": "personal"})

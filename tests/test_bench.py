@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from bench import datasets
-from bench.lamp.scores import auroc, chance_spread, rank_correlation
+from bench.lamp.scores import rank_correlation
+from merger.data.membership import auroc, chance_spread
 from tests.conftest import run_watched
 from tests.lamp_pairs import lamp3_pair
 

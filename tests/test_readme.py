@@ -47,3 +47,8 @@ def test_every_command_of_the_readme_tour_runs(tmp_path, shared_base):
     assert "personal" in said[("myna", "adapters", "list")], "myna train made the personal adapter"
     exported = {p.name for p in (tmp_path / "my-myna").iterdir()}
     assert {"adapter.gguf", "Modelfile", "serve.sh", "DATA_CARD.md"} <= exported
+    card = (tmp_path / "my-myna" / "DATA_CARD.md").read_text()
+    assert re.search(r"AUROC \*\*\d\.\d\d\*\* on \d+ trained-on texts against \d+ held-out", card), (
+        "the card states the membership-inference figure with its reference"
+    )
+    assert "The base model alone, on the same texts:" in card

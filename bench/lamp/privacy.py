@@ -25,8 +25,8 @@ import numpy as np
 from assistant.tasks import TASKS
 from bench.lamp.cache import cached
 from bench.lamp.plan import FAMILIES
-from bench.lamp.scores import auroc
 from merger.data.examples import Example, record_example
+from merger.data.membership import auroc
 
 THINGS = ["locker", "gate", "alarm", "bike lock", "storage unit", "safe"]
 

@@ -87,20 +87,6 @@ def _paired(task, methods, baseline, golds, seed, compare) -> dict[str, list[flo
     }
 
 
-def auroc(members: list[float], others: list[float]) -> float:
-    """Probability that a member scores higher than a non-member (ties count half)."""
-    if not members or not others:
-        return float("nan")
-    m, o = np.asarray(members)[:, None], np.asarray(others)[None, :]
-    return float(((m > o).sum() + 0.5 * (m == o).sum()) / (m.size * o.size))
-
-
-def chance_spread(n: int) -> float:
-    """Standard deviation of the AUROC of n members against n non-members when the scores
-    say nothing (Mann-Whitney under the null): how far from 0.5 chance alone goes."""
-    return float(np.sqrt((2 * n + 1) / (12 * n * n))) if n else float("nan")
-
-
 def rank_correlation(x, y) -> float:
     """Spearman's rank correlation; tied values share their mean rank."""
     if len(x) < 3:

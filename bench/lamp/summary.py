@@ -10,7 +10,6 @@ from bench.lamp.plan import FAMILIES, attack_key
 from bench.lamp.scores import (
     aggregate,
     bootstrap,
-    chance_spread,
     difference,
     gain,
     paired_differences,
@@ -18,6 +17,7 @@ from bench.lamp.scores import (
     primary,
     similarity_predicts_attack,
 )
+from merger.data.membership import chance_spread
 
 
 def summarize(

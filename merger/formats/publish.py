@@ -81,6 +81,7 @@ def card_for_training(result, examples, base_name: str, fingerprint: str, system
         },
         "privacy": "Trained on the personal data counted above. An adapter can reveal what it was trained on: "
         "share it only with people you would show that data to.",
+        **({"privacy_audit": result.audit.as_card()} if getattr(result, "audit", None) else {}),
     }
 
 
@@ -116,5 +117,33 @@ def card_markdown(name: str, card: dict) -> str:
         ]
     lines += ["", "## Metrics", ""]
     lines += [f"- {name_}: {value}" for name_, value in metrics.items()]
-    lines += ["", "## Privacy", "", card.get("privacy", ""), ""]
+    lines += ["", "## Privacy", "", card.get("privacy", "")]
+    if card.get("privacy_audit"):
+        lines += ["", *_audit_in_words(card["privacy_audit"])]
+    elif card.get("kind") in ("personal", "task"):
+        lines += ["", "- Membership inference: not measured for this adapter (`myna train` measures it)."]
+    lines.append("")
     return "\n".join(lines)
+
+
+def _audit_in_words(audit: dict) -> list[str]:
+    """The membership-inference audit of a trained adapter (merger/data/membership.py), in plain
+    words for its data card."""
+    excess = audit["auroc"] - audit["reference"]
+    if excess <= 2 * audit["chance_spread"]:
+        verdict = (
+            "within what chance and the base model alone show on this many texts: no measurable sign of which "
+            "texts it was trained on (fewer texts make this a weaker assurance)"
+        )
+    else:
+        verdict = (
+            "above what chance and the base model alone show: whoever holds the adapter can tell, better than "
+            "chance, which of your texts it was trained on"
+        )
+    return [
+        f"- Membership inference (a loss attack: does the adapter find the texts it was trained on easier than "
+        f"your other texts?): AUROC **{audit['auroc']:.2f}** on {audit['members']} trained-on texts against {audit['others']} held-out "
+        f"ones. The base model alone, on the same texts: {audit['reference']:.2f}. Chance alone moves it by "
+        f"±{audit['chance_spread']:.2f} (one standard deviation). 0.5 gives nothing away; 1.0 finds every text.",
+        f"- Reading: {verdict}.",
+    ]

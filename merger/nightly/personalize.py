@@ -280,12 +280,13 @@ def _run(
     if winner is None:  # the search's best is the bare base model: an adapter that changes nothing
         winner = scoring.combine(loras, best_weights, config.merge, config.rank)
     kind, label = "merged", "merged"
+    audit = None  # membership inference of the user's own adapter, for the data card
 
     if config.train_own:
         report("training your own adapter on top of the merge")
         own = _train_own(base, spec, example_set, system, winner, config, workdir / "own")
         if own is not None:
-            winner, kind, label = own, "personal", "personal"
+            winner, kind, label, audit = own.lora, "personal", "personal", own.audit
 
     report("checking the winner in llama.cpp")
     final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
@@ -355,7 +356,9 @@ def _run(
             "search_metric": config.metric,
         },
         "privacy": "Merged from community adapters with weights chosen on your own history, which never left "
-        "this machine. Share it only with people you would show that history to.",
+        "this machine. Share it only with people you would show that history to."
+        + (" Its held-out texts also chose the merge's weights, which the attack below does not see." if audit else ""),
+        **({"privacy_audit": audit.as_card()} if audit else {}),
     }
     adapter = publish(
         db, winner, arch, stem=label, kind=kind, card=card, activate=True, reason=f"personalization run {run_id}"
@@ -460,8 +463,8 @@ def _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter):
 
 
 def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
-    """OPPU on top of the merge (the merge plays the task-level adapter); None if the history
-    is too small to train on."""
+    """OPPU on top of the merge (the merge plays the task-level adapter): the training's result,
+    or None if the history is too small to train on."""
     from merger.training import torch_model
     from merger.training import train as trainer
 
@@ -471,5 +474,4 @@ def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
     train_config = trainer.TrainConfig(
         rank=merged.rank, alpha=merged.alpha, targets=tuple(merged.modules()), seed=config.seed
     )
-    result = trainer.train(base, example_set, train_config, system=system, workdir=workdir, start_from=merged)
-    return result.lora
+    return trainer.train(base, example_set, train_config, system=system, workdir=workdir, start_from=merged)

@@ -21,6 +21,7 @@ import numpy as np
 
 from assistant.atomic import atomic_path, atomic_write_text
 from assistant.errors import MynaError
+from merger.data import membership as audit_
 from merger.data.encoding import Encoded, encode_example
 from merger.data.examples import MIN_TRAIN, ExampleSet, require_enough
 from merger.formats.base_model import HF_NAMES
@@ -45,6 +46,7 @@ class TrainResult:
     step_seconds: float = 0.0  # the optimization steps alone
     resumed_from: int = 0
     config: dict = field(default_factory=dict)
+    audit: audit_.Audit | None = None  # membership inference on the user's own items (the data card's)
 
 
 class TrainingStopped(MynaError):
@@ -144,6 +146,25 @@ def example_losses(model, encoded: list[Encoded], pad: int) -> list[float]:
     per_token = F.cross_entropy(logits, targets, reduction="none")
     sums = torch.zeros(len(encoded)).index_add_(0, chosen.nonzero()[:, 0], per_token)
     return (sums / chosen.sum(dim=1).clamp(min=1)).tolist()
+
+
+def _audit(model, train_set: list[Encoded], held_out: list[Encoded], pad: int) -> audit_.Audit | None:
+    """The loss attack on what was trained on against what was held out, with the adapter and
+    with the base model alone (PEFT's adapter switched off: no second model in memory)."""
+    import torch
+
+    if not train_set or not held_out:
+        return None
+    members, others = audit_.spread(train_set), audit_.spread(held_out)
+
+    def losses(items: list[Encoded]) -> list[float]:
+        return [x for start in range(0, len(items), 8) for x in example_losses(model, items[start : start + 8], pad)]
+
+    with torch.no_grad():
+        mine = (losses(members), losses(others))
+        with model.disable_adapter():
+            base = (losses(members), losses(others))
+    return audit_.measure(base, mine)
 
 
 def mean_nll(model, encoded: list[Encoded], pad: int, batch_size: int = 8) -> float | None:
@@ -289,6 +310,7 @@ def train(
                 _checkpoint(workdir, key_, step, losses, trainable, optimizer)
         model.eval()
         after = mean_nll(model, held_out, pad)
+        audit = _audit(model, train_set, held_out, pad)
         lora = lora_from_peft_model(model, config, base.fingerprint)
     finally:
         model.unload()  # give the base model back without the LoRA layers
@@ -304,6 +326,7 @@ def train(
         step_seconds=step_seconds,
         resumed_from=resumed_from,
         config={**asdict(config), "precision": "bf16" if bf16 else "fp32"},
+        audit=audit,
     )
 
 

@@ -134,6 +134,12 @@ def train(
     )
     if before is not None:
         click.echo(f"Held-out loss per output token: {before:.3f} before, {after:.3f} after (lower is better).")
+    if result.audit is not None:
+        a = result.audit
+        click.echo(
+            f"Membership inference on your texts: AUROC {a.auroc:.2f} (the base model alone {a.reference:.2f}, "
+            f"chance ±{a.chance_spread:.2f}); `myna adapters show {adapter.name}` says what it means."
+        )
     click.echo(
         "It is now the active adapter."
         if not no_activate
