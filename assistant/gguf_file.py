@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 MAGIC = b"GGUF"
 _SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes
-_STRING, _ARRAY, _UINT32 = 8, 9, 4
+_STRING, _ARRAY, _UINT32, _BOOL = 8, 9, 4, 7
 _LIMIT = 1 << 24  # more entries than any real model has: a damaged count
 
 
@@ -47,6 +47,7 @@ class Header:
     chat_template: str | None
     eos_text: str
     file_type: str | None = None  # general.type: "model", or "adapter" for a LoRA file
+    add_bos: bool = False  # whether a prompt opens with the BOS token (as llama.cpp decides)
 
 
 def header(path: Path) -> Header:
@@ -70,6 +71,10 @@ def header(path: Path) -> Header:
                     found[key] = _string(handle, size)
                 elif key == "tokenizer.ggml.eos_token_id" and kind == _UINT32:
                     (found[key],) = struct.unpack("<I", _read(handle, 4))
+                elif key == "tokenizer.ggml.add_bos_token" and kind == _BOOL:
+                    found[key] = _read(handle, 1) != b"\x00"
+                elif key == "tokenizer.ggml.model" and kind == _STRING:
+                    found[key] = _string(handle, size)
                 elif key == "tokenizer.ggml.tokens" and kind == _ARRAY:
                     item, count = struct.unpack("<IQ", _read(handle, 12))
                     if item != _STRING or count > size:
@@ -86,6 +91,8 @@ def header(path: Path) -> Header:
         chat_template=found.get("tokenizer.chat_template"),
         eos_text=tokens[eos] if isinstance(eos, int) and eos < len(tokens) else "",
         file_type=found.get("general.type"),
+        # Without the key, llama.cpp adds BOS for SentencePiece vocabularies ("llama") only.
+        add_bos=bool(found.get("tokenizer.ggml.add_bos_token", found.get("tokenizer.ggml.model") == "llama")),
     )
 
 

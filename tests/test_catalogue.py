@@ -95,7 +95,7 @@ def test_a_model_you_add_is_chosen_by_name_and_says_whether_it_can_be_personaliz
     model = tiny_gguf(tmp_path / "Tiny Gemma.gguf")
     added = CliRunner().invoke(cli, ["models", "add", str(model)])
     assert added.exit_code == 0, added.output
-    assert "Added tiny-gemma (gemma3" in added.output and "no adapters yet" in added.output
+    assert "Added tiny-gemma (gemma3" in added.output and "Myna can personalize it" in added.output
     spec = catalogue.resolve("tiny-gemma")
     assert spec.path == model and spec.architecture == "gemma3" and spec.registered
     assert spec.sha256 == sha256_file(model)
@@ -103,12 +103,15 @@ def test_a_model_you_add_is_chosen_by_name_and_says_whether_it_can_be_personaliz
     assert spec.chat_template == kin.chat_template and spec.stop == ("<end_of_turn>",), (
         "a file without a template gets the chat of a shipped model of its architecture"
     )
+    other = CliRunner().invoke(cli, ["models", "add", str(tiny_gguf(tmp_path / "phi.gguf", "phi3")), "--name", "phi"])
+    assert other.exit_code == 0 and "Myna chats with it (no adapters yet)" in other.output
     listed = CliRunner().invoke(cli, ["models", "list"]).output
-    assert "tiny-gemma  (gemma3, chat only; added by you; installed)" in listed
+    assert "tiny-gemma  (gemma3, personalizable; added by you; installed)" in listed
+    assert "phi  (phi3, chat only; added by you; installed)" in listed
     assert "smollm2-135m-instruct-q4_1  (llama, personalizable" in listed
-    refused = CliRunner().invoke(cli, ["--model", "tiny-gemma", "train"])
+    refused = CliRunner().invoke(cli, ["--model", "phi", "train"])
     assert refused.exit_code == 1
-    assert "tiny-gemma is a 'gemma3' model: Myna chats with it, but trains and merges adapters only for llama" in (
+    assert "phi is a 'phi3' model: Myna chats with it, but trains and merges adapters only for llama, gemma3" in (
         refused.output
     )
 

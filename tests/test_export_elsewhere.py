@@ -139,3 +139,11 @@ def test_the_exported_adapter_served_elsewhere_answers_as_myna_ask_does(myna_hom
         server.terminate()
         server.wait(timeout=30)
     assert served == mine
+
+
+def test_a_base_model_without_a_template_is_served_with_the_format_myna_uses(tmp_path):
+    gemma = "{{ '<start_of_turn>' + m['role'] }}"
+    script = elsewhere.serve_script(elsewhere.Serving(**{**serving(template=gemma).__dict__, "file_template": False}))
+    assert "--chat_format gemma" in script and "--chat-template-file" in script
+    assert "--chat_format" not in elsewhere.serve_script(serving()), "a file's own template is used as it is"
+    assert 'if eq .Role "assistant" }}model' in elsewhere.modelfile(serving(template=gemma))

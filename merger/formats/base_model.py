@@ -38,6 +38,7 @@ class Architecture:
     n_kv_heads: int
     head_dim: int
     vocab: int
+    name: str = "llama"  # the GGUF architecture: its adapters are written for it
 
     def shape(self, module: str) -> tuple[int, int]:
         """(in_features, out_features) of a projection."""
@@ -53,13 +54,18 @@ class Architecture:
         }[module]
 
     def heads(self, module: str) -> int | None:
-        """Heads whose rows llama.cpp permutes for rotary embeddings (q and k only)."""
+        """Heads whose rows llama.cpp permutes for rotary embeddings (q and k only): its
+        converter does so for llama alone; other architectures keep transformers' row order."""
+        if self.name != "llama":
+            return None
         return {"attn_q": self.n_heads, "attn_k": self.n_kv_heads}.get(module)
 
 
-# The GGUF architectures whose adapters Myna can train, merge and convert (the q/k row
-# permutation of the bridge is llama's).
-PERSONALIZABLE = ("llama",)
+# The GGUF architectures whose adapters Myna can train, merge and convert, each proven by the
+# logit check (tests/test_training_real.py, tests/test_architectures.py): transformers loads
+# them from GGUF with the same projections (HF_NAMES), and the bridge permutes q/k rows for
+# llama only.
+PERSONALIZABLE = ("llama", "gemma3")
 
 
 def require_personalizable(spec: ModelSpec, arch: str | None = None) -> None:
@@ -98,17 +104,19 @@ def _read(spec: ModelSpec, digest: str) -> Architecture:
         item = reader.fields.get(key)
         return item.contents() if item is not None else None
 
-    require_personalizable(spec, field("general.architecture"))
-    hidden = int(field("llama.embedding_length"))
-    n_heads = int(field("llama.attention.head_count"))
-    vocab = field("llama.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
+    arch = field("general.architecture")
+    require_personalizable(spec, arch)
+    hidden = int(field(f"{arch}.embedding_length"))
+    n_heads = int(field(f"{arch}.attention.head_count"))
+    vocab = field(f"{arch}.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
     return Architecture(
         fingerprint=digest,
-        n_layers=int(field("llama.block_count")),
+        n_layers=int(field(f"{arch}.block_count")),
         hidden=hidden,
-        ffn=int(field("llama.feed_forward_length")),
+        ffn=int(field(f"{arch}.feed_forward_length")),
         n_heads=n_heads,
-        n_kv_heads=int(field("llama.attention.head_count_kv") or n_heads),
-        head_dim=int(field("llama.attention.key_length") or hidden // n_heads),
+        n_kv_heads=int(field(f"{arch}.attention.head_count_kv") or n_heads),
+        head_dim=int(field(f"{arch}.attention.key_length") or hidden // n_heads),
         vocab=int(vocab),
+        name=arch,
     )

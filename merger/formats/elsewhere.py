@@ -21,7 +21,14 @@ _OLLAMA_TEMPLATES = {
         "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>"
         "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
     ),
+    "<start_of_turn>": (  # Gemma: no system role, so the system prompt is a user turn of its own
+        '{{- range .Messages }}<start_of_turn>{{ if eq .Role "assistant" }}model{{ else }}user{{ end }}\n'
+        "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n"
+    ),
 }
+# llama-cpp-python's server reads the template inside the model file; for a file without one,
+# its own name for the chat format Myna uses.
+_SERVER_FORMATS = {"<|im_start|>": "chatml", "<|start_header_id|>": "llama-3", "<start_of_turn>": "gemma"}
 TEMPLATE_FILE = "chat_template.jinja"
 PORT = 8080
 
@@ -39,6 +46,7 @@ class Serving:
     top_p: float
     repeat_penalty: float
     context_size: int
+    file_template: bool = True  # the base model's file carries a chat template of its own
 
 
 def serving_for(adapter: Adapter, settings: Settings, model: str | None = None) -> Serving:
@@ -70,6 +78,7 @@ def serving_for(adapter: Adapter, settings: Settings, model: str | None = None) 
         top_p=settings.top_p,
         repeat_penalty=settings.repeat_penalty,
         context_size=settings.context_size,
+        file_template=bool(facts and facts.chat_template),
     )
 
 
@@ -106,6 +115,8 @@ def serve_script(serving: Serving, adapter_file: str = "adapter.gguf") -> str:
     """A shell script serving the base model with the adapter on 127.0.0.1 (OpenAI-compatible
     API): llama.cpp's llama-server where it is installed, else llama-cpp-python's server."""
     base = shlex.quote(str(serving.base)) if serving.base else shlex.quote(f"/path/to/{serving.base_name}.gguf")
+    known = next((name for marker, name in _SERVER_FORMATS.items() if marker in serving.template), None)
+    chat_format = f" --chat_format {known}" if known and not serving.file_template else ""
     return f"""#!/bin/sh
 # Serve this adapter on http://127.0.0.1:$PORT/v1 (an OpenAI-compatible API), answering as Myna does.
 # BASE must be {serving.base_name}, the model the adapter was trained on; PORT defaults to {PORT}.
@@ -121,7 +132,7 @@ if command -v llama-server >/dev/null 2>&1; then
         --temp {serving.temperature:g} --top-p {serving.top_p:g} --repeat-penalty {serving.repeat_penalty:g}
 fi
 exec "${{PYTHON:-python3}}" -m llama_cpp.server --model "$BASE" --lora_path "$HERE/{adapter_file}" \\
-    --host 127.0.0.1 --port "$PORT" --n_ctx {serving.context_size}
+    --host 127.0.0.1 --port "$PORT" --n_ctx {serving.context_size}{chat_format}
 """
 
 

@@ -38,7 +38,7 @@ def write(lora: Lora, path: Path, arch: Architecture) -> Path:
 
     check_shapes(lora, arch, source=str(path))
     with atomic_path(path) as tmp:
-        writer = gguf.GGUFWriter(str(tmp), "llama")
+        writer = gguf.GGUFWriter(str(tmp), arch.name)  # llama.cpp refuses an adapter of another architecture
         writer.add_string("general.type", "adapter")
         writer.add_string("adapter.type", "lora")
         writer.add_float32("adapter.lora.alpha", float(lora.alpha))

