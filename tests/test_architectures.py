@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import subprocess
 
-import numpy as np
 import pytest
 
+from tests.bridge_check import logit_differences
 from tests.conftest import MYNA, REPO, share_torch_cache
 
 pytestmark = pytest.mark.real
@@ -76,65 +76,27 @@ def test_torch_and_llama_cpp_tokenize_gemma_alike(gemma_torch, gemma_engine):
 
 
 def test_the_bridge_matches_torch_peft_on_gemma(gemma_torch, gemma_engine, gemma_arch, tmp_path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from assistant.engine import AdapterUse
     from merger.formats import gguf_lora
-    from merger.formats.base_model import HF_NAMES
     from merger.formats.lora import Lora, random_lora
-    from merger.training import train as trainer
 
     # std 0.4, not llama's 0.8: at 0.8 every projection adapted at once drives this model where
     # the two quantizations' small differences grow to the size of the adapter's effect (3.3 of
     # 5.9, with the permutation 5.3); at 0.4: 0.18 against the bare models' 0.15, effect 3.05.
     lora = random_lora(gemma_arch, rank=8, seed=3, std=0.4)
-    good = gguf_lora.write(lora, tmp_path / "good.gguf", gemma_arch)
     # What llama's q/k permutation would do here, for comparison.
+    heads = {"attn_q": gemma_arch.n_heads, "attn_k": gemma_arch.n_kv_heads}
     permuted = {
-        k: (a, gguf_lora.rotary_permute(b, gemma_arch.n_heads if ".attn_q" in k else gemma_arch.n_kv_heads))
-        if k.endswith(("attn_q", "attn_k"))
-        else (a, b)
+        k: (a, gguf_lora.rotary_permute(b, heads[k.split(".")[2]]) if k.split(".")[2] in heads else b)
         for k, (a, b) in lora.weights.items()
     }
     wrong = gguf_lora.write(
         Lora(lora.rank, lora.alpha, permuted, lora.base_fingerprint), tmp_path / "permuted.gguf", gemma_arch
     )
-    model = get_peft_model(
-        gemma_torch.model,
-        LoraConfig(r=8, lora_alpha=8.0, target_modules=sorted({n.split(".")[-1] for n in HF_NAMES.values()})),
-    )
-    rows = []
-    try:
-        trainer._load_lora_into(model, lora, trainer.TrainConfig(rank=8, alpha=8.0, targets=tuple(HF_NAMES)))
-        for prompt in ["The capital of France is", "Once upon a time in a small village", "My favourite food is"]:
-            ids = [2, *gemma_engine.tokenize(prompt)]
-            with torch.no_grad():
-                torch_adapted = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
-                with model.disable_adapter():
-                    torch_bare = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
-            found = {}
-            for label, adapters in [("bare", []), ("good", [AdapterUse(good)]), ("permuted", [AdapterUse(wrong)])]:
-                gemma_engine.set_adapters(adapters)
-                found[label] = gemma_engine.last_logits(ids)
-            rows.append(
-                [
-                    np.abs(torch_bare - found["bare"]).mean(),
-                    np.abs(torch_adapted - found["good"]).mean(),
-                    np.abs(torch_adapted - found["permuted"]).mean(),
-                    np.abs(torch_adapted - torch_bare).mean(),
-                ]
-            )
-    finally:
-        model.unload()
-        gemma_engine.set_adapters([])
-    bare, adapted, permuted_off, effect = np.mean(rows, axis=0)
-    print(
-        f"gemma3 mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, permuted {permuted_off:.3f}, effect {effect:.3f}"
-    )
-    assert adapted <= 1.5 * bare + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
-    assert effect > 5 * bare, "and the adapter changes the output clearly"
-    assert permuted_off > 2 * adapted, "llama's permutation would be wrong here"
+    prompts = ["The capital of France is", "Once upon a time in a small village", "My favourite food is"]
+    found = logit_differences(gemma_torch, gemma_engine, lora, wrong, prompts, prefix=[2])
+    assert found["adapted"] <= 1.5 * found["bare"] + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
+    assert found["effect"] > 5 * found["bare"], "and the adapter changes the output clearly"
+    assert found["wrong"] > 2 * found["adapted"], "llama's permutation would be wrong here"
 
 
 def test_myna_train_and_ask_on_gemma(session_home, myna_home, gemma_torch, tmp_path):

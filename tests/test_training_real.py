@@ -14,9 +14,9 @@ from assistant.engine import AdapterUse, SamplingParams
 from assistant.settings import Settings
 from merger.data import examples
 from merger.formats import gguf_lora
-from merger.formats.base_model import HF_NAMES
 from merger.formats.lora import random_lora
 from merger.training import train as trainer
+from tests.bridge_check import logit_differences
 from tests.conftest import MYNA, run_env, run_watched, share_torch_cache
 from tests.style_data import SIGN_OFF, plant
 
@@ -63,57 +63,14 @@ def test_gguf_bridge_matches_torch_peft(torch_base, clean_engine, base_arch, tmp
     """The converted adapter changes llama.cpp's logits as PEFT changes torch's: the two
     differ no more than the bare models do, while the adapter's own effect is large; written
     without the q/k row permutation, they would differ by far more."""
-    from peft import LoraConfig, get_peft_model
-
     lora = random_lora(base_arch, rank=8, seed=3, std=0.8)
-    good = gguf_lora.write(lora, tmp_path / "good.gguf", base_arch)
     monkeypatch.setattr(gguf_lora, "rotary_permute", lambda rows, heads: rows)
     unpermuted = gguf_lora.write(lora, tmp_path / "unpermuted.gguf", base_arch)
     monkeypatch.undo()
-
-    model = get_peft_model(
-        torch_base.model,
-        LoraConfig(
-            r=8,
-            lora_alpha=8.0,
-            target_modules=sorted({name.split(".")[-1] for name in HF_NAMES.values()}),
-            lora_dropout=0.0,
-        ),
-    )
-    try:
-        trainer._load_lora_into(model, lora, trainer.TrainConfig(rank=8, alpha=8.0, targets=tuple(HF_NAMES)))
-        rows = []
-        for prompt in PROMPTS:
-            ids = clean_engine.tokenize(prompt)
-            torch_adapted = torch_logits(model, ids)
-            with model.disable_adapter():
-                torch_bare = torch_logits(model, ids)
-            clean_engine.set_adapters([])
-            llama_bare = clean_engine.last_logits(ids)
-            clean_engine.set_adapters([AdapterUse(good)])
-            llama_adapted = clean_engine.last_logits(ids)
-            clean_engine.set_adapters([AdapterUse(unpermuted)])
-            llama_unpermuted = clean_engine.last_logits(ids)
-            rows.append(
-                [
-                    np.abs(a - b).mean()
-                    for a, b in [
-                        (torch_bare, llama_bare),
-                        (torch_adapted, llama_adapted),
-                        (torch_adapted, llama_unpermuted),
-                        (torch_adapted, torch_bare),
-                    ]
-                ]
-            )
-    finally:
-        model.unload()
-    bare, adapted, without_permutation, effect = np.mean(rows, axis=0)
-    print(
-        f"mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, unpermuted {without_permutation:.3f}, effect {effect:.3f}"
-    )
-    assert adapted <= 1.5 * bare + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
-    assert effect > 5 * bare, "and the adapter changes the output clearly"
-    assert without_permutation > 4 * adapted, "the q/k permutation is what makes it right"
+    found = logit_differences(torch_base, clean_engine, lora, unpermuted, PROMPTS, prefix=[])
+    assert found["adapted"] <= 1.5 * found["bare"] + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
+    assert found["effect"] > 5 * found["bare"], "and the adapter changes the output clearly"
+    assert found["wrong"] > 4 * found["adapted"], "the q/k permutation is what makes it right"
 
 
 @pytest.fixture(scope="module")
