@@ -33,6 +33,15 @@ $(STAMP): pyproject.toml Makefile
 	# llama-cpp-python compiles from source the first time (about 5 minutes on 2 cores).
 	$(PY) -m pip install --quiet -e '.[test,bench,cluster]'
 	$(VENV)/bin/myna models check
+	# llama.cpp's own converters, from the source of the installed llama-cpp-python release:
+	# the tests build tiny models of other architectures with them (tests/tiny_models.py).
+	rm -rf $(VENV)/llama.cpp && mkdir -p $(VENV)/llama.cpp
+	v=$$($(PY) -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))') && \
+	  $(PY) -m pip download --quiet --no-deps --no-binary :all: -d $(VENV)/llama.cpp "llama-cpp-python==$$v" && \
+	  tar -xzf $(VENV)/llama.cpp/llama_cpp_python-$$v.tar.gz -C $(VENV)/llama.cpp --strip-components=3 \
+	    llama_cpp_python-$$v/vendor/llama.cpp/convert_hf_to_gguf.py llama_cpp_python-$$v/vendor/llama.cpp/conversion \
+	    llama_cpp_python-$$v/vendor/llama.cpp/gguf-py && \
+	  rm $(VENV)/llama.cpp/llama_cpp_python-$$v.tar.gz
 	# `myna schedule` falls back to cron where no systemd user session runs, and its test uses
 	# the real crontab: install cron when we can, and say so loudly when we cannot.
 	@command -v crontab >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

@@ -64,3 +64,17 @@ def logit_differences(torch_base, engine, lora, wrong: Path, prompts: list[str],
     bare, adapted, wrong_off, effect = (float(x) for x in np.mean(rows, axis=0))
     print(f"mean |d logit|: bare {bare:.3f}, adapted {adapted:.3f}, wrong {wrong_off:.3f}, effect {effect:.3f}")
     return {"bare": bare, "adapted": adapted, "wrong": wrong_off, "effect": effect}
+
+
+def written_with_llamas_permutation(lora, arch, path: Path) -> Path:
+    """The adapter written as if its base were llama (q/k rows permuted): what the bridge must
+    not do for an architecture whose converter keeps transformers' row order."""
+    from merger.formats import gguf_lora
+    from merger.formats.lora import Lora
+
+    heads = {"attn_q": arch.n_heads, "attn_k": arch.n_kv_heads}
+    permuted = {
+        k: (a, gguf_lora.rotary_permute(b, heads[k.split(".")[2]]) if k.split(".")[2] in heads else b)
+        for k, (a, b) in lora.weights.items()
+    }
+    return gguf_lora.write(Lora(lora.rank, lora.alpha, permuted, lora.base_fingerprint), path, arch)

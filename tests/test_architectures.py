@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.bridge_check import logit_differences
+from tests.bridge_check import logit_differences, written_with_llamas_permutation
 from tests.conftest import MYNA, REPO, share_torch_cache
 
 pytestmark = pytest.mark.real
@@ -76,22 +76,13 @@ def test_torch_and_llama_cpp_tokenize_gemma_alike(gemma_torch, gemma_engine):
 
 
 def test_the_bridge_matches_torch_peft_on_gemma(gemma_torch, gemma_engine, gemma_arch, tmp_path):
-    from merger.formats import gguf_lora
-    from merger.formats.lora import Lora, random_lora
+    from merger.formats.lora import random_lora
 
     # std 0.4, not llama's 0.8: at 0.8 every projection adapted at once drives this model where
     # the two quantizations' small differences grow to the size of the adapter's effect (3.3 of
     # 5.9, with the permutation 5.3); at 0.4: 0.18 against the bare models' 0.15, effect 3.05.
     lora = random_lora(gemma_arch, rank=8, seed=3, std=0.4)
-    # What llama's q/k permutation would do here, for comparison.
-    heads = {"attn_q": gemma_arch.n_heads, "attn_k": gemma_arch.n_kv_heads}
-    permuted = {
-        k: (a, gguf_lora.rotary_permute(b, heads[k.split(".")[2]]) if k.split(".")[2] in heads else b)
-        for k, (a, b) in lora.weights.items()
-    }
-    wrong = gguf_lora.write(
-        Lora(lora.rank, lora.alpha, permuted, lora.base_fingerprint), tmp_path / "permuted.gguf", gemma_arch
-    )
+    wrong = written_with_llamas_permutation(lora, gemma_arch, tmp_path / "permuted.gguf")
     prompts = ["The capital of France is", "Once upon a time in a small village", "My favourite food is"]
     found = logit_differences(gemma_torch, gemma_engine, lora, wrong, prompts, prefix=[2])
     assert found["adapted"] <= 1.5 * found["bare"] + 0.05, "llama.cpp with the converted adapter tracks torch+PEFT"
@@ -122,3 +113,62 @@ def test_myna_train_and_ask_on_gemma(session_home, myna_home, gemma_torch, tmp_p
     db = open_database()
     (used,) = db.execute("SELECT adapter FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1").fetchone()
     assert used and "personal" in used, "the answer was written with the Gemma adapter"
+
+
+# -- qwen2: a tiny model built by llama.cpp's converter --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2(torch_base, tmp_path_factory):
+    """A 2-layer Qwen 2 with SmolLM2's vocabulary, in float32: its spec, torch copy and engine."""
+    from assistant import catalogue
+    from assistant.engine import Engine
+    from merger.training import torch_model
+    from tests.tiny_models import build
+
+    spec = catalogue.resolve(str(build("qwen2", tmp_path_factory.mktemp("qwen2"), torch_base.tokenizer)))
+    engine = Engine(spec, context_size=512, threads=2)
+    yield spec, torch_model.load(spec), engine
+    engine.set_adapters([])
+
+
+def test_a_qwen2_adapter_moves_llama_cpp_as_it_moves_torch(tiny_qwen2, tmp_path):
+    from merger.formats.base_model import architecture
+    from merger.formats.lora import random_lora
+
+    spec, torch_copy, engine = tiny_qwen2
+    arch = architecture(spec)
+    assert arch.name == "qwen2" and arch.heads("attn_q") is None
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo wörld, 2+2? 🙂"}]
+    assert torch_copy.chat_ids(chat) == engine.chat_ids(chat)
+    lora = random_lora(arch, rank=8, seed=3, std=0.8)
+    wrong = written_with_llamas_permutation(lora, arch, tmp_path / "permuted.gguf")
+    found = logit_differences(torch_copy, engine, lora, wrong, ["The capital of France is", "My favourite food is"], [])
+    # Both in float32: they agree to rounding, with the adapter as without.
+    assert found["bare"] < 1e-3 and found["adapted"] < 1e-3
+    assert found["effect"] > 0.05 and found["wrong"] > 10 * found["adapted"] + 1e-3
+
+
+def test_a_qwen2_model_goes_through_train_export_and_llama_cpp(tiny_qwen2, myna_home, tmp_path):
+    from assistant.engine import AdapterUse, SamplingParams
+
+    spec, _, engine = tiny_qwen2
+    model = ["--model", str(spec.path)]
+
+    def myna(*args):
+        done = subprocess.run([MYNA, *model, *args], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{args}: {done.stderr[-2000:]}"
+        return done
+
+    myna("import", str(REPO / "docs" / "examples" / "notes.md"))
+    assert "Trained 'personal'" in myna("train", "--epochs", "2", "--max-length", "96", "--lr", "0.01").stdout
+    myna("export", "--yes", "-o", str(tmp_path / "out"))
+    prompt = engine.chat_ids([{"role": "user", "content": "The capital of France is"}])
+    greedy = SamplingParams(max_tokens=8, temperature=0.0)
+    engine.set_adapters([])
+    bare = engine.last_logits(prompt)
+    engine.set_adapters([AdapterUse(tmp_path / "out" / "adapter.gguf")])
+    adapted = engine.last_logits(prompt)
+    assert engine.generate(prompt, greedy, lambda piece: None).tokens > 0, "llama.cpp answers with the export"
+    engine.set_adapters([])
+    assert abs(adapted - bare).max() > 1e-3, "and the exported adapter is what it answers with"

@@ -111,8 +111,9 @@ def test_a_model_you_add_is_chosen_by_name_and_says_whether_it_can_be_personaliz
     assert "smollm2-135m-instruct-q4_1  (llama, personalizable" in listed
     refused = CliRunner().invoke(cli, ["--model", "phi", "train"])
     assert refused.exit_code == 1
-    assert "phi is a 'phi3' model: Myna chats with it, but trains and merges adapters only for llama, gemma3" in (
-        refused.output
+    assert (
+        "phi is a 'phi3' model: Myna chats with it, but trains and merges adapters only for llama, gemma3, qwen2"
+        in (refused.output)
     )
 
 

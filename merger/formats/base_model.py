@@ -65,7 +65,7 @@ class Architecture:
 # logit check (tests/test_training_real.py, tests/test_architectures.py): transformers loads
 # them from GGUF with the same projections (HF_NAMES), and the bridge permutes q/k rows for
 # llama only.
-PERSONALIZABLE = ("llama", "gemma3")
+PERSONALIZABLE = ("llama", "gemma3", "qwen2")
 
 
 def require_personalizable(spec: ModelSpec, arch: str | None = None) -> None:
