@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests.bridge_check import logit_differences, written_with_llamas_permutation
@@ -113,6 +114,9 @@ def test_myna_train_and_ask_on_gemma(session_home, myna_home, gemma_torch, tmp_p
     db = open_database()
     (used,) = db.execute("SELECT adapter FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1").fetchone()
     assert used and "personal" in used, "the answer was written with the Gemma adapter"
+    myna("export", "--yes", "-o", str(tmp_path / "out"))
+    assert "<start_of_turn>" in (tmp_path / "out" / "Modelfile").read_text(), "Gemma's turns for Ollama"
+    assert "--chat_format gemma" in (tmp_path / "out" / "serve.sh").read_text(), "the file has no template of its own"
 
 
 # -- qwen2: a tiny model built by llama.cpp's converter --------------------------------------------
@@ -172,3 +176,31 @@ def test_a_qwen2_model_goes_through_train_export_and_llama_cpp(tiny_qwen2, myna_
     assert engine.generate(prompt, greedy, lambda piece: None).tokens > 0, "llama.cpp answers with the export"
     engine.set_adapters([])
     assert abs(adapted - bare).max() > 1e-3, "and the exported adapter is what it answers with"
+
+
+def test_qwen2_adapters_merge_load_and_stay_with_their_base(tiny_qwen2, base_arch, tmp_path):
+    """The nightly run's merges (both kinds) are written for the qwen2 base and change its
+    answers in llama.cpp; an adapter for it is refused by another base, in one sentence."""
+    from assistant.engine import AdapterUse
+    from assistant.errors import MynaError
+    from merger.formats import gguf_lora
+    from merger.formats.base_model import architecture
+    from merger.formats.lora import random_lora
+    from merger.search import scoring
+
+    spec, _, engine = tiny_qwen2
+    arch = architecture(spec)
+    loras = [random_lora(arch, rank=4, seed=seed, std=0.8) for seed in (1, 2)]
+    ids = engine.tokenize("The capital of France is")
+    engine.set_adapters([])
+    bare = engine.last_logits(ids)
+    for merge in scoring.MERGES:
+        merged = gguf_lora.write(
+            scoring.combine(loras, np.array([0.6, 0.4]), merge, 8), tmp_path / f"{merge}.gguf", arch
+        )
+        assert gguf_lora.read(merged, arch).rank in (4, 8)
+        engine.set_adapters([AdapterUse(merged)])
+        assert np.abs(engine.last_logits(ids) - bare).max() > 1e-3, merge
+    engine.set_adapters([])
+    with pytest.raises(MynaError, match="made for another base model"):
+        gguf_lora.read(tmp_path / "elementwise.gguf", base_arch)
