@@ -178,7 +178,7 @@ class Engine:
             raise MynaError(
                 f"llama.cpp could not load {spec.path}"
                 + (f" ({detail})" if detail else "")
-                + "; it may be truncated or not a llama-family GGUF model, pass another with --model PATH."
+                + "; it may be truncated or of an architecture this llama.cpp does not know; pass another with --model PATH."
             )
         self.llm = llm
         self.threads = threads

@@ -45,7 +45,7 @@ class Settings:
 
 # What each setting means and which values it takes, for `myna config` and validation.
 DESCRIPTIONS = {
-    "model": "catalogue name (`myna models list`) or path to a llama GGUF file",
+    "model": "catalogue name (`myna models list`) or path to a GGUF model file",
     "context_size": "tokens the model sees at once, 256 to 131072",
     "max_tokens": "longest reply in tokens, 1 to 32768",
     "temperature": "sampling temperature, 0 (always the likeliest word) to 2",

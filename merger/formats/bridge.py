@@ -60,9 +60,7 @@ def from_peft(tensors: dict[str, np.ndarray], config: dict, *, source: str) -> L
     for name, tensor in tensors.items():
         match = _PEFT_KEY.match(name)
         if not match or match.group(3) not in GGUF_NAMES:
-            raise MynaError(
-                f"{source} holds an unexpected tensor '{name}'; it is not a LoRA adapter for a llama model."
-            )
+            raise MynaError(f"{source} holds an unexpected tensor '{name}'; it is not a LoRA adapter Myna can use.")
         layer, _, projection, which = match.groups()
         pairs.setdefault(key(int(layer), GGUF_NAMES[projection]), {})[which] = np.asarray(tensor, dtype=np.float32)
     if not pairs:

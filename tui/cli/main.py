@@ -48,7 +48,7 @@ class LazyGroup(MynaGroup):
     "-m",
     envvar="MYNA_MODEL",
     metavar="NAME|PATH",
-    help="Model to use instead of the configured one: a catalogue name or a path to a llama GGUF file.",
+    help="Model to use instead of the configured one: a catalogue name or a path to a GGUF model file.",
 )
 @click.version_option(package_name="myna")
 @click.pass_context
