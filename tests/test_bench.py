@@ -640,3 +640,19 @@ def test_a_contention_benchmark_whose_setup_fails_leaves_no_folder(monkeypatch, 
     with pytest.raises(RuntimeError, match="import failed"):
         contention.run(1, [{"role": "user", "content": "hi"}])
     assert len(made) == 1 and made[0].name.startswith("myna-bench-contention-") and not made[0].exists()
+
+
+def test_a_lamp_run_s_cache_is_named_by_the_code_that_fills_it(tmp_path):
+    """A run resumed after the code changed must not read stages the old code computed."""
+    from bench.lamp.cache import code_digest
+
+    (tmp_path / "merger").mkdir()
+    (tmp_path / "merger" / "search.py").write_text("FITNESS = 1\\n")
+    (tmp_path / "merger" / "notes.md").write_text("not code")
+    roots = ("merger",)
+    before = code_digest(tmp_path, roots)
+    (tmp_path / "merger" / "notes.md").write_text("still not code")
+    assert code_digest(tmp_path, roots) == before
+    (tmp_path / "merger" / "search.py").write_text("FITNESS = 2\\n")
+    assert code_digest(tmp_path, roots) != before
+    assert len(code_digest()) == 10, "the checkout's own digest"

@@ -31,6 +31,22 @@ def cached(path: Path, compute, kind=None):
     return kind.from_json(data) if kind else data
 
 
+# The code a stage's result depends on: the runtime, personalization and the benchmark's own
+# stages. A run's cache is named by its digest, so a run resumed after any of it changed starts a
+# cache of its own instead of mixing results of two versions (the 4 December notes found one).
+CODE_ROOTS = ("assistant", "merger", "bench/lamp", "bench/common.py")
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def code_digest(repo: Path = REPO, roots: tuple[str, ...] = CODE_ROOTS) -> str:
+    digest = hashlib.sha256()
+    for root in roots:
+        top = repo / root
+        for path in sorted([top] if top.is_file() else top.rglob("*.py")):
+            digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:10]
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

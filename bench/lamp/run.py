@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.common import RESULTS
 from bench.datasets import load
 from bench.lamp import amounts, diagnose, privacy, report, stages, summary
-from bench.lamp.cache import peak_mib, run_name, stage_totals
+from bench.lamp.cache import code_digest, peak_mib, run_name, stage_totals
 from bench.lamp.models import merge_rows
 from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method
 from bench.lamp.records import Answers
@@ -61,14 +61,15 @@ def run(
     each user's adapters, merges and answers as tasks on that Ray cluster (bench.lamp.stages)."""
     wanted = chosen(methods_for(plan, True), methods)  # a bad pattern stops before any work
     # A sample has a cache of its own: a user's merges pool the other users' adapters.
-    work = RESULTS / "cache" / (f"{run_name(plan.quick, lamp)}-{plan.key()}" + sample_name(sample))
+    code = code_digest()
+    work = RESULTS / "cache" / (f"{run_name(plan.quick, lamp)}-{plan.key()}-{code}" + sample_name(sample))
     work.mkdir(parents=True, exist_ok=True)
     # Caches of the converted base model, shared by every run; never the user's own data folder.
     os.environ["MYNA_HOME"] = str(RESULTS / "cache" / "home")
     started = time.perf_counter()
     space = Workspace(plan, work)
     tasks = [load(*lamp).task] if lamp else list(plan.tasks)
-    results = {"plan": asdict(plan), "tasks": {}, "methods": methods}
+    results = {"plan": asdict(plan), "code": code, "tasks": {}, "methods": methods}
     for task in tasks:
         on_stage(f"{task}: dataset")
         dataset = dataset_for(task, plan, work, lamp, sample)
