@@ -24,6 +24,7 @@ COMMANDS = {
     "hub": "tui.cli.hub:hub",
     "config": "tui.cli.config:config",
     "models": "tui.cli.models:models",
+    "serve": "tui.cli.serve:serve",
 }
 
 
