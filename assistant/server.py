@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 4 * 2**20
 DRAIN_LIMIT = 256 * 2**20  # an oversized body is read (and dropped) up to this, to answer it
 MAX_MESSAGES = 1000
 TOKEN_FILE = "server-token"
+RUNNING_FILE = "server.json"  # where the running server listens, for `myna ask` to hand over
 
 
 def token_path() -> Path:
@@ -71,6 +73,7 @@ class Request:
     stream: bool
     use_memory: bool
     conversation_id: int | None
+    continue_last: bool = False
 
 
 def parse(body: Any, known_models: set[str]) -> Request:
@@ -120,6 +123,7 @@ def parse(body: Any, known_models: set[str]) -> Request:
         stream=bool(body.get("stream", False)),
         use_memory=bool(extra.get("memory", True)),
         conversation_id=conversation_id,
+        continue_last=bool(extra.get("continue_last", False)),
     )
 
 
@@ -153,11 +157,12 @@ class Worker:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def submit(self, request: Request, on_text: Callable[[str], None]):
-        """Write the reply in the worker thread, in turn: a future of its facts for the response."""
-        return self.pool.submit(self._reply, request, on_text)
+    def submit(self, request: Request, on_text: Callable[[str], None], stop: threading.Event | None = None):
+        """Write the reply in the worker thread, in turn: a future of its facts for the response.
+        `stop` set (the client went away): the reply ends there, kept as interrupted."""
+        return self.pool.submit(self._reply, request, on_text, stop or threading.Event())
 
-    def _reply(self, request: Request, on_text: Callable[[str], None]) -> dict:
+    def _reply(self, request: Request, on_text: Callable[[str], None], stop: threading.Event) -> dict:
         from assistant import replies
         from assistant import settings as settings_mod
         from assistant.store import conversations as convs
@@ -165,6 +170,10 @@ class Worker:
         db, engine = self.state["db"], self.state["engine"]
         settings = settings_mod.load(db)  # `myna config set` while serving takes effect
         conversation_id = request.conversation_id
+        if request.continue_last:
+            conversation_id = convs.latest_conversation_id(db)
+            if conversation_id is None:
+                raise BadRequest(400, "There is no conversation to continue yet; ask without --continue first.")
         if conversation_id is not None:
             try:
                 convs.get_conversation(db, conversation_id)
@@ -186,7 +195,7 @@ class Worker:
             )
         except MynaError as exc:
             raise BadRequest(400, str(exc)) from None
-        reply = replies.stream(db, engine, settings, pending, on_text=on_text)
+        reply = replies.stream(db, engine, settings, pending, on_text=on_text, should_stop=stop.is_set)
         return {
             "text": reply.text,
             "finish": "length" if reply.finish == "length" else "stop",
@@ -201,6 +210,8 @@ class Worker:
                 ],
                 "remembered": [{"id": r.memory.id, "summary": r.summary} for r in pending.remembered],
                 "notice": pending.notice,
+                "status": reply.status,
+                "dropped_turns": reply.dropped_turns,
             },
         }
 
@@ -296,7 +307,8 @@ def make_app(worker: Worker, secret: str):
 
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
-        job = worker.submit(asked, lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece))
+        gone = threading.Event()  # the client closed the stream (Ctrl-C in `myna ask`)
+        job = worker.submit(asked, lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece), gone)
         job.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
 
         def chunk(delta: dict, finish: str | None = None, **extra) -> str:
@@ -311,9 +323,13 @@ def make_app(worker: Worker, secret: str):
             return f"data: {json.dumps(body)}\n\n"
 
         async def events():
-            yield chunk({"role": "assistant", "content": ""})
-            while (piece := await pieces.get()) is not None:
-                yield chunk({"content": piece})
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                while (piece := await pieces.get()) is not None:
+                    yield chunk({"content": piece})
+            except BaseException:  # cancelled: the client is gone
+                gone.set()
+                raise
             try:
                 done = job.result()
             except BadRequest as bad:
@@ -331,13 +347,26 @@ def make_app(worker: Worker, secret: str):
 
 def serve(host: str = "127.0.0.1", port: int = 8642, model: str | None = None, on_ready=print) -> None:
     """Serve until Ctrl-C (or SIGTERM): the replies under way finish or are kept as written."""
+    import os
+
     import uvicorn
+
+    from assistant.atomic import atomic_write_text
+    from assistant.paths import data_dir
 
     secret = token()
     worker = Worker(model)
+    running = data_dir() / RUNNING_FILE
     try:
         app = make_app(worker, secret)
+        place = {"pid": os.getpid(), "host": host, "port": port, "model": worker.base_name}
+        atomic_write_text(running, json.dumps(place) + "\n")
         on_ready(f"Myna serves {worker.base_name} (as '{MODEL_NAME}') on http://{host}:{port}/v1; Ctrl-C stops it.")
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         worker.close()
+        try:
+            if json.loads(running.read_text()).get("pid") == os.getpid():
+                running.unlink()
+        except (OSError, ValueError):
+            pass

@@ -264,3 +264,29 @@ def test_an_adapter_published_during_a_stream_is_used_from_the_next_reply(server
     used = dict(stored(server.home, "SELECT id, adapter FROM messages WHERE id IN (?, ?)", first, second))
     assert adapter.name not in (used[first] or ""), "not switched under a reply"
     assert adapter.name in (used[second] or ""), "the next reply uses what was published"
+
+
+def test_myna_ask_hands_its_question_to_the_running_server(server):
+    """Same output, same flags, and nothing loaded in the asking process."""
+    from bench.common import run_measured
+
+    before = stored(server.home, "SELECT COUNT(*) FROM conversations")[0][0]
+    done = run_measured(
+        [MYNA, "ask", "--sources", "--max-tokens", "8", "My sister Mia is allergic to peanuts. Any snack ideas?"],
+        server.env,
+    )
+    assert done["stdout"].strip() and "Sources:" in done["stdout"]
+    assert "Remembered: your sister Mia is allergic to peanuts" in done["stderr"]
+    assert done["peak_mib"] < 200, "the server answered: no model or embedder was loaded here"
+    assert stored(server.home, "SELECT COUNT(*) FROM conversations")[0][0] == before + 1
+    again = run_measured([MYNA, "ask", "-c", "--max-tokens", "4", "--no-memory", "Thanks!"], server.env)
+    conversation = stored(server.home, "SELECT MAX(id) FROM conversations")[0][0]
+    assert again["stdout"].strip() and stored(
+        server.home, "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", conversation
+    ) == [(4,)], "-c continues the conversation on the server too"
+    alone = run_measured([MYNA, "ask", "--alone", "--max-tokens", "2", "--no-memory", "Hi."], server.env)
+    assert alone["peak_mib"] > 200, "--alone loads the model here"
+    refused = subprocess.run(
+        [MYNA, "ask", "--conversation", "999", "x"], env=server.env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1 and "There is no conversation 999" in refused.stderr

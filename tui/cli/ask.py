@@ -20,6 +20,7 @@ from tui.cli.signals import ctrl_c_stops
 @click.option("--sources", "show_sources", is_flag=True, help="Print the memories the answer was given, under it.")
 @click.option("--no-memory", is_flag=True, help="Answer without retrieving anything from your history.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not say on standard error what your message left in memory.")
+@click.option("--alone", is_flag=True, help="Answer in this process even when `myna serve` is running.")
 @pass_runtime
 def ask(
     rt: Runtime,
@@ -32,6 +33,7 @@ def ask(
     show_sources: bool,
     no_memory: bool,
     quiet: bool,
+    alone: bool,
 ) -> None:
     """Answer PROMPT, streaming the reply, and keep both in your history.
 
@@ -42,6 +44,10 @@ def ask(
     What your message tells about you ("I just adopted a dog called Biscuit") is
     remembered, and said on standard error ("Remembered: ..."); `--quiet` keeps that
     line back, `myna config set memory_from_chat off` stops it.
+
+    When `myna serve` is running for the same data folder (and no --model is given), it
+    answers: nothing is loaded here, and the output is the same. Otherwise, or with
+    --alone, this process loads the model and answers itself.
     """
     from assistant import input_text, replies
     from assistant import prompt as prompts
@@ -55,6 +61,14 @@ def ask(
         text = piped.text
         if piped.replaced:
             click.echo(piped.notice("standard input"), err=True)
+    if (
+        not alone
+        and rt.model_override is None
+        and _answered_by_server(
+            text, continue_last, conversation_id, system, max_tokens, temperature, show_sources, no_memory, quiet
+        )
+    ):
+        return
     if continue_last:
         conversation_id = convs.latest_conversation_id(rt.db)
         if conversation_id is None:
@@ -98,30 +112,69 @@ def ask(
         click.echo(interrupted, err=True)
         sys.exit(130)
     click.echo()
-    if show_sources:
-        _print_sources(reply.sources)
-    if not quiet:  # after the answer: what the message left in memory
-        for remembered in pending.remembered:
-            click.echo(
-                f"Remembered: {remembered.summary} (`myna memory delete {remembered.memory.id}` forgets it)", err=True
-            )
+    sources = [(s.id, s.kind, s.date, s.origin, s.text) for s in reply.sources]
+    remembered = [(r.memory.id, r.summary) for r in pending.remembered]
+    _after(sources if show_sources else None, [] if quiet else remembered, reply.dropped_turns, reply.finish)
     if reply.status == "interrupted":
         click.echo(interrupted, err=True)
         sys.exit(130)
-    if reply.dropped_turns:
-        click.echo(
-            f"(The {reply.dropped_turns} oldest messages did not fit in the context and were left out.)", err=True
-        )
-    if reply.finish == "length":
+
+
+def _after(sources, remembered, dropped_turns: int, finish: str) -> None:
+    """What follows an answer, whoever wrote it: its sources (None: not asked for), what the
+    message left in memory, and notes on what was cut."""
+    if sources is not None:
+        _print_sources(sources)
+    for memory_id, summary in remembered:  # after the answer: what the message left in memory
+        click.echo(f"Remembered: {summary} (`myna memory delete {memory_id}` forgets it)", err=True)
+    if dropped_turns:
+        click.echo(f"(The {dropped_turns} oldest messages did not fit in the context and were left out.)", err=True)
+    if finish == "length":
         click.echo("(The reply reached its length limit; raise it with --max-tokens.)", err=True)
 
 
+def _answered_by_server(
+    text, continue_last, conversation_id, system, max_tokens, temperature, show_sources, no_memory, quiet
+) -> bool:
+    """Hand the question to a running `myna serve` of this data folder; False if none answers."""
+    from tui.cli import warm
+
+    place = warm.running()
+    if place is None:
+        return False
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": text}
+    ]
+    body = {
+        "model": "myna",
+        "messages": messages,
+        "myna": {"memory": not no_memory, "conversation_id": conversation_id, "continue_last": continue_last},
+        **({"max_tokens": max_tokens} if max_tokens is not None else {}),
+        **({"temperature": temperature} if temperature is not None else {}),
+    }
+    with ctrl_c_stops() as stop:
+        done = warm.ask(place, body, on_text=lambda piece: click.echo(piece, nl=False), should_stop=stop.is_set)
+    if done is None:
+        return False
+    click.echo()
+    if done["stopped"]:
+        click.echo("Interrupted: the partial reply is kept (see `myna history list`).", err=True)
+        sys.exit(130)
+    if done.get("notice"):
+        click.echo(done["notice"], err=True)
+    sources = [(s["id"], s["kind"], s["date"], s["origin"], s["text"]) for s in done.get("sources", [])]
+    remembered = [(r["id"], r["summary"]) for r in done.get("remembered", [])]
+    _after(sources if show_sources else None, [] if quiet else remembered, done.get("dropped_turns", 0), done["finish"])
+    return True
+
+
 def _print_sources(sources) -> None:
+    """(id, kind, date, origin, text) of each memory the answer was given."""
+    from assistant.memory.store import one_line
+
     if not sources:
         click.echo("\nSources: none (nothing relevant was remembered).")
         return
     click.echo("\nSources:")
-    for snippet in sources:
-        click.echo(
-            f"  [{snippet.id}] {snippet.kind}, {snippet.date or 'undated'}, {snippet.origin}: {snippet.preview()}"
-        )
+    for memory_id, kind, date, origin, text in sources:
+        click.echo(f"  [{memory_id}] {kind}, {date or 'undated'}, {origin}: {one_line(text, 90)}")
