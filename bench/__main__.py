@@ -15,7 +15,7 @@ def main() -> None:
     os.environ.setdefault("MYNA_CORPUS_CACHE", str(RESULTS / "cache"))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="name", required=True)
-    speed = sub.add_parser("speed", help="chat path: load, first token, decode, cold ask, chat window")
+    speed = sub.add_parser("speed", help="chat path: load, first token, decode, cold and warm ask, chat window")
     speed.add_argument("--runs", type=int, default=5)
     speed.add_argument(
         "--no-contention", action="store_true", help="skip the chat beside a running `myna personalize` (minutes)"

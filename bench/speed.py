@@ -1,6 +1,7 @@
 """Speed of the chat path: model load, first token, decode with and without an adapter,
-a cold `myna ask`, the chat window's first frame, each beside a baseline, and the chat
-beside a running `myna personalize` (bench/contention.py; minutes: `--no-contention` skips it).
+a cold `myna ask`, a warm one (answered by a running `myna serve`), the chat window's first
+frame, each beside a baseline, and the chat beside a running `myna personalize`
+(bench/contention.py; minutes: `--no-contention` skips it).
 
     python -m bench speed [--runs 5] [--no-contention]
 """
@@ -181,6 +182,64 @@ def cold_ask(runs: int, env: dict, model_path: str) -> dict:
     }
 
 
+def warm_ask(runs: int, env: dict, model_path: str) -> dict:
+    """`myna ask` handed to a running `myna serve` of the same data folder, beside the same ask
+    answered alone (`--alone`) and the bare script, alternating, with memory on: first token
+    (the first byte of the answer on standard output) and the whole process."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ask = [str(BIN / "myna"), "ask", "--quiet", "--temperature", "0", "--max-tokens", str(ASK_TOKENS), ASK_PROMPT]
+    alone = [*ask[:2], "--alone", *ask[2:]]
+    bare = [sys.executable, "-c", BARE_LLAMA, model_path, ASK_PROMPT, str(ASK_TOKENS)]
+    log = Path(env["MYNA_HOME"]) / "bench-serve.log"
+    with open(log, "w") as sink:
+        server = subprocess.Popen([str(BIN / "myna"), "serve", "--port", str(port)], env=env, stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + 300
+        while "serves" not in log.read_text():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"myna serve did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        run_measured(ask, env)  # warm-up
+        warm, cold, base, warm_first, cold_first = [], [], [], [], []
+        for _ in range(runs):
+            warm.append(run_measured(ask, env))
+            cold.append(run_measured(alone, env))
+            base.append(run_measured(bare, env))
+            warm_first.append(_first_output_s(ask, env))
+            cold_first.append(_first_output_s(alone, env))
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {
+        "warm_ask_wall_s": median([r["wall_s"] for r in warm]),
+        "warm_ask_peak_mib": max(r["peak_mib"] for r in warm),
+        "warm_ask_first_token_s": median(warm_first),
+        "alone_ask_wall_s": median([r["wall_s"] for r in cold]),
+        "alone_ask_first_token_s": median(cold_first),
+        "warm_bare_llama_wall_s": median([r["wall_s"] for r in base]),
+        "warm_ask_reply": warm[-1]["stdout"].strip(),
+    }
+
+
+def _first_output_s(cmd: list[str], env: dict) -> float:
+    """Seconds from starting `cmd` to the first byte it writes on standard output."""
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        process.stdout.read(1)
+        return time.perf_counter() - started
+    finally:
+        process.stdout.read()
+        process.wait(timeout=120)
+
+
 def _notes_given(home: Path) -> list[str]:
     """The texts of the notes the latest reply in a data folder was given."""
     from assistant.memory import store as memory_store
@@ -263,6 +322,7 @@ def run(runs: int = 5, contention: bool = True) -> dict:
     env = dict(os.environ)
     figures = engine_figures(runs)
     figures.update(cold_ask(runs, env, figures["model_path"]))
+    figures.update(warm_ask(runs, env, figures["model_path"]))
     figures.update(chat_window(runs, env))
     if contention:
         figures.update(contention_bench.run(runs, STORY))
@@ -321,6 +381,20 @@ def report(f: dict) -> str:
                     )
                 ]
                 if "ask_with_memory_100k_wall_s" in f
+                else []
+            ),
+            *(
+                [
+                    (
+                        "warm `myna ask` (a running `myna serve` answers), memory on",
+                        f"{f['warm_ask_wall_s']:.2f} s whole, first token {f['warm_ask_first_token_s']:.2f} s, "
+                        f"{f['warm_ask_peak_mib']:.0f} MiB",
+                        f"the same ask alone (`--alone`) {f['alone_ask_wall_s']:.2f} s, first token "
+                        f"{f['alone_ask_first_token_s']:.2f} s; bare script {f['warm_bare_llama_wall_s']:.2f} s; "
+                        f"ratio warm/alone {f['warm_ask_wall_s'] / f['alone_ask_wall_s']:.2f} (target ≤ 0.25 s whole)",
+                    )
+                ]
+                if "warm_ask_wall_s" in f
                 else []
             ),
             (

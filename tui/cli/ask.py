@@ -49,11 +49,7 @@ def ask(
     answers: nothing is loaded here, and the output is the same. Otherwise, or with
     --alone, this process loads the model and answers itself.
     """
-    from assistant import input_text, replies
-    from assistant import prompt as prompts
-    from assistant import settings as settings_mod
-    from assistant.errors import MynaError
-    from assistant.store import conversations as convs
+    from assistant import input_text
 
     text = " ".join(prompt)
     if not text and not sys.stdin.isatty():
@@ -69,6 +65,13 @@ def ask(
         )
     ):
         return
+    # Answering here: what the model, the store and memory need (a warm ask never imports it).
+    from assistant import prompt as prompts
+    from assistant import replies
+    from assistant import settings as settings_mod
+    from assistant.errors import MynaError
+    from assistant.store import conversations as convs
+
     if continue_last:
         conversation_id = convs.latest_conversation_id(rt.db)
         if conversation_id is None:
