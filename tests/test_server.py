@@ -290,3 +290,30 @@ def test_myna_ask_hands_its_question_to_the_running_server(server):
         [MYNA, "ask", "--conversation", "999", "x"], env=server.env, capture_output=True, text=True, timeout=120
     )
     assert refused.returncode == 1 and "There is no conversation 999" in refused.stderr
+
+
+def test_serve_detach_and_stop(tmp_path):
+    env = run_env(tmp_path / "home")
+    port = free_port()
+    started = subprocess.run(
+        [MYNA, "serve", "--detach", "--port", str(port)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert started.returncode == 0 and "in the background" in started.stdout, started.stderr
+    place = json.loads((tmp_path / "home" / "server.json").read_text())
+    assert psutil.pid_exists(place["pid"]) and place["port"] == port
+    again = subprocess.run([MYNA, "serve", "--detach"], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "already running" in again.stderr
+    asked = subprocess.run(
+        [MYNA, "ask", "--max-tokens", "4", "--no-memory", "Say hi."],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0 and asked.stdout.strip(), asked.stderr
+    stopped = subprocess.run([MYNA, "serve", "--stop"], env=env, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    assert not (tmp_path / "home" / "server.json").exists()
+    assert not psutil.pid_exists(place["pid"]) or psutil.Process(place["pid"]).status() == psutil.STATUS_ZOMBIE
+    nothing = subprocess.run([MYNA, "serve", "--stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert "No server is running" in nothing.stdout

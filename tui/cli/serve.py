@@ -13,8 +13,10 @@ from tui.cli.base import Runtime, pass_runtime
 )
 @click.option("--port", default=8642, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--token", "show_token", is_flag=True, help="Print the bearer token clients must send, and exit.")
+@click.option("--detach", is_flag=True, help="Run in the background (its log: server.log in your data folder).")
+@click.option("--stop", is_flag=True, help="Stop the server running for this data folder.")
 @pass_runtime
-def serve(rt: Runtime, host: str, port: int, show_token: bool) -> None:
+def serve(rt: Runtime, host: str, port: int, show_token: bool, detach: bool, stop: bool) -> None:
     """Serve your assistant (model, adapter, memory) as an OpenAI-compatible API:
     /v1/models and /v1/chat/completions (streamed or not) on http://HOST:PORT/v1.
 
@@ -23,11 +25,71 @@ def serve(rt: Runtime, host: str, port: int, show_token: bool) -> None:
     and `myna ask`: its sources come back in the response's `myna` field, the conversation is
     recorded, and what your messages tell is remembered. Send `"myna": {"memory": false}` in
     a request to answer it without memory, or `"myna": {"conversation_id": N}` to continue a
-    conversation. Ctrl-C stops the server.
+    conversation. Ctrl-C stops the server; or run it with --detach and stop it with --stop.
+    While it runs, `myna ask` hands its questions to it.
     """
-    from assistant import server
-
     if show_token:
+        from assistant import server
+
         click.echo(server.token())
+    elif stop:
+        _stop()
+    elif detach:
+        _detach(host, port, rt.model_override)
+    else:
+        from assistant import server
+
+        server.serve(host, port, model=rt.model_override, on_ready=lambda line: click.echo(line, err=True))
+
+
+def _detach(host: str, port: int, model: str | None) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from assistant.errors import MynaError
+    from assistant.paths import data_dir
+    from tui.cli import warm
+
+    if warm.running() is not None:
+        raise MynaError("A server is already running for this data folder; `myna serve --stop` stops it.")
+    log = data_dir() / "server.log"
+    command = [sys.executable, "-c", "from tui.cli.main import main; main()", *(["--model", model] if model else [])]
+    with open(log, "w") as sink:
+        child = subprocess.Popen(
+            [*command, "serve", "--host", host, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,  # not stopped by the terminal's Ctrl-C or its closing
+        )
+    deadline = time.monotonic() + 300
+    while (place := warm.running()) is None or place.pid != child.pid:
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            lines = log.read_text().strip().splitlines()
+            raise MynaError(f"The server did not start: {lines[-1] if lines else 'no output'} (see {log}).")
+        time.sleep(0.2)
+    click.echo(
+        f"Myna serves on http://{host}:{port}/v1 in the background (pid {child.pid}); `myna serve --stop` stops it."
+    )
+
+
+def _stop() -> None:
+    import os
+    import signal
+    import time
+
+    from tui.cli import warm
+
+    place = warm.running()
+    if place is None:
+        click.echo("No server is running for this data folder.")
         return
-    server.serve(host, port, model=rt.model_override, on_ready=lambda line: click.echo(line, err=True))
+    os.kill(place.pid, signal.SIGTERM)  # uvicorn finishes what it serves, then the server tidies up
+    deadline = time.monotonic() + 60
+    while warm.running() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if warm.running() is not None:
+        os.kill(place.pid, signal.SIGKILL)
+    click.echo(f"Stopped the server (pid {place.pid}).")

@@ -19,6 +19,7 @@ class Endpoint:
     host: str
     port: int
     token: str
+    pid: int
 
 
 def running() -> Endpoint | None:
@@ -33,7 +34,7 @@ def running() -> Endpoint | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     host = place.get("host") or "127.0.0.1"
-    return Endpoint("127.0.0.1" if host in ("0.0.0.0", "::") else host, int(place["port"]), token)
+    return Endpoint("127.0.0.1" if host in ("0.0.0.0", "::") else host, int(place["port"]), token, int(place["pid"]))
 
 
 def ask(place: Endpoint, body: dict, on_text: Callable[[str], None], should_stop: Callable[[], bool]) -> dict | None:
