@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -357,6 +358,11 @@ def serve(host: str = "127.0.0.1", port: int = 8642, model: str | None = None, o
     secret = token()
     worker = Worker(model)
     running = data_dir() / RUNNING_FILE
+
+    def terminated(signum, frame):  # uvicorn raises the signal again once it has shut down
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)  # so `myna serve --stop` and a kill tidy up as Ctrl-C does
     try:
         app = make_app(worker, secret)
         place = {"pid": os.getpid(), "host": host, "port": port, "model": worker.base_name}

@@ -86,10 +86,19 @@ def _stop() -> None:
     if place is None:
         click.echo("No server is running for this data folder.")
         return
+    import psutil
+
     os.kill(place.pid, signal.SIGTERM)  # uvicorn finishes what it serves, then the server tidies up
     deadline = time.monotonic() + 60
-    while warm.running() is not None and time.monotonic() < deadline:
+
+    def alive() -> bool:
+        try:
+            return psutil.Process(place.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    while alive() and time.monotonic() < deadline:
         time.sleep(0.2)
-    if warm.running() is not None:
+    if alive():
         os.kill(place.pid, signal.SIGKILL)
     click.echo(f"Stopped the server (pid {place.pid}).")
