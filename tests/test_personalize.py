@@ -578,9 +578,10 @@ def test_if_idle_skips_a_busy_machine(db, monkeypatch):
 
 
 def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeypatch):
+    from assistant import scheduler
     from merger.nightly import schedule
 
-    monkeypatch.setattr(schedule, "systemd_available", lambda: False)  # no user session here: cron it is
+    monkeypatch.setattr(scheduler, "systemd_available", lambda: False)  # no user session here: cron it is
     before = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
     try:
         described = schedule.install(4, 15)
@@ -592,7 +593,7 @@ def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeyp
         ours = [
             line
             for line in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
-            if line.endswith(schedule.marker(myna_home))
+            if line.endswith(schedule.job(myna_home).marker)
         ]
         assert len(ours) == 1 and ours[0].startswith("0 5 ")
         assert schedule.remove() == "crontab line"
@@ -607,7 +608,7 @@ def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeyp
 def test_systemd_units_name_the_data_folder(tmp_path):
     from merger.nightly import schedule
 
-    units = schedule.unit_files(tmp_path, 3, 30)
+    units = schedule.job(tmp_path, 3, 30).unit_files()
     timer = next(text for name, text in units.items() if name.endswith(".timer"))
     service = next(text for name, text in units.items() if name.endswith(".service"))
     assert "OnCalendar=*-*-* 03:30:00" in timer and "Persistent=true" in timer

@@ -60,6 +60,19 @@ class Server:
 
         return OpenAI(base_url=self.url, api_key=self.token, max_retries=0, timeout=300)
 
+    def streamed(self, content: str, max_tokens: int, memory: bool = True) -> list:
+        """The chunks of one streamed reply to `content`, through the openai client."""
+        extra = {} if memory else {"extra_body": {"myna": {"memory": False}}}
+        return list(
+            self.client().chat.completions.create(
+                model="myna",
+                messages=[{"role": "user", "content": content}],
+                max_tokens=max_tokens,
+                stream=True,
+                **extra,
+            )
+        )
+
     def post(self, body: bytes, token: str | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
             f"{self.url}/chat/completions",
@@ -174,20 +187,11 @@ def test_bad_requests_get_one_error_object_and_the_server_keeps_serving(server, 
 
 
 def test_twenty_clients_streaming_at_once_all_get_their_whole_reply(server):
-    client = server.client()
     before = stored(server.home, "SELECT COUNT(*) FROM conversations")[0][0]
     done: dict[int, str] = {}
 
     def ask(number: int) -> None:
-        chunks = list(
-            client.chat.completions.create(
-                model="myna",
-                messages=[{"role": "user", "content": f"Count to {number % 5 + 2}."}],
-                max_tokens=6,
-                stream=True,
-                extra_body={"myna": {"memory": False}},
-            )
-        )
+        chunks = server.streamed(f"Count to {number % 5 + 2}.", 6, memory=False)
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
         done[number] = "".join(c.choices[0].delta.content or "" for c in chunks)
 
@@ -317,3 +321,87 @@ def test_serve_detach_and_stop(tmp_path):
     assert not psutil.pid_exists(place["pid"]) or psutil.Process(place["pid"]).status() == psutil.STATUS_ZOMBIE
     nothing = subprocess.run([MYNA, "serve", "--stop"], env=env, capture_output=True, text=True, timeout=60)
     assert "No server is running" in nothing.stdout
+
+
+def _crontab() -> list[str]:
+    return subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
+
+
+def test_serve_at_login_installs_what_the_scheduler_runs_and_that_serves(tmp_path):
+    """`myna serve --at-login` through cron (no systemd user session here): the @reboot line's
+    command, run as cron runs it (sh, cron's bare environment), starts a server `myna ask`
+    hands its question to; --not-at-login removes the line and nothing else."""
+    home = tmp_path / "home"
+    env, port, before = run_env(home), free_port(), _crontab()
+    booted = None
+    try:
+        installed = subprocess.run(
+            [MYNA, "serve", "--at-login", "--port", str(port)], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert installed.returncode == 0 and "@reboot" in installed.stdout, installed.stderr
+        marker = f"# myna-serve {home}"
+        ours = [line for line in _crontab() if line.endswith(marker)]
+        assert len(ours) == 1 and ours[0].startswith("@reboot ")
+        command = ours[0][len("@reboot ") : -len(marker)].strip()
+        cron_env = {"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"], "SHELL": "/bin/sh", "LOGNAME": "root"}
+        booted = subprocess.Popen(["/bin/sh", "-c", command], env=cron_env, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not (home / "server.json").exists():
+            assert booted.poll() is None, (home / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the server cron would start did not start"
+            time.sleep(0.3)
+        assert json.loads((home / "server.json").read_text())["port"] == port
+        asked = subprocess.run(
+            [MYNA, "ask", "--max-tokens", "4", "--no-memory", "Say hi."], env=env, capture_output=True, text=True
+        )
+        assert asked.returncode == 0 and asked.stdout.strip(), asked.stderr
+        shown = subprocess.run([MYNA, "schedule", "status"], env=env, capture_output=True, text=True).stdout
+        assert "At login, `myna serve`: crontab: @reboot" in shown
+        again = subprocess.run([MYNA, "serve", "--at-login", "--port", str(port)], env=env, capture_output=True)
+        assert again.returncode == 0 and len([line for line in _crontab() if line.endswith(marker)]) == 1
+        stopped = subprocess.run([MYNA, "serve", "--stop"], env=env, capture_output=True, text=True, timeout=120)
+        assert "Stopped" in stopped.stdout and booted.wait(timeout=60) == 0
+        removed = subprocess.run([MYNA, "serve", "--not-at-login"], env=env, capture_output=True, text=True)
+        assert removed.returncode == 0 and "crontab line" in removed.stdout
+        assert not [line for line in _crontab() if line.endswith(marker)]
+    finally:
+        if booted is not None and booted.poll() is None:
+            os.killpg(booted.pid, signal.SIGKILL)
+        assert [line for line in _crontab() if str(home) not in line] == [
+            line for line in before if str(home) not in line
+        ], "other crontab lines are untouched"
+
+
+async def test_the_app_open_on_the_served_folder_while_two_clients_stream(server, clean_engine, monkeypatch):
+    """The chat app on the same data folder as a running server, replying while two clients
+    stream: all three replies complete and the store stays consistent."""
+    from tests.test_tui import SIZE, send, views, wait_until
+    from tui.app import MynaApp
+
+    monkeypatch.setenv("MYNA_HOME", str(server.home))
+    done = {}
+
+    def ask(number: int) -> None:
+        chunks = server.streamed(f"Write {number + 2} words about tea.", 24)
+        done[number] = "".join(c.choices[0].delta.content or "" for c in chunks)
+
+    clients = [threading.Thread(target=ask, args=(n,)) for n in range(2)]
+    app = MynaApp(engine_factory=lambda settings: clean_engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None)
+        for thread in clients:
+            thread.start()
+        await send(pilot, "Name a colour.")  # in the conversation the app reopens, the folder's last
+
+        def answered() -> bool:
+            shown = views(app)
+            return not app.replying and len(shown) >= 2 and shown[-2].text == "Name a colour."
+
+        await wait_until(pilot, answered)
+        shown = views(app)[-1].text
+    for thread in clients:
+        thread.join(timeout=600)
+    assert len(done) == 2 and all(done.values()) and shown.strip()
+    assert stored(server.home, "PRAGMA integrity_check") == [("ok",)]
+    assert stored(server.home, "SELECT COUNT(*) FROM messages WHERE status != 'complete'") == [(0,)]
+    assert stored(server.home, "SELECT text FROM messages WHERE role = 'assistant' AND text = ?", shown)

@@ -212,9 +212,15 @@ def remove() -> None:
 @pass_runtime
 def status(rt: Runtime) -> None:
     """What is scheduled, and how the last runs went."""
+    from assistant import scheduler as jobs
+    from assistant.paths import data_dir
     from merger.nightly import runs
     from merger.nightly import schedule as scheduler
+    from tui.cli.serve import login_job
 
     click.echo(scheduler.status() or "Nothing is scheduled; `myna schedule install` sets up a nightly run.")
+    at_login = jobs.status(login_job(data_dir()))
+    if at_login:
+        click.echo(f"At login, `myna serve`: {at_login}")
     runs.mark_interrupted(rt.db)
     _show_runs(runs.recent(rt.db, 5))

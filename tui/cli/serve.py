@@ -15,8 +15,15 @@ from tui.cli.base import Runtime, pass_runtime
 @click.option("--token", "show_token", is_flag=True, help="Print the bearer token clients must send, and exit.")
 @click.option("--detach", is_flag=True, help="Run in the background (its log: server.log in your data folder).")
 @click.option("--stop", is_flag=True, help="Stop the server running for this data folder.")
+@click.option(
+    "--at-login",
+    "login",
+    flag_value="on",
+    help="Start this server (same host, port, model) at each login: a systemd user service, else cron's @reboot.",
+)
+@click.option("--not-at-login", "login", flag_value="off", help="No longer start it at login.")
 @pass_runtime
-def serve(rt: Runtime, host: str, port: int, show_token: bool, detach: bool, stop: bool) -> None:
+def serve(rt: Runtime, host: str, port: int, show_token: bool, detach: bool, stop: bool, login: str | None) -> None:
     """Serve your assistant (model, adapter, memory) as an OpenAI-compatible API:
     /v1/models and /v1/chat/completions (streamed or not) on http://HOST:PORT/v1.
 
@@ -25,10 +32,23 @@ def serve(rt: Runtime, host: str, port: int, show_token: bool, detach: bool, sto
     and `myna ask`: its sources come back in the response's `myna` field, the conversation is
     recorded, and what your messages tell is remembered. Send `"myna": {"memory": false}` in
     a request to answer it without memory, or `"myna": {"conversation_id": N}` to continue a
-    conversation. Ctrl-C stops the server; or run it with --detach and stop it with --stop.
-    While it runs, `myna ask` hands its questions to it.
+    conversation. Ctrl-C stops the server; or run it with --detach and stop it with --stop,
+    or have it start at each login with --at-login. While it runs, `myna ask` hands its
+    questions to it.
     """
-    if show_token:
+    if login:
+        from assistant import scheduler
+        from assistant.paths import data_dir
+
+        job = login_job(data_dir(), host, port, rt.model_override)
+        if login == "off":
+            click.echo(f"Removed: {scheduler.remove(job)}.")
+        else:
+            click.echo(
+                f"Scheduled: {scheduler.install(job)}; it starts with your next login (`myna serve --detach` "
+                "starts one now), its log is server.log in your data folder."
+            )
+    elif show_token:
         from assistant import server
 
         click.echo(server.token())
@@ -40,6 +60,14 @@ def serve(rt: Runtime, host: str, port: int, show_token: bool, detach: bool, sto
         from assistant import server
 
         server.serve(host, port, model=rt.model_override, on_ready=lambda line: click.echo(line, err=True))
+
+
+def login_job(home, host: str = "127.0.0.1", port: int = 8642, model: str | None = None):
+    """`myna serve` of the data folder `home`, started at login (assistant/scheduler.py)."""
+    from assistant import scheduler
+
+    chosen = f"--model {model} " if model else ""
+    return scheduler.Job("serve", home, f"{chosen}serve --host {host} --port {port}", "server.log")
 
 
 def _detach(host: str, port: int, model: str | None) -> None:
