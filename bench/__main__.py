@@ -78,6 +78,12 @@ def main() -> None:
         "results go to a folder of their own",
     )
     lamp.add_argument(
+        "--histories",
+        metavar="SIZES",
+        help="each user's profile cut to its newest SIZES items in turn, e.g. 6,24,48,60,96: small histories, "
+        "where the cold start and the nightly gate decide; results go to a folder of their own",
+    )
+    lamp.add_argument(
         "--rescore",
         action="store_true",
         help="score the stored answers of the run these options made again with this version (new comparisons "
@@ -165,7 +171,15 @@ def main() -> None:
             args.questions,
             args.rescore,
             args.built_users,
+            _sizes(args.histories) if args.histories else (),
         )
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--histories {text}: give item counts separated by commas, e.g. 6,24,48,60,96.") from None
 
 
 if __name__ == "__main__":

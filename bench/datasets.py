@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,18 @@ class Dataset:
         questions = [q for q in self.questions if q.user in kept]
         sampled = {"users": users, "of_users": len(everyone), "of_questions": len(self.questions), "seed": seed}
         return Dataset(self.task, questions, {**self.manifest, "questions": len(questions), "sample": sampled})
+
+    def with_histories(self, sizes: tuple[int, ...]) -> Dataset:
+        """Each user's profile cut to its newest items, as many as `sizes` gives them in turn
+        (users in sorted order): the same people with small histories, where the cold-start
+        threshold and the nightly gate's small held-out sets are what decides."""
+        size_of = {user: sizes[number % len(sizes)] for number, user in enumerate(self.users())}
+
+        def newest(profile: list[dict], size: int) -> list[dict]:
+            return sorted(profile, key=lambda item: str(item.get("date", "")))[-size:]
+
+        questions = [replace(q, profile=newest(q.profile, size_of[q.user])) for q in self.questions]
+        return Dataset(self.task, questions, {**self.manifest, "histories": size_of})
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,25 @@ def test_a_sample_of_users_is_the_same_every_time_and_says_what_it_covers(tmp_pa
     assert names.endswith("and 28 more") and names.count(",") == 11
 
 
+def test_small_histories_keep_each_user_s_newest_items_in_turn(tmp_path):
+    import subprocess
+
+    from tests.lamp_pairs import six_item_pair
+
+    whole = datasets.load(*six_item_pair(tmp_path))
+    small = whole.with_histories((2, 5))
+    sizes = {q.user: len(q.profile) for q in small.questions}
+    assert sizes == dict(zip(whole.users(), (2, 5, 2))) and small.manifest["histories"] == sizes
+    for cut in small.questions:
+        [before] = [q for q in whole.questions if q.id == cut.id]
+        newest = sorted(before.profile, key=lambda item: str(item.get("date", "")))[-len(cut.profile) :]
+        assert cut.profile == newest and cut.output == before.output
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench", "lamp", "--quick", "--histories", "6,x"], capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "give item counts separated by commas" in refused.stderr
+
+
 @pytest.mark.real
 def test_a_sampled_lamp_run_answers_only_its_users(tmp_path, bench_home):
     from bench.common import RESULTS
@@ -406,8 +425,20 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
         assert set(methods["uniform average of community adapters"]["against"]) == {"best single community adapter"}
         assert "against" not in methods["OPPU"] and "against" not in methods["PriME (alpha 0.5) + RAG hybrid k=4"]
         assert "questions resampled together for both" in (folder / "results.md").read_text()
+        # Myna's nightly as shipped: the quick users' 24 items are below the cold-start threshold,
+        # so `myna personalize` itself skipped each (its own message) and memory answers them.
+        nightly = summary["nightly"]
+        assert set(nightly) == set(summary["users"]) and {r["status"] for r in nightly.values()} == {"skipped"}
+        assert all("no adapter work was done" in r["message"] for r in nightly.values())
+        assert methods["Myna's nightly, as shipped"]["answers"] == methods["RAG hybrid k=4"]["answers"]
+        step = methods["Myna's nightly, as shipped"]["steps"]["RAG hybrid k=4"]
+        assert step["difference"] == 0 and step["ci95"] == [0, 0]
+        report_text = (folder / "results.md").read_text()
+        assert "**Myna's nightly, as shipped** (Myna's default after a nightly run)" in report_text
+        assert f"skipped (too little history: a cold start) for {len(summary['users'])}" in report_text
+        assert "What each step adds" in report_text
         diagnostics = summary["diagnostics"]
-        assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m}
+        assert set(diagnostics["rag"]) == {m for m in methods if "RAG" in m} | {"Myna's nightly, as shipped"}
         for row in diagnostics["rag"].values():
             assert 0 <= row["answer_words_found_in_a_snippet"] <= 1 and row["context_words"] > 0
         likelihood = diagnostics["held_out_loglik_per_token"]
@@ -579,18 +610,20 @@ def test_stage_records_read_the_files_a_stopped_run_left(tmp_path):
 
 def test_the_rows_marked_as_defaults_are_what_myna_ships():
     """The new user's row is memory alone with the shipped settings; the row after a nightly
-    run is the shipped `myna personalize`: the penalized merge, with the user's own adapter on
-    top of it when train_own is on, answering with memory."""
-    from bench.lamp.plan import Plan, default_method, default_rag, methods_for, nightly_method
-    from merger.nightly.config import PersonalizeConfig
+    run is `myna personalize` itself (bench.lamp.nightly calls the function the command calls;
+    the quick run's test above sees its own messages) with memory by the shipped settings,
+    with or without merges in the run."""
+    from bench.lamp.plan import NIGHTLY_ROW, Plan, default_method, default_rag, methods_for, nightly_method, steps
 
-    shipped = PersonalizeConfig()
     table = methods_for(Plan(), with_merges=True)
     new_user, nightly = table[default_method(table)], table[nightly_method(table)]
     assert new_user.model is None and new_user.rag == default_rag() and new_user.layout is None
-    assert nightly.model == ("prime-oppu" if shipped.train_own else f"prime-a{shipped.alpha:g}")
+    assert nightly_method(table) == NIGHTLY_ROW and nightly.model == "nightly"
     assert nightly.rag == default_rag() and nightly.layout is None
-    assert nightly_method(methods_for(Plan(), with_merges=False)) is None  # no merges, no such row
+    assert nightly_method(methods_for(Plan(), with_merges=False)) == NIGHTLY_ROW
+    # Each step of the pipeline is measured against the pipeline without it, all with memory.
+    pairs = dict(steps(table, 0.5))
+    assert pairs[NIGHTLY_ROW] == pairs["OPPU + RAG hybrid k=4"] == default_method(table)
 
 
 def test_a_killed_benchmark_still_removes_its_folders(tmp_path):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.lamp.plan import FAMILIES, Method, family_of
-from bench.lamp.records import Adapter, Merge, Merges
+from bench.lamp.records import Adapter, Merge, Merges, Nightly
 
 # Adapters trained for the user, by the name methods give them (also their stage's file name),
 # and where UserModels keeps each; every other model a method names is one of their merges.
-TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu"}
+TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu", "nightly": "nightly"}
 
 # What every merge is compared with, question by question (summary: "against").
 MERGE_REFERENCES = ("uniform average of community adapters", "best single community adapter")
@@ -26,6 +26,7 @@ class UserModels:
     oppu: Adapter | None = None  # their own adapter (path None: too little history, a cold start)
     oppu_memory: Adapter | None = None  # their own adapter, trained with what memory gives each example
     prime_oppu: Adapter | None = None  # their own adapter, trained on top of the penalized merge
+    nightly: Nightly | None = None  # what `myna personalize` as shipped left active (path None: nothing)
     merges: Merges | None = None  # None: nothing merged for them
     # Merged by PriME's published fitness, by family (plan.FAMILIES: "published", "excess").
     published: dict[str, Merges] = field(default_factory=dict)

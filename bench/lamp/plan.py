@@ -91,6 +91,8 @@ class Plan:
     mia_examples: int = 16
     canaries: int = 4
     canary_candidates: int = 100
+    # Each user's profile cut to these sizes in turn (Dataset.with_histories); empty: whole.
+    histories: tuple[int, ...] = ()
     seed: int = 0
 
     def key(self) -> str:
@@ -133,6 +135,11 @@ QUICK = Plan(
 )
 
 
+# What the user's assistant answers the morning after `myna personalize` ran for them with the
+# shipped options (bench.lamp.nightly), with memory by the shipped settings.
+NIGHTLY_ROW = "Myna's nightly, as shipped"
+
+
 @dataclass(frozen=True)
 class Method:
     model: str | None  # one of models.TRAINED, or a merge's label ("prime-a0.5", "uniform", ...); None: no adapter
@@ -158,6 +165,7 @@ def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
     for layout in plan.layouts:
         if layout != Settings().memory_layout:
             table[f"RAG {rag[0]} k={rag[1]}, {layout} layout"] = Method(None, rag, layout)
+    table[NIGHTLY_ROW] = Method("nightly", default_rag())
     table["OPPU"] = Method("oppu", None)
     table[f"OPPU + RAG {rag[0]} k={rag[1]}"] = Method("oppu", rag)
     if plan.oppu_variants:
@@ -193,15 +201,21 @@ def default_method(table: dict[str, Method]) -> str | None:
 
 
 def nightly_method(table: dict[str, Method]) -> str | None:
-    """The row that is what a user gets after `myna personalize` with its shipped options: the
-    penalized merge, with their own adapter trained on top of it when `train_own` is on,
-    answering with memory by the shipped settings. None when the run has no such row."""
-    from merger.nightly.config import PersonalizeConfig
+    """The row that is what a user gets after `myna personalize` as shipped (bench.lamp.nightly);
+    None when the run has no such row."""
+    return NIGHTLY_ROW if NIGHTLY_ROW in table else None
 
-    shipped = PersonalizeConfig()
-    model = "prime-oppu" if shipped.train_own else f"prime-a{shipped.alpha:g}"
+
+def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
+    """Pairs (row, the same pipeline without one step) in `table`, all answering with the
+    shipped memory: the nightly run as shipped, the user's own adapter, the merge at `alpha`,
+    each against memory alone; the own adapter on top of the merge against the merge alone, and
+    against the own adapter alone (what the merge under it adds)."""
     rag = default_rag()
-    return next((name for name, m in table.items() if m.model == model and m.rag == rag and m.layout is None), None)
+    by_model = {m.model: name for name, m in table.items() if m.rag == rag and m.layout is None}
+    merge = f"prime-a{alpha:g}"
+    wanted = [("nightly", None), ("oppu", None), (merge, None), ("prime-oppu", merge), ("prime-oppu", "oppu")]
+    return [(by_model[row], by_model[without]) for row, without in wanted if row in by_model and without in by_model]
 
 
 def as_served(spec: Method, has_model: bool) -> Method:

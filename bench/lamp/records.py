@@ -46,6 +46,22 @@ class Adapter(Stage):
 
 
 @dataclass(kw_only=True)
+class Nightly(Adapter):
+    """What `myna personalize` left active for one user (bench.lamp.nightly): `path` None when
+    the run published nothing (a cold start, or no merge better than no adapter); `examples`
+    counts every example of their history, held out or not, as the cold-start rule does."""
+
+    status: str  # the run's: "published", "no-improvement" or "skipped"
+    message: str = ""
+    fitness_before: float | None = None
+    fitness_after: float | None = None
+    adapters: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the options it ran with (PersonalizeConfig's defaults)
+
+
+@dataclass(kw_only=True)
 class Merge(Stage):
     """One merge of other users' adapters, scored on this user's held-out examples."""
 

@@ -33,6 +33,14 @@ def markdown(results: dict) -> str:
                 f"with their {summary['questions']} of the {sampled['of_questions']} questions.",
                 "",
             ]
+        histories = summary.get("manifest", {}).get("histories")
+        if histories:
+            lines += [
+                "Each user's history cut to its newest items: "
+                + ", ".join(f"{user} {size}" for user, size in sorted(histories.items()))
+                + ".",
+                "",
+            ]
         header = (
             f"| method | {name} (95% CI) | {' | '.join(others)} | gain vs non-personalized (95% CI, paired) "
             "| model time / user | adapter / user |"
@@ -56,6 +64,8 @@ def markdown(results: dict) -> str:
             )
         lines.append("")
         lines += merges_markdown(summary)
+        lines += nightly_markdown(summary)
+        lines += steps_markdown(summary)
         cold = summary.get("cold_start") or {}
         if cold:
             lines += [
@@ -104,6 +114,59 @@ def merges_markdown(summary: dict) -> list[str]:
                 f"{found['difference']:+.4f} ({found['ci95'][0]:+.3f} to {found['ci95'][1]:+.3f})" if found else "-"
             )
         lines.append(f"| {method} | {' | '.join(cells)} |")
+    return lines + [""]
+
+
+def nightly_markdown(summary: dict) -> list[str]:
+    """What `myna personalize` as shipped did for each user: published, refused by its gate, or
+    skipped (a cold start); nothing for runs without the row."""
+    runs = summary.get("nightly") or {}
+    if not runs:
+        return []
+    counts = {status: sorted(u for u, r in runs.items() if r["status"] == status) for status in STATUS_WORDS}
+    said = "; ".join(
+        f"{STATUS_WORDS[status]} for {len(users)} ({_names(users)})" for status, users in counts.items() if users
+    )
+    minutes = np.mean([r["seconds"] or 0 for r in runs.values()]) / 60
+    lines = [
+        f"{summary.get('nightly_method')}: `myna personalize` with its shipped options, once per user "
+        f"({minutes:.1f} min per user on average): {said}. A user with nothing published is answered as "
+        "memory alone answers them.",
+        "",
+    ]
+    refused = {u: r for u, r in runs.items() if r["status"] in ("no-improvement", "failed")}
+    lines += [f"- {u}: {r['message']}" for u, r in sorted(refused.items())]
+    return lines + ([""] if refused else [])
+
+
+STATUS_WORDS = {
+    "published": "an adapter published",
+    "no-improvement": "refused by the gate (its best not better than the adapter before, or none)",
+    "skipped": "skipped (too little history: a cold start)",
+    "failed": "stopped with a message to the user",
+}
+
+
+def steps_markdown(summary: dict) -> list[str]:
+    """Each step of the pipeline against the same pipeline without it, question by question."""
+    found = [
+        (method, without, d)
+        for method, row in summary["methods"].items()
+        for without, d in row.get("steps", {}).items()
+    ]
+    if not found:
+        return []
+    name = summary["primary_metric"]
+    lines = [
+        f"What each step adds: the row's {name} minus the row without that step (positive: the step helps), "
+        "questions resampled together:",
+        "",
+        "| row | without the step | difference (95% CI, paired) |",
+        "|---|---|---|",
+    ]
+    for method, without, d in found:
+        low, high = d["ci95"]
+        lines.append(f"| {method} | {without} | {d['difference']:+.4f} ({low:+.3f} to {high:+.3f}) |")
     return lines + [""]
 
 

@@ -24,10 +24,13 @@ from bench.datasets import load
 from bench.lamp import amounts, diagnose, privacy, report, stages, summary
 from bench.lamp.cache import code_digest, peak_mib, run_name, stage_totals
 from bench.lamp.models import merge_rows
-from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method
+from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method, steps
 from bench.lamp.records import Answers
 from bench.lamp.stages import TaskRun, Unit, dataset_for
 from bench.lamp.workspace import Workspace
+
+# What a report keeps of each user's nightly run (bench.lamp.records.Nightly).
+NIGHTLY_KEPT = ("status", "message", "examples", "fitness_before", "fitness_after", "seconds", "adapters", "weights")
 
 
 def chosen(table: dict[str, Method], methods: str | None) -> dict[str, Method]:
@@ -79,7 +82,7 @@ def run(
             pair = tuple(str(Path(p).resolve()) for p in lamp) if lamp else None
             return Unit(plan, str(work), pair, sample, task, tuple(wanted), tuple(job.table), stage, user)
 
-        for stage in ("oppu", "merges", "variants"):
+        for stage in ("oppu", "merges", "variants", "nightly"):
             stages.each(job, stage, on_stage, ray_address, unit)
         users, stores, models = job.users, job.stores, job.models
         cold = {u: models[u].oppu.examples for u in users if models[u].oppu and not models[u].own}
@@ -108,12 +111,17 @@ def run(
         diagnostics = diagnose.run(space, task, dataset, stores, predictions, models, table, partial=bool(methods))
         costs = {method: [models[u].record(spec.model) for u in users] for method, spec in table.items()}
         results["tasks"][task] = summary.summarize(
-            task, dataset, predictions, costs, by_amount, attacks, plan, merge_rows(table)
+            task, dataset, predictions, costs, by_amount, attacks, plan, merge_rows(table), steps(table, plan.alpha)
         )
         results["tasks"][task]["diagnostics"] = diagnostics
         results["tasks"][task]["cold_start"] = cold
         results["tasks"][task]["default_method"] = default_method(table)
         results["tasks"][task]["nightly_method"] = nightly_method(table)
+        results["tasks"][task]["nightly"] = {
+            u: {k: v for k, v in asdict(models[u].nightly).items() if k in NIGHTLY_KEPT}
+            for u in users
+            if models[u].nightly
+        }
     results["wall_seconds"] = time.perf_counter() - started
     results["stage_seconds"], stage_peak = stage_totals(work)
     results["peak_mib"] = max(peak_mib(), stage_peak)
@@ -134,6 +142,7 @@ def main(
     questions: int | None = None,
     again: bool = False,
     built_users: int | None = None,
+    histories: tuple[int, ...] = (),
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
@@ -152,6 +161,10 @@ def main(
         plan = replace(plan, tasks=tuple(tasks))
     if questions is not None:
         plan = replace(plan, questions=questions)
+    if histories:
+        if min(histories) < 1:
+            raise SystemExit(f"--histories {','.join(map(str, histories))}: each size must be 1 or more items.")
+        plan = replace(plan, histories=tuple(histories))
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
     # Another question count or user count is another benchmark: never in place of the default's report.
     out = out.with_name(
@@ -159,6 +172,7 @@ def main(
         + sample_name(sample)
         + (f"-built{built_users}" if built_users is not None else "")
         + (f"-questions{questions}" if questions is not None else "")
+        + (f"-histories{'-'.join(map(str, histories))}" if histories else "")
     )
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join([load(*lamp).task] if lamp else plan.tasks)
@@ -190,11 +204,15 @@ def rescore(
             f"{path} does not exist: --rescore scores a finished run again; run it first with the same options."
         )
     results = json.loads(path.read_text())
-    if results.get("plan") != json.loads(json.dumps(asdict(plan))):
+    made, given = results.get("plan") or {}, json.loads(json.dumps(asdict(plan)))
+    defaults = json.loads(json.dumps(asdict(Plan())))
+    # A setting newer than the results was at its default when they were made.
+    if made != {k: v for k, v in given.items() if k in made or v != defaults[k]}:
         raise SystemExit(
             f"{path} was made with other settings than these options give; rescore it with the options that made it."
         )
-    merges = merge_rows(chosen(methods_for(plan, True), methods))
+    table = chosen(methods_for(plan, True), methods)
+    merges, pairs = merge_rows(table), steps(table, plan.alpha)
     with tempfile.TemporaryDirectory() as work:
         for task, found in results["tasks"].items():
             rows = found["methods"]
@@ -204,6 +222,6 @@ def rescore(
                 )
             dataset = dataset_for(task, plan, Path(work), lamp, sample)
             said = {method: row["answers"] for method, row in rows.items()}
-            for method, scored in summary.answer_scores(task, dataset, said, plan.seed, merges).items():
+            for method, scored in summary.answer_scores(task, dataset, said, plan.seed, merges, pairs).items():
                 rows[method].update(scored)
     return results

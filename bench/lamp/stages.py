@@ -30,6 +30,8 @@ def dataset_for(
     """The task's questions: the LaMP pair given, or the plan's own; with `sample` (users,
     seed), a reproducible subset of their users."""
     dataset = _whole_dataset(task, plan, work, lamp)
+    if plan.histories:
+        dataset = dataset.with_histories(plan.histories)
     return dataset.sample(*sample) if sample else dataset
 
 
@@ -62,7 +64,7 @@ class TaskRun:
         self._stores: dict[str, object] = {}
         self.needs = {spec.model for spec in wanted.values()} - {None}
         # Merges pool the other users' own adapters; training on top of PriME needs the merge.
-        self.need_merges = bool(self.needs - {"oppu", "oppu-memory"})
+        self.need_merges = bool(self.needs - {"oppu", "oppu-memory", "nightly"})
         self.table: dict[str, Method] = {}  # the rows answered; set once the merges are known
         self.attack = False  # whether the membership attack runs (run.py says, once the merges are known)
 
@@ -89,6 +91,8 @@ class TaskRun:
             return self.users if self.need_merges else []
         if stage == "variants":
             return self.trained if self.plan.oppu_variants else []
+        if stage == "nightly":
+            return self.users if "nightly" in self.needs else []
         if stage == "attacks":
             return self.trained if self.attack else []  # a cold start has no adapter to attack
         return self.users
@@ -126,6 +130,21 @@ class TaskRun:
         merged = models[user].merged().get(f"prime-a{self.plan.alpha:g}")
         if merged and "prime-oppu" in self.needs:
             models[user].prime_oppu = space.train_oppu(task, user, self.store(user), "prime-oppu", start=merged.path)
+
+    def nightly(self, user: str) -> None:
+        """`myna personalize` as shipped in a data folder of their own, the other users' adapters
+        offered to it on a hub (bench.lamp.nightly)."""
+        from bench.lamp import nightly
+        from bench.lamp.cache import cached
+        from bench.lamp.records import Nightly
+
+        others = {v: self.models[v].own for v in self.trained if v != user}
+
+        def compute() -> Nightly:
+            hub = nightly.offer(self.space, self.task, {v: self.models[v].own for v in self.trained}, self.stores)
+            return nightly.as_shipped(self.space, self.task, user, self.store(user), hub, sorted(others))
+
+        self.models[user].nightly = cached(self.space.folder(self.task, user) / "nightly.json", compute, Nightly)
 
     def answers(self, user: str) -> dict[str, Answers]:
         """Every row's answers to the user's questions."""
@@ -200,6 +219,8 @@ def run_unit(unit: Unit) -> None:
             job.oppu(user)  # the others' adapters too: a merge pools them
     if unit.stage not in ("oppu", "merges") and unit.user in job.users_of("merges"):
         job.merges(unit.user)
+    if unit.stage == "answers" and unit.user in job.users_of("nightly"):
+        job.nightly(unit.user)
     if unit.stage == "answers" and unit.user in job.users_of("variants"):
         job.variants(unit.user)
     getattr(job, unit.stage)(unit.user)
@@ -209,6 +230,7 @@ LABELS = {
     "oppu": "OPPU adapter",
     "merges": "merges",
     "variants": "OPPU trained with memory or on PriME",
+    "nightly": "myna personalize as shipped",
     "answers": "answers",
     "attacks": "membership inference",
 }

@@ -21,15 +21,24 @@ from merger.data.membership import chance_spread
 
 
 def summarize(
-    task: str, dataset, predictions: dict, costs: dict, amounts: dict, privacy: dict, plan, merges: list[str] = ()
+    task: str,
+    dataset,
+    predictions: dict,
+    costs: dict,
+    amounts: dict,
+    privacy: dict,
+    plan,
+    merges: list[str] = (),
+    steps: list[tuple[str, str]] = (),
 ) -> dict:
-    """`merges`: the rows that are merges alone (models.merge_rows)."""
+    """`merges`: the rows that are merges alone (models.merge_rows); `steps`: pairs of rows
+    whose paired difference is what one step of the pipeline adds (plan.steps)."""
     users = dataset.users()
     said = {
         method: {q: a for by in by_user.values() for q, a in by.predictions.items()}
         for method, by_user in predictions.items()
     }
-    table = answer_scores(task, dataset, said, plan.seed, merges)
+    table = answer_scores(task, dataset, said, plan.seed, merges, steps)
     for method, by_user in predictions.items():
         table[method]["inference_seconds_per_user"] = float(np.mean([by_user[u].seconds for u in users]))
         table[method].update(_costs(costs[method]))
@@ -45,11 +54,19 @@ def summarize(
     }
 
 
-def answer_scores(task: str, dataset, said: dict[str, dict[str, str]], seed: int, merges: list[str] = ()) -> dict:
+def answer_scores(
+    task: str,
+    dataset,
+    said: dict[str, dict[str, str]],
+    seed: int,
+    merges: list[str] = (),
+    steps: list[tuple[str, str]] = (),
+) -> dict:
     """What each method's row takes from its answers alone (`said`: method -> question id ->
     answer): its metrics and their intervals, its gain over the non-personalized model, its
     score per user, and, for each of the `merges`, the paired difference from the uniform
-    average and the best single adapter when the run has them. The answers are kept in the
+    average and the best single adapter when the run has them; for each pair of `steps`, the
+    row's paired difference from the row without that step ("steps"). The answers are kept in the
     row, so a stored report can be scored again when the stage cache is gone (run.rescore)."""
     name, _ = primary(task)
     questions = dataset.questions
@@ -79,6 +96,13 @@ def answer_scores(task: str, dataset, said: dict[str, dict[str, str]], seed: int
                     "difference": difference(task, table[method]["overall"][name], table[reference]["overall"][name]),
                     "ci95": interval,
                 }
+    for method, without in steps:
+        if method in answers and without in answers:
+            interval = paired_differences(task, {method: answers[method]}, answers[without], gold, seed)[method]
+            table[method].setdefault("steps", {})[without] = {
+                "difference": difference(task, table[method]["overall"][name], table[without]["overall"][name]),
+                "ci95": interval,
+            }
     base = table["non-personalized"]["overall"][name]
     for row in table.values():
         row["gain"] = gain(task, row["overall"][name], base)
