@@ -575,6 +575,14 @@ def test_if_idle_skips_a_busy_machine(db, monkeypatch):
     assert result.exit_code == 0 and "Skipped: the machine is on battery" in result.stdout
     assert runs.latest(db).status == "skipped"
     assert "skipped" in CliRunner().invoke(cli, ["personalize", "--last"]).stdout
+    # A run that started (a cold start here) shows the options that size its search, the CLI's defaults
+    # being PersonalizeConfig's: the one place they are set.
+    assert CliRunner().invoke(cli, ["personalize"]).exit_code == 0
+    shipped = PersonalizeConfig()
+    assert (
+        f"search: {shipped.budget} candidates from up to {shipped.max_adapters} community adapters, privacy weight "
+        f"{shipped.alpha}, then your own adapter on top" in CliRunner().invoke(cli, ["personalize", "--last"]).stdout
+    )
 
 
 def test_schedule_install_status_remove_with_the_real_crontab(myna_home, monkeypatch):

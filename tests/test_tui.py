@@ -547,10 +547,13 @@ async def test_memory_toggle(db, fake_engine, tmp_path):
 
 
 async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myna_home):
+    from dataclasses import asdict
+
     from merger.nightly import runs
+    from merger.nightly.config import PersonalizeConfig
     from tui.personalize_screen import PersonalizeScreen
 
-    done = runs.start(db, {})
+    done = runs.start(db, asdict(PersonalizeConfig()))
     runs.finish(
         db,
         done,
@@ -577,6 +580,8 @@ async def test_personalize_screen_shows_runs_and_starts_one(db, fake_engine, myn
         text = str(app.screen.query_one("#runs").render())
         assert "published  fitness -3.100 → -2.900, similarity to the closest sharer 0.30 → 0.45  (2.0 min)" in text
         assert "a ×+0.50, b ×-0.20" in text
+        shipped = PersonalizeConfig()  # the search's size, from the one place it is set
+        assert f"search: {shipped.budget} candidates from up to {shipped.max_adapters} community adapters" in text
         await pilot.press("s")  # a real `myna personalize`: with no history it does nothing, and says why
         await wait_until(pilot, lambda: runs.latest(db).id != done and runs.latest(db).status == "skipped")
         await wait_until(pilot, lambda: "no adapter work was done" in str(app.screen.query_one("#runs").render()))

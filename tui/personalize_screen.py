@@ -19,21 +19,6 @@ from assistant import paths
 from merger.nightly import runs
 
 
-def describe(run: runs.Run) -> str:
-    line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
-    if run.figures():
-        line += f"  {run.figures()}"
-    if run.seconds:
-        line += f"  ({run.seconds / 60:.1f} min)"
-    if run.adapters:
-        line += "\n    merged " + ", ".join(f"{a} ×{w:+.2f}" for a, w in zip(run.adapters, run.weights))
-    if run.message:
-        line += f"\n    {run.message}"
-    if run.where_the_time_went():
-        line += f"\n    time: {run.where_the_time_went()}"
-    return line
-
-
 def start_run_in_background(again: bool = False) -> subprocess.Popen:
     myna = Path(sys.executable).with_name("myna")
     command = [str(myna)] if myna.exists() else [sys.executable, "-m", "tui.cli"]
@@ -101,7 +86,7 @@ class PersonalizeScreen(Screen):
         else:
             phase.update(self._idle_hint(recent[0] if recent else None))
             bar.display = False
-        text = "\n".join(describe(run) for run in recent) if recent else "No personalization run yet."
+        text = "\n".join(run.describe() for run in recent) if recent else "No personalization run yet."
         self.query_one("#runs", Static).update(text)
 
     def action_start(self, again: bool = False) -> None:

@@ -71,6 +71,37 @@ class Run:
             parts.append(f"{label} {self.similarity_before:.2f} → {self.similarity_after:.2f}")
         return ", ".join(parts)
 
+    def describe(self) -> str:
+        """The run as `myna personalize --last` and the personalize screen (F4) show it."""
+        line = f"{self.started_at[:16].replace('T', ' ')}  {self.status}"
+        if self.figures():
+            line += f"  {self.figures()}"
+        if self.seconds:
+            line += f"  ({self.seconds / 60:.1f} min)"
+        lines = [line]
+        if self.adapters:
+            lines.append("merged " + ", ".join(f"{a} ×{w:+.2f}" for a, w in zip(self.adapters, self.weights)))
+        if self.status == "running":
+            lines.append(f"{self.phase} {self.done}/{self.total}")
+        elif self.message:
+            lines.append(self.message)
+        if self.search():
+            lines.append(f"search: {self.search()}")
+        if self.where_the_time_went():
+            lines.append(f"time: {self.where_the_time_went()}")
+        return "\n    ".join(lines)
+
+    def search(self) -> str:
+        """The options that sized its search (PersonalizeConfig: the one place they are set),
+        "" for a run that recorded none."""
+        if "budget" not in self.config:
+            return ""
+        own = ", then your own adapter on top" if self.config.get("train_own") else ""
+        return (
+            f"{self.config['budget']} candidates from up to {self.config.get('max_adapters')} community "
+            f"adapters, privacy weight {self.config.get('alpha')}{own}"
+        )
+
     def where_the_time_went(self) -> str:
         """Seconds per phase of a finished run ("" while it runs, and for runs before m010)."""
         return "" if self.status == "running" else where_the_time_went(self.phase_seconds)

@@ -167,18 +167,7 @@ def _show_runs(found) -> None:
     if not found:
         click.echo("No personalization run yet.")
     for run in found:
-        line = f"{run.started_at[:16].replace('T', ' ')}  {run.status}"
-        if run.figures():
-            line += f"  {run.figures()}"
-        if run.seconds:
-            line += f"  {run.seconds / 60:.1f} min"
-        click.echo(line)
-        if run.status == "running":
-            click.echo(f"    {run.phase} {run.done}/{run.total}")
-        elif run.message:
-            click.echo(f"    {run.message}")
-        if run.where_the_time_went():
-            click.echo(f"    time: {run.where_the_time_went()}")
+        click.echo(run.describe())
 
 
 @click.group()
