@@ -129,8 +129,7 @@ def begin(
     notices = [n for n in (cleaned.notice("your message"), sync_adapter(db, engine)) if n]
     notice = " ".join(notices) or None
     history = history_turns(convs.messages(db, conversation_id)) if conversation_id else []
-    built, grounded = build(db, engine, settings, text, history, conversation_id, use_memory)
-    known, shape, built, grounded = settle(db, engine, settings, text, built, grounded, use_memory)
+    known, shape, built, grounded = settle(db, engine, settings, text, history, conversation_id, use_memory)
     said = told.pieces(text) if settings.memory_from_chat == "on" else []
     with transaction(db):  # all of it or none: a failed write leaves no empty conversation
         if conversation_id is None:
@@ -157,15 +156,15 @@ def settle(
     engine: ReplyEngine,
     settings: Settings,
     text: str,
-    built: prompts.Prompt,
-    grounded: prompts.Grounded,
+    history: list[prompts.Turn],
+    conversation_id: int | None,
     use_memory: bool,
 ) -> tuple[str | None, facts.Shape, prompts.Prompt, prompts.Grounded]:
     """What the reply will be before it is written: known without the model ("I don't know
-    yet", and then nothing is given to it), and the form the user's preferences ask of it."""
+    yet", and then its prompt, as recorded, holds no memory and none is searched for), the
+    form the user's preferences ask of it, and its prompt."""
     known = dont_know(db, settings, text, use_memory)
-    if known:
-        grounded = without_memory(settings, text)
+    built, grounded = build(db, engine, settings, text, history, conversation_id, use_memory and not known)
     shape, built = shaped(engine, text, grounded, built)
     return known, shape, built, grounded
 
@@ -218,8 +217,7 @@ def begin_again(
         )
     notice = sync_adapter(db, engine)
     history = history_turns(messages[: asked[-1]])
-    built, grounded = build(db, engine, settings, question.text, history, conversation_id, use_memory)
-    known, shape, built, grounded = settle(db, engine, settings, question.text, built, grounded, use_memory)
+    known, shape, built, grounded = settle(db, engine, settings, question.text, history, conversation_id, use_memory)
     with transaction(db):
         convs.delete_messages(db, [message.id for message in replaced])
         reply_id = record_reply(db, engine, conversation_id, built, grounded)

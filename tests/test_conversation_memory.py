@@ -397,3 +397,16 @@ def test_myna_ask_remembers_a_fact_said_in_passing_and_says_when_it_does_not_kno
     assert "Skoda" in asked.stdout and "Octavia" in asked.stdout.split("Sources:")[1]
     unknown = ask("What is my cat's name?")
     assert unknown.stdout.startswith("I don't know yet: you haven't told me about your cat.")
+
+
+def test_a_known_reply_records_a_prompt_without_memory(db, fake_engine):
+    """"I don't know yet" is written without the model, so the prompt recorded with it holds
+    none of the memories (here a standing one, given to food questions) it did not use."""
+    say(db, fake_engine, "I'm vegetarian.")
+    asked = "What is my favourite dish?"
+    reply = replies.answer(db, fake_engine, SETTINGS, asked)
+    assert reply.finish == "known" and reply.sources == []
+    bare, _ = replies.build(db, fake_engine, SETTINGS, asked, [], None, False)
+    with_memory, grounded = replies.build(db, fake_engine, SETTINGS, asked, [], None, True)
+    assert grounded.used, "memory holds something for the question, which the known reply leaves out"
+    assert convs.messages(db, reply.conversation_id)[-1].prompt_tokens == len(bare.tokens) < len(with_memory.tokens)
