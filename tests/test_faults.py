@@ -36,15 +36,21 @@ def kills(long_run: bool, usual: int) -> int:
 
 def kill_at_random_points(command, env, *, times: int, window: tuple[float, float], seed: int, after_each) -> int:
     """Start `command(attempt)` `times` times, SIGKILL it at a seeded random moment within
-    `window` seconds (unless it finished first), and check after each; returns the kills."""
+    `window` seconds (unless it finished first), and check after each; returns the kills. An
+    attempt that finished before its kill narrows the window to its own duration: the machine
+    got faster than when the window was measured (a neighbour's load ended), and the next
+    kills should still land mid-operation."""
     rng = random.Random(seed)
     killed = 0
+    low, high = window
     for attempt in range(times):
+        started = time.monotonic()
         proc = subprocess.Popen(
             command(attempt), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         try:
-            proc.wait(timeout=rng.uniform(*window))
+            proc.wait(timeout=rng.uniform(low, high))
+            high = max(low * 2, min(high, 0.9 * (time.monotonic() - started)))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
