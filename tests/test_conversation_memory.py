@@ -400,8 +400,8 @@ def test_myna_ask_remembers_a_fact_said_in_passing_and_says_when_it_does_not_kno
 
 
 def test_a_known_reply_records_a_prompt_without_memory(db, fake_engine):
-    """"I don't know yet" is written without the model, so the prompt recorded with it holds
-    none of the memories (here a standing one, given to food questions) it did not use."""
+    """A reply of "I don't know yet" is written without the model, so the prompt recorded with
+    it holds none of the memories (here a standing one, given to food questions) it did not use."""
     say(db, fake_engine, "I'm vegetarian.")
     asked = "What is my favourite dish?"
     reply = replies.answer(db, fake_engine, SETTINGS, asked)
