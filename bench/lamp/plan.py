@@ -209,12 +209,20 @@ def nightly_method(table: dict[str, Method]) -> str | None:
 def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
     """Pairs (row, the same pipeline without one step) in `table`, all answering with the
     shipped memory: the nightly run as shipped, the user's own adapter, the merge at `alpha`,
-    each against memory alone; the own adapter on top of the merge against the merge alone, and
-    against the own adapter alone (what the merge under it adds)."""
+    each against memory alone; the nightly run against the user's own adapter alone (what the
+    merge search under it and the gate add); the own adapter on top of the merge against the
+    merge alone, and against the own adapter alone (what the merge under it adds)."""
     rag = default_rag()
     by_model = {m.model: name for name, m in table.items() if m.rag == rag and m.layout is None}
     merge = f"prime-a{alpha:g}"
-    wanted = [("nightly", None), ("oppu", None), (merge, None), ("prime-oppu", merge), ("prime-oppu", "oppu")]
+    wanted = [
+        ("nightly", None),
+        ("nightly", "oppu"),
+        ("oppu", None),
+        (merge, None),
+        ("prime-oppu", merge),
+        ("prime-oppu", "oppu"),
+    ]
     return [(by_model[row], by_model[without]) for row, without in wanted if row in by_model and without in by_model]
 
 
