@@ -102,17 +102,17 @@ def _write_crontab(lines: list[str]) -> None:
         raise MynaError(f"Cannot write your crontab ({written.stderr.strip()}).")
 
 
-def install(job: Job, start_now: bool = True) -> str:
+def install(job: Job) -> str:
     """Schedule `job` (replacing the same job of the same home); what was installed, in words.
-    `start_now`: a systemd timer starts counting at once; a login service is only enabled (the
-    next login starts it), so it never starts a second server beside one already running."""
+    A systemd timer starts counting at once; a login service is only enabled (the next login
+    starts it), so it never starts a second server beside one already running."""
     if systemd_available():
         folder = _unit_folder()
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in job.unit_files().items():
             (folder / name).write_text(text)
         subprocess.run(["systemctl", "--user", "daemon-reload"], check=True)
-        now = ["--now"] if start_now and job.at else []
+        now = ["--now"] if job.at else []
         subprocess.run(["systemctl", "--user", "enable", *now, job.enabled_unit()], check=True)
         return f"systemd user {'timer' if job.at else 'service'} {job.enabled_unit()}, {job.when()}"
     if cron_available():

@@ -73,16 +73,12 @@ def offer(space, task: str, adapters: dict[str, str], stores: dict) -> Path:
 
 
 @contextmanager
-def data_folder(home: Path, shared_cache: Path):
-    """MYNA_HOME pointed at `home` for the run (the converted torch base shared with the
-    benchmark's own cache, not made again per user), and back afterwards."""
+def data_folder(home: Path, torch_base: Path):
+    """MYNA_HOME pointed at a new `home` for the run, its cache linking the converted torch
+    base `torch_base` of the benchmark's own (not made again per user), and back afterwards."""
     before = os.environ.get("MYNA_HOME")
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "cache").mkdir(exist_ok=True)
-    for built in shared_cache.glob("torch-base-*"):
-        link = home / "cache" / built.name
-        if not link.exists():
-            link.symlink_to(built, target_is_directory=True)
+    (home / "cache").mkdir(parents=True)
+    (home / "cache" / torch_base.name).symlink_to(torch_base, target_is_directory=True)
     os.environ["MYNA_HOME"] = str(home)
     try:
         yield home
@@ -110,9 +106,7 @@ def as_shipped(space, task: str, user: str, db, hub: Path, others: list[str]) ->
     examples = len(made.train) + len(made.held_out)
     home = folder / HOME
     shutil.rmtree(home, ignore_errors=True)
-    space.base  # noqa: B018 - the converted torch base exists in the shared cache before it is linked
-    shared = torch_model.cache_dir(space.spec).parent
-    with data_folder(home, shared):
+    with data_folder(home, torch_model.built_cache(space.spec)):
         target = sqlite3.connect(paths.database_path())
         with target:
             db.conn.backup(target)  # their store, as `myna import` left it

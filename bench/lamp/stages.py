@@ -138,11 +138,10 @@ class TaskRun:
         from bench.lamp.cache import cached
         from bench.lamp.records import Nightly
 
-        others = {v: self.models[v].own for v in self.trained if v != user}
-
         def compute() -> Nightly:
             hub = nightly.offer(self.space, self.task, {v: self.models[v].own for v in self.trained}, self.stores)
-            return nightly.as_shipped(self.space, self.task, user, self.store(user), hub, sorted(others))
+            others = sorted(v for v in self.trained if v != user)
+            return nightly.as_shipped(self.space, self.task, user, self.store(user), hub, others)
 
         self.models[user].nightly = cached(self.space.folder(self.task, user) / "nightly.json", compute, Nightly)
 

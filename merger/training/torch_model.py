@@ -67,6 +67,15 @@ def cache_dir(spec: ModelSpec) -> Path:
     return paths.subdir("cache") / f"torch-base-{fingerprint(spec)[:16]}"
 
 
+def built_cache(spec: ModelSpec) -> Path:
+    """The folder of the base model converted for torch, converted first if it is not there."""
+    verify(spec)
+    cached = cache_dir(spec)
+    if not (cached / DONE_MARK).is_file():
+        _build_cache(spec, cached)
+    return cached
+
+
 def load(spec: ModelSpec) -> TorchBase:
     import torch
     from transformers import AutoTokenizer
@@ -77,10 +86,7 @@ def load(spec: ModelSpec) -> TorchBase:
     # Deprecation notices name transformers' own files: news for its callers, not for users.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     torch.set_num_threads(default_threads())
-    verify(spec)
-    cached = cache_dir(spec)
-    if not (cached / DONE_MARK).is_file():
-        _build_cache(spec, cached)
+    cached = built_cache(spec)
     model = _from_cache(cached)
     tokenizer = AutoTokenizer.from_pretrained(str(cached))
     model.eval()
