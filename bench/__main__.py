@@ -29,7 +29,9 @@ def main() -> None:
     training.add_argument("--examples", type=int, default=200)
     training.add_argument("--epochs", type=int, default=2)
     personalize = sub.add_parser("personalize", help="nightly merge: wall time, memory, evaluation backends")
-    personalize.add_argument("--budget", type=int, default=40)
+    personalize.add_argument(
+        "--budget", type=int, help="candidates each search tries (default: the shipped one, PersonalizeConfig)"
+    )
     personalize.add_argument("--adapters", type=int, default=8)
     personalize.add_argument("--held-out", type=int, default=50)
     personalize.add_argument(
@@ -82,6 +84,13 @@ def main() -> None:
         metavar="SIZES",
         help="each user's profile cut to its newest SIZES items in turn, e.g. 6,24,48,60,96: small histories, "
         "where the cold start and the nightly gate decide; results go to a folder of their own",
+    )
+    lamp.add_argument(
+        "--nightly-variant",
+        action="append",
+        metavar="OPTIONS",
+        help="also the nightly run with these options instead of the shipped ones, e.g. budget=12,max_adapters=3 "
+        "(repeatable): rows 'Myna's nightly, budget 12, ...' beside the shipped one, with their time per user",
     )
     lamp.add_argument(
         "--rescore",
@@ -172,6 +181,7 @@ def main() -> None:
             args.rescore,
             args.built_users,
             _sizes(args.histories) if args.histories else (),
+            tuple(args.nightly_variant or ()),
         )
 
 

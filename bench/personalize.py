@@ -1,11 +1,11 @@
-"""Personalization: a full `myna personalize` (8 community adapters, budget 40, 50 held-out
-examples) with each objective side by side in one run (the shipped one: held-out likelihood
+"""Personalization: a full `myna personalize` (8 community adapters, the shipped search budget,
+50 held-out examples) with each objective side by side in one run (the shipped one: held-out likelihood
 minus alpha x similarity to the closest sharer; PriME's published one: the task metric of
 generated answers, raced, minus alpha x the mean similarity to the sharers; that fitness with
 the excess term; and with one weight per adapter and layer), and candidate evaluations per
 minute for each evaluation backend.
 
-    python -m bench personalize [--budget 40] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
+    python -m bench personalize [--budget N] [--adapters 8] [--held-out 50] [--objectives shipped,excess]
         [--users reuters_health,NBChealth] [--merge-only] [--no-rates] [--save-as personalize] [--next-nights]
 
 The community adapters are built from 8 news accounts' tweets (`myna hub build`, cached in
@@ -189,15 +189,19 @@ OBJECTIVES = {
 }
 
 
-def _pool(options: list[str], count: int) -> int:
-    """How many sharers a run with these options merges: its own --adapters, else the bench's."""
-    return int(options[options.index("--adapters") + 1]) if "--adapters" in options else count
+def _searched(run: dict, figures: dict) -> str:
+    """What sized a run's search: as its record says it (older results: from the options)."""
+    if run.get("search"):
+        return run["search"]
+    options = run["options"]
+    pool = int(options[options.index("--adapters") + 1]) if "--adapters" in options else figures["adapters"]
+    return f"{pool} adapters, budget {figures['budget']}"
 
 
 def personalize_once(
     hub: Path,
     count: int,
-    budget: int,
+    budget: int | None,
     held_out: int,
     options: list[str],
     user: str,
@@ -213,8 +217,7 @@ def personalize_once(
     command = [
         str(BIN / "myna"),
         "personalize",
-        "--budget",
-        str(budget),
+        *([] if budget is None or "--budget" in options else ["--budget", str(budget)]),
         *([] if "--adapters" in options else ["--adapters", str(count)]),
         *options,
         *(["--merge-only"] if merge_only else []),
@@ -234,6 +237,7 @@ def personalize_once(
         "similarity_after": record.similarity_after,
         "weights": dict(zip(record.adapters, record.weights)),
         "phase_seconds": record.phase_seconds,
+        "search": record.search(),  # its budget and pool, as `myna personalize --last` says them
         "held_out_scores": scores,
         "output": measured["stdout"].strip().splitlines()[-3:],
         "home": str(home),
@@ -278,7 +282,7 @@ def paired_difference(runs: list[tuple[list[float], list[float]]], seed: int = 0
 
 
 def run(
-    budget: int,
+    budget: int | None,
     count: int,
     held_out: int,
     objectives: list[str],
@@ -348,7 +352,7 @@ def report(f: dict) -> str:
             scores = run["held_out_scores"]
             rows += [
                 (
-                    f"{user}, {name} objective, {what}: {_pool(run['options'], f['adapters'])} adapters, budget {f['budget']}, "
+                    f"{user}, {name} objective, {what}: {_searched(run, f)}, "
                     f"{f['held_out']} held out{', merge only' if f.get('merge_only') else ''}",
                     f"{run['wall_s'] / 60:.1f} min, peak {run['peak_mib'] / 1024:.2f} GiB",
                     "target < 10 min, < 4 GiB",
@@ -412,7 +416,7 @@ def report(f: dict) -> str:
 
 
 def main(
-    budget: int,
+    budget: int | None,
     count: int,
     held_out: int,
     objectives: list[str] | None = None,

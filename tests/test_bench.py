@@ -478,6 +478,31 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
     whole = results["tasks"]["LaMP_7"]["methods"]
     assert all(row["answers"] == whole[method]["answers"] for method, row in some["methods"].items())
 
+    # The nightly run with other options beside the shipped one, from the same cache: here with
+    # no cold-start threshold, so `myna personalize` itself does adapter work for these users.
+    variant = "min_examples=0,budget=2,train_own=false"
+    done = run_watched(
+        [sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--methods", "nightly"]
+        + ["--nightly-variant", variant],
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OPPU adapter for" not in done.stdout, "the users' own adapters come from the cache"
+    some = json.loads((RESULTS / "lamp-quick" / "some-methods" / "LaMP_7" / "results.json").read_text())["tasks"][
+        "LaMP_7"
+    ]
+    row = "Myna's nightly, min_examples 0, budget 2, train_own False"
+    assert set(some["methods"]) == {"non-personalized", "Myna's nightly, as shipped", row}
+    runs = some["nightly_variants"][row]
+    assert set(runs) == set(some["users"]) and set(some["nightly"]) == set(some["users"])
+    assert {r["status"] for r in runs.values()} <= {"published", "no-improvement"}, "its options took effect"
+    assert all(r["fitness_after"] is not None and len(r["adapters"]) == 2 for r in runs.values())
+    assert set(some["methods"][row]["steps"]) == {"Myna's nightly, as shipped"}, "OPPU + RAG is not in this run"
+    assert (
+        f"{row}: `myna personalize` with these options"
+        in (RESULTS / "lamp-quick" / "some-methods" / "LaMP_7" / "results.md").read_text()
+    )
+
 
 def test_a_lamp_pair_with_six_item_users_runs_to_the_end(six_item_run):
     """Held-out LaMP data: one user per question, histories from 6 items up. Users too small
@@ -625,6 +650,37 @@ def test_the_rows_marked_as_defaults_are_what_myna_ships():
     pairs = steps(table, 0.5)
     assert (NIGHTLY_ROW, default_method(table)) in pairs and ("OPPU + RAG hybrid k=4", default_method(table)) in pairs
     assert (NIGHTLY_ROW, "OPPU + RAG hybrid k=4") in pairs, "what the search and the gate add to the own adapter"
+
+
+def test_a_nightly_variant_is_the_shipped_run_with_its_own_options():
+    """`--nightly-variant budget=12,...`: a row beside the shipped nightly run, its options
+    typed as PersonalizeConfig's fields, its files named by them, compared with the shipped
+    run and the own adapter alone, never taken for a merge; bad options refused in one sentence."""
+    from bench.lamp import nightly
+    from bench.lamp.models import UserModels, merge_rows
+    from bench.lamp.plan import NIGHTLY_ROW, Plan, methods_for, nightly_model, nightly_options, steps
+    from bench.lamp.records import Nightly
+
+    model = nightly_model("budget=12,max-adapters=3,train_own=false,alpha=1")
+    assert nightly_options(model) == {"budget": 12, "max_adapters": 3, "train_own": False, "alpha": 1.0}
+    assert nightly.config(model).budget == 12 and nightly.config(model).min_examples == 48
+    assert nightly.stem(model) == "nightly-budget=12-max-adapters=3-train_own=false-alpha=1"
+    table = methods_for(Plan(nightly_variants=("budget=12",)), with_merges=True)
+    row = "Myna's nightly, budget 12"
+    assert table[row].model == "nightly:budget=12" and table[row].rag == table[NIGHTLY_ROW].rag
+    assert row not in merge_rows(table)
+    assert (row, NIGHTLY_ROW) in steps(table, 0.5) and (row, "OPPU + RAG hybrid k=4") in steps(table, 0.5)
+    assert Plan(nightly_variants=("budget=12",)).key() == Plan().key(), "its files carry the options"
+    models = UserModels(nightly_variants={"nightly:budget=12": Nightly(path="v.gguf", examples=60, status="published")})
+    assert models.record("nightly:budget=12").path == "v.gguf" and models.record("nightly") is None
+    for bad, said in (
+        ("budgt=12", "is not OPTION=VALUE with an option of the nightly run"),
+        ("budget=twelve", "budget=twelve should be a whole number \\(its default is 40\\)"),
+        ("train_own=maybe", "should be true or false"),
+        ("budget=1", "The budget must be at least 2"),
+    ):
+        with pytest.raises(SystemExit, match=said):
+            nightly.config(nightly_model(bad))
 
 
 def test_a_killed_benchmark_still_removes_its_folders(tmp_path):

@@ -314,6 +314,43 @@ def test_personalize_publishes_a_better_adapter_and_records_the_run(
     assert adapters.active(db).name == "personal" and runs.latest(db).status == "skipped"
 
 
+def test_the_own_adapter_alone_is_judged_beside_the_one_on_the_merge(
+    db, shared_base, clean_engine, base_arch, community, monkeypatch
+):
+    """With own_alone, the user's adapter is trained twice, on the best merge and alone; both
+    are judged in llama.cpp and whichever answers the held-out inputs better is published, with
+    both fitnesses on its card, and `--last` says the run was sized so."""
+    from merger.nightly import personalize as pipeline
+
+    trained, train_own = {}, pipeline._train_own
+
+    def spy(*args, on_top=True, **kwargs):
+        result = train_own(*args, on_top=on_top, **kwargs)
+        trained["on merge" if on_top else "alone"] = result.lora
+        return result
+
+    monkeypatch.setattr(pipeline, "_train_own", spy)
+    writer = random_lora(base_arch, rank=4, seed=7, std=1.0, modules=("attn_q", "attn_v"))
+    plant_history(db, outputs_of(clean_engine, writer, base_arch, QUESTIONS, tokens=24))
+    install_community(db, community, base_arch)
+    seen = []
+    config = replace(QUICK, budget=3, train_own=True, own_alone=True)
+    outcome = personalize(db, USER, config, on_progress=lambda phase, d, t: seen.append(phase))
+    assert outcome.status == "published", outcome.message
+    assert set(trained) == {"on merge", "alone"} and "training your own adapter alone" in seen
+    card = adapters.active(db).card
+    on_merge, alone = card["metrics"]["fitness_own_on_merge"], card["metrics"]["fitness_own_alone"]
+    assert outcome.fitness_after == pytest.approx(max(on_merge, alone))
+    kept = "alone" if alone > on_merge else "on merge"
+    assert card["merge"]["used"] == (kept == "on merge")
+    assert ("answered better alone" in card["method"]) == (kept == "alone")
+    published = gguf_lora.read(adapters.active(db).gguf, base_arch)
+    for name, lora in trained.items():
+        gap = max(float(np.abs(published.delta(k) - lora.delta(k)).max()) for k in lora.weights)
+        assert (gap < 1e-3) == (name == kept), f"the published adapter is the one {kept}"
+    assert "and alone, keeping whichever answers better" in runs.latest(db).search()
+
+
 def test_one_weight_per_adapter_and_layer(db, shared_base, clean_engine, base_arch, community):
     """PriME's per-layer option: the search runs over adapters x layers, the uniform average
     (what the history was written by here) is among its points, and the card keeps the matrix

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.lamp.plan import FAMILIES, Method, family_of
+from bench.lamp.plan import FAMILIES, NIGHTLY, Method, family_of, is_nightly
 from bench.lamp.records import Adapter, Merge, Merges, Nightly
 
 # Adapters trained for the user, by the name methods give them (also their stage's file name),
 # and where UserModels keeps each; every other model a method names is one of their merges.
-TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu", "nightly": "nightly"}
+# (The nightly run with other options, "nightly:budget=12", is kept in UserModels.nightly_variants.)
+TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_oppu", NIGHTLY: "nightly"}
 
 # What every merge is compared with, question by question (summary: "against").
 MERGE_REFERENCES = ("uniform average of community adapters", "best single community adapter")
@@ -18,7 +19,11 @@ MERGE_REFERENCES = ("uniform average of community adapters", "best single commun
 def merge_rows(table: dict[str, Method]) -> list[str]:
     """The rows that answer with a merge of community adapters alone: no memory, nothing
     trained on top."""
-    return [name for name, m in table.items() if m.model and m.model not in TRAINED and not m.rag and not m.layout]
+    return [
+        name
+        for name, m in table.items()
+        if m.model and m.model not in TRAINED and not is_nightly(m.model) and not m.rag and not m.layout
+    ]
 
 
 @dataclass
@@ -27,6 +32,7 @@ class UserModels:
     oppu_memory: Adapter | None = None  # their own adapter, trained with what memory gives each example
     prime_oppu: Adapter | None = None  # their own adapter, trained on top of the penalized merge
     nightly: Nightly | None = None  # what `myna personalize` as shipped left active (path None: nothing)
+    nightly_variants: dict[str, Nightly] = field(default_factory=dict)  # the same with other options, by model
     merges: Merges | None = None  # None: nothing merged for them
     # Merged by PriME's published fitness, by family (plan.FAMILIES: "published", "excess").
     published: dict[str, Merges] = field(default_factory=dict)
@@ -51,8 +57,8 @@ class UserModels:
         None when the method needs no model or this user has none (a cold start)."""
         if model is None:
             return None
-        if model in TRAINED:
-            record = getattr(self, TRAINED[model])
+        if model in TRAINED or is_nightly(model):
+            record = getattr(self, TRAINED[model]) if model in TRAINED else self.nightly_variants.get(model)
             return record if record and record.path else None
         family = family_of(model)
         if family and family != "merged":

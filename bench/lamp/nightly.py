@@ -21,7 +21,30 @@ from pathlib import Path
 
 from bench.lamp.records import Nightly
 
-HOME = "nightly-home"  # the user's data folder for the run, under their benchmark folder
+HOME = "home"  # the user's data folder for the run, under their benchmark folder ("nightly-home")
+
+
+def stem(model: str) -> str:
+    """What a nightly model's files are called in the user's benchmark folder: "nightly" as
+    shipped, "nightly-budget=12" with other options (bench.lamp.plan.nightly_model)."""
+    return model.replace(":", "-").replace(",", "-")
+
+
+def config(model: str):
+    """The options the nightly model `model` runs with: PersonalizeConfig's defaults, with
+    the variant's own; options the run would refuse are refused in one sentence now."""
+    from dataclasses import replace
+
+    from assistant.errors import MynaError
+    from bench.lamp.plan import nightly_options
+    from merger.nightly.config import PersonalizeConfig
+
+    chosen = replace(PersonalizeConfig(), **nightly_options(model))
+    try:
+        chosen.check()
+    except MynaError as refused:
+        raise SystemExit(f"--nightly-variant {model.partition(':')[2]}: {refused}") from None
+    return chosen
 
 
 def hub_name(user: str) -> str:
@@ -89,22 +112,23 @@ def data_folder(home: Path, torch_base: Path):
             os.environ["MYNA_HOME"] = before
 
 
-def as_shipped(space, task: str, user: str, db, hub: Path, others: list[str]) -> Nightly:
+def as_shipped(space, task: str, user: str, db, hub: Path, others: list[str], model: str = "nightly") -> Nightly:
     """The user's nightly run in a data folder of their own (made afresh: a stage that was
-    stopped half-way starts again), with the adapters of `others` pulled from `hub`."""
+    stopped half-way starts again), with the adapters of `others` pulled from `hub`; with the
+    shipped options, or a variant's (`model`: "nightly:budget=12")."""
     from assistant import adapters, paths
     from assistant import settings as user_settings
     from assistant.errors import MynaError
     from assistant.store import open_database
     from merger.hub import client
-    from merger.nightly.config import PersonalizeConfig
     from merger.nightly.personalize import personalize
     from merger.training import torch_model
 
     folder = space.folder(task, user)
     made = space.examples(db)
     examples = len(made.train) + len(made.held_out)
-    home = folder / HOME
+    options = config(model)
+    home = folder / f"{stem(model)}-{HOME}"
     shutil.rmtree(home, ignore_errors=True)
     with data_folder(home, torch_model.built_cache(space.spec)):
         target = sqlite3.connect(paths.database_path())
@@ -116,21 +140,21 @@ def as_shipped(space, task: str, user: str, db, hub: Path, others: list[str]) ->
         for name in others:
             client.pull(mine, found, hub_name(name), space.arch)
         try:
-            outcome = personalize(mine, user_settings.load(mine), PersonalizeConfig())
+            outcome = personalize(mine, user_settings.load(mine), options)
         except MynaError as stopped:  # what the user would be told, e.g. too little held out to score on
             outcome = None
             message = str(stopped)
         active = adapters.active(mine)
         path = None
         if active is not None:
-            path = folder / "nightly.gguf"
+            path = folder / f"{stem(model)}.gguf"
             shutil.copyfile(active.gguf, path)
         mine.close()
     return Nightly(
         path=str(path) if path else None,
         examples=examples,
         bytes=path.stat().st_size if path else 0,
-        config=asdict(PersonalizeConfig()),
+        config=asdict(options),
         **(_outcome(outcome) if outcome else {"status": "failed", "message": message}),
     )
 

@@ -11,7 +11,7 @@ MAX_TOKENS = {"LaMP_1": 6, "LaMP_2": 8, "LaMP_3": 4, "LaMP_4": 24, "LaMP_5": 32,
 
 # Not part of Plan.key(): which tasks run, and what only the published-objective merges use
 # (their cache files carry the pool size; see run.py).
-OWN_KEYS = ("tasks", "published", "published_pool", "published_terms")
+OWN_KEYS = ("tasks", "published", "published_pool", "published_terms", "nightly_variants")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,10 @@ class Plan:
     canary_candidates: int = 100
     # Each user's profile cut to these sizes in turn (Dataset.with_histories); empty: whole.
     histories: tuple[int, ...] = ()
+    # The nightly run with other options beside the shipped one, each as "budget=12,max_adapters=3"
+    # (PersonalizeConfig's fields): what a cheaper setting costs the user. Their stage files carry
+    # the options in their names, so they are not part of key().
+    nightly_variants: tuple[str, ...] = ()
     seed: int = 0
 
     def key(self) -> str:
@@ -138,6 +142,61 @@ QUICK = Plan(
 # What the user's assistant answers the morning after `myna personalize` ran for them with the
 # shipped options (bench.lamp.nightly), with memory by the shipped settings.
 NIGHTLY_ROW = "Myna's nightly, as shipped"
+NIGHTLY = "nightly"  # its model's name; "nightly:budget=12" is the run with those options instead
+
+
+def nightly_model(options: str = "") -> str:
+    """The model name of the nightly run with `options` ("budget=12,max_adapters=3"; empty: as shipped)."""
+    return f"{NIGHTLY}:{options}" if options else NIGHTLY
+
+
+def is_nightly(model: str | None) -> bool:
+    return model == NIGHTLY or (model or "").startswith(f"{NIGHTLY}:")
+
+
+def nightly_options(model: str) -> dict:
+    """The options a nightly model's name gives, by PersonalizeConfig's field, with their
+    types ("nightly:budget=12" -> {"budget": 12}); a name or value it has not is refused in
+    one sentence."""
+    from dataclasses import fields
+
+    from merger.nightly.config import PersonalizeConfig
+
+    text = model.partition(":")[2]
+    known = {f.name: f for f in fields(PersonalizeConfig)}
+    options = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in known or not value:
+            raise SystemExit(
+                f"--nightly-variant {text}: '{part}' is not OPTION=VALUE with an option of the nightly run "
+                f"({', '.join(known)})."
+            )
+        default = getattr(PersonalizeConfig(), name)
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(value)
+                options[name] = value.lower() == "true"
+            elif isinstance(default, (int, float)):
+                options[name] = type(default)(value)
+            elif default is None and value.isdigit():  # rank: a number, or none
+                options[name] = int(value)
+            else:
+                options[name] = value
+        except ValueError:
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(default)]
+            raise SystemExit(
+                f"--nightly-variant {text}: {name}={value} should be {kind} (its default is {default})."
+            ) from None
+    return options
+
+
+def nightly_row(options: str) -> str:
+    """A variant's row: "Myna's nightly, budget 12, max_adapters 3"."""
+    said = ", ".join(f"{k} {v}" for k, v in nightly_options(nightly_model(options)).items())
+    return f"Myna's nightly, {said}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +224,9 @@ def methods_for(plan: Plan, with_merges: bool) -> dict[str, Method]:
     for layout in plan.layouts:
         if layout != Settings().memory_layout:
             table[f"RAG {rag[0]} k={rag[1]}, {layout} layout"] = Method(None, rag, layout)
-    table[NIGHTLY_ROW] = Method("nightly", default_rag())
+    table[NIGHTLY_ROW] = Method(NIGHTLY, default_rag())
+    for options in plan.nightly_variants:
+        table[nightly_row(options)] = Method(nightly_model(options), default_rag())
     table["OPPU"] = Method("oppu", None)
     table[f"OPPU + RAG {rag[0]} k={rag[1]}"] = Method("oppu", rag)
     if plan.oppu_variants:
@@ -211,7 +272,8 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
     shipped memory: the nightly run as shipped, the user's own adapter, the merge at `alpha`,
     each against memory alone; the nightly run against the user's own adapter alone (what the
     merge search under it and the gate add); the own adapter on top of the merge against the
-    merge alone, and against the own adapter alone (what the merge under it adds)."""
+    merge alone, and against the own adapter alone (what the merge under it adds); each
+    nightly run with other options against the shipped one and the own adapter alone."""
     rag = default_rag()
     by_model = {m.model: name for name, m in table.items() if m.rag == rag and m.layout is None}
     merge = f"prime-a{alpha:g}"
@@ -223,6 +285,9 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
         ("prime-oppu", merge),
         ("prime-oppu", "oppu"),
     ]
+    for model in by_model:
+        if is_nightly(model) and model != NIGHTLY:
+            wanted += [(model, NIGHTLY), (model, "oppu")]
     return [(by_model[row], by_model[without]) for row, without in wanted if row in by_model and without in by_model]
 
 

@@ -118,9 +118,15 @@ def merges_markdown(summary: dict) -> list[str]:
 
 
 def nightly_markdown(summary: dict) -> list[str]:
-    """What `myna personalize` as shipped did for each user: published, refused by its gate, or
-    skipped (a cold start); nothing for runs without the row."""
-    runs = summary.get("nightly") or {}
+    """What `myna personalize` as shipped (and with each variant's options) did for each user:
+    published, refused by its gate, or skipped (a cold start); nothing for runs without the row."""
+    lines = _nightly_lines(summary.get("nightly_method"), summary.get("nightly") or {}, "its shipped options")
+    for row, runs in (summary.get("nightly_variants") or {}).items():
+        lines += _nightly_lines(row, runs, "these options")
+    return lines
+
+
+def _nightly_lines(row: str | None, runs: dict, options: str) -> list[str]:
     if not runs:
         return []
     counts = {status: sorted(u for u, r in runs.items() if r["status"] == status) for status in STATUS_WORDS}
@@ -129,7 +135,7 @@ def nightly_markdown(summary: dict) -> list[str]:
     )
     minutes = np.mean([r["seconds"] or 0 for r in runs.values()]) / 60
     lines = [
-        f"{summary.get('nightly_method')}: `myna personalize` with its shipped options, once per user "
+        f"{row}: `myna personalize` with {options}, once per user "
         f"({minutes:.1f} min per user on average): {said}. A user with nothing published is answered as "
         "memory alone answers them.",
         "",

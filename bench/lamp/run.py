@@ -3,7 +3,8 @@ method's answers, then the measurements beyond the table, the summary and the re
 
     python -m bench lamp [--quick] [--tasks LaMP_4,LaMP_7] [--lamp QUESTIONS OUTPUTS]
                          [--users N --seed S] [--methods REGEX] [--ray ADDRESS]
-                         [--questions N] [--built-users N] [--rescore]
+                         [--questions N] [--built-users N] [--histories SIZES]
+                         [--nightly-variant OPTIONS ...] [--rescore]
 
 Stages cache their results under bench/results/cache/, so a run that crashes resumes where it
 stopped. Results go to bench/results/lamp[-quick]/: results.json, results.md, plots/*.png.
@@ -24,7 +25,18 @@ from bench.datasets import load
 from bench.lamp import amounts, diagnose, privacy, report, stages, summary
 from bench.lamp.cache import code_digest, peak_mib, run_name, stage_totals
 from bench.lamp.models import merge_rows
-from bench.lamp.plan import QUICK, Method, Plan, default_method, methods_for, nightly_method, steps
+from bench.lamp.plan import (
+    NIGHTLY,
+    QUICK,
+    Method,
+    Plan,
+    default_method,
+    is_nightly,
+    methods_for,
+    nightly_method,
+    nightly_model,
+    steps,
+)
 from bench.lamp.records import Answers
 from bench.lamp.stages import TaskRun, Unit, dataset_for
 from bench.lamp.workspace import Workspace
@@ -117,11 +129,17 @@ def run(
         results["tasks"][task]["cold_start"] = cold
         results["tasks"][task]["default_method"] = default_method(table)
         results["tasks"][task]["nightly_method"] = nightly_method(table)
-        results["tasks"][task]["nightly"] = {
-            u: {k: v for k, v in asdict(models[u].nightly).items() if k in NIGHTLY_KEPT}
-            for u in users
-            if models[u].nightly
+        # What each user's nightly run did: as shipped, and with each variant's options (by row).
+        runs = {NIGHTLY: {u: models[u].nightly for u in users}}
+        for name, spec in table.items():
+            if is_nightly(spec.model) and spec.model != NIGHTLY:
+                runs[name] = {u: models[u].nightly_variants.get(spec.model) for u in users}
+        kept = {
+            key: {u: {k: v for k, v in asdict(r).items() if k in NIGHTLY_KEPT} for u, r in by_user.items() if r}
+            for key, by_user in runs.items()
         }
+        results["tasks"][task]["nightly"] = kept.pop(NIGHTLY)
+        results["tasks"][task]["nightly_variants"] = {row: found for row, found in kept.items() if found}
     results["wall_seconds"] = time.perf_counter() - started
     results["stage_seconds"], stage_peak = stage_totals(work)
     results["peak_mib"] = max(peak_mib(), stage_peak)
@@ -143,6 +161,7 @@ def main(
     again: bool = False,
     built_users: int | None = None,
     histories: tuple[int, ...] = (),
+    nightly_variants: tuple[str, ...] = (),
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
@@ -165,6 +184,12 @@ def main(
         if min(histories) < 1:
             raise SystemExit(f"--histories {','.join(map(str, histories))}: each size must be 1 or more items.")
         plan = replace(plan, histories=tuple(histories))
+    if nightly_variants:
+        from bench.lamp.nightly import config
+
+        for options in nightly_variants:
+            config(nightly_model(options))  # a bad option is refused before any work
+        plan = replace(plan, nightly_variants=tuple(nightly_variants))
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
     # Another question count or user count is another benchmark: never in place of the default's report.
     out = out.with_name(

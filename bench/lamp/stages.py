@@ -19,7 +19,7 @@ from typing import Callable
 
 from bench.datasets import BUILDERS, Dataset, load
 from bench.lamp.models import UserModels
-from bench.lamp.plan import TERM_FAMILY, Method, Plan, as_served, family_of
+from bench.lamp.plan import NIGHTLY, TERM_FAMILY, Method, Plan, as_served, family_of, is_nightly
 from bench.lamp.records import Answers
 from bench.lamp.workspace import Workspace
 
@@ -64,7 +64,7 @@ class TaskRun:
         self._stores: dict[str, object] = {}
         self.needs = {spec.model for spec in wanted.values()} - {None}
         # Merges pool the other users' own adapters; training on top of PriME needs the merge.
-        self.need_merges = bool(self.needs - {"oppu", "oppu-memory", "nightly"})
+        self.need_merges = any(m not in ("oppu", "oppu-memory") and not is_nightly(m) for m in self.needs)
         self.table: dict[str, Method] = {}  # the rows answered; set once the merges are known
         self.attack = False  # whether the membership attack runs (run.py says, once the merges are known)
 
@@ -92,7 +92,7 @@ class TaskRun:
         if stage == "variants":
             return self.trained if self.plan.oppu_variants else []
         if stage == "nightly":
-            return self.users if "nightly" in self.needs else []
+            return self.users if any(is_nightly(m) for m in self.needs) else []
         if stage == "attacks":
             return self.trained if self.attack else []  # a cold start has no adapter to attack
         return self.users
@@ -132,18 +132,25 @@ class TaskRun:
             models[user].prime_oppu = space.train_oppu(task, user, self.store(user), "prime-oppu", start=merged.path)
 
     def nightly(self, user: str) -> None:
-        """`myna personalize` as shipped in a data folder of their own, the other users' adapters
-        offered to it on a hub (bench.lamp.nightly)."""
+        """`myna personalize` as shipped (and with each variant's options) in a data folder of
+        their own, the other users' adapters offered to it on a hub (bench.lamp.nightly)."""
         from bench.lamp import nightly
         from bench.lamp.cache import cached
         from bench.lamp.records import Nightly
 
-        def compute() -> Nightly:
-            hub = nightly.offer(self.space, self.task, {v: self.models[v].own for v in self.trained}, self.stores)
-            others = sorted(v for v in self.trained if v != user)
-            return nightly.as_shipped(self.space, self.task, user, self.store(user), hub, others)
+        for model in sorted(m for m in self.needs if is_nightly(m)):
 
-        self.models[user].nightly = cached(self.space.folder(self.task, user) / "nightly.json", compute, Nightly)
+            def compute(model=model) -> Nightly:
+                hub = nightly.offer(self.space, self.task, {v: self.models[v].own for v in self.trained}, self.stores)
+                others = sorted(v for v in self.trained if v != user)
+                return nightly.as_shipped(self.space, self.task, user, self.store(user), hub, others, model)
+
+            path = self.space.folder(self.task, user) / f"{nightly.stem(model)}.json"
+            record = cached(path, compute, Nightly)
+            if model == NIGHTLY:
+                self.models[user].nightly = record
+            else:
+                self.models[user].nightly_variants[model] = record
 
     def answers(self, user: str) -> dict[str, Answers]:
         """Every row's answers to the user's questions."""

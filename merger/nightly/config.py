@@ -31,6 +31,10 @@ class PersonalizeConfig:
     max_length: int = 192
     # OPPU on top of the merge: above the merge alone on both LaMP tasks (docs/benchmarks.md, bench lamp).
     train_own: bool = True
+    # Beside it, the own adapter trained alone (on the bare model): the check in llama.cpp keeps
+    # whichever of the two answers the held-out inputs better, so a merge that fits the history's
+    # likelihood but answers worse (issue 44's held-out pair) does not hold the own adapter back.
+    own_alone: bool = False
     # A cold start: below this many examples no adapter work is done. On LaMP_7 the user's own
     # adapter from 24 items answered below memory alone and below the bare model, from 48 it
     # gained (docs/benchmarks.md, "gain versus amount of user data").

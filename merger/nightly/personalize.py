@@ -281,19 +281,37 @@ def _run(
         winner = scoring.combine(loras, best_weights, config.merge, config.rank)
     kind, label = "merged", "merged"
     audit = None  # membership inference of the user's own adapter, for the data card
+    alone = None  # the own adapter trained without the merge, judged beside the winner
 
     if config.train_own:
         report("training your own adapter on top of the merge")
         own = _train_own(base, spec, example_set, system, winner, config, workdir / "own")
         if own is not None:
-            winner, kind, label, audit = own.lora, "personal", "personal", own.audit
+            shape, winner, kind, label, audit = winner, own.lora, "personal", "personal", own.audit
+            if config.own_alone:
+                report("training your own adapter alone")
+                alone = _train_own(base, spec, example_set, system, shape, config, workdir / "alone", on_top=False)
 
     report("checking the winner in llama.cpp")
-    final_path = gguf_lora.write(winner, workdir / "winner.gguf", arch)
-    engine.set_adapters([AdapterUse(final_path)])
-    # Kept under the file's content: published, it is the next night's current adapter.
-    after_utility, after_similarity = judge(llama_view.holding(final_path), sharers)
-    fitness_after = after_utility - config.alpha * (after_similarity or 0.0)
+
+    def checked(lora, name: str) -> tuple[float, float | None, float]:
+        """Its utility, similarity and fitness, judged in llama.cpp."""
+        path = gguf_lora.write(lora, workdir / f"{name}.gguf", arch)
+        engine.set_adapters([AdapterUse(path)])
+        # Kept under the file's content: published, it is the next night's current adapter.
+        utility, similarity = judge(llama_view.holding(path), sharers)
+        return utility, similarity, utility - config.alpha * (similarity or 0.0)
+
+    after_utility, after_similarity, fitness_after = checked(winner, "winner")
+    # The own adapter alone instead, if it answers better (the card keeps both fitnesses).
+    fitnesses = {"own_on_merge": fitness_after}
+    without_merge = False
+    if alone is not None:
+        utility, similarity, fitnesses["own_alone"] = checked(alone.lora, "alone")
+        without_merge = fitnesses["own_alone"] > fitness_after
+        if without_merge:
+            winner, audit = alone.lora, alone.audit
+            after_utility, after_similarity, fitness_after = utility, similarity, fitnesses["own_alone"]
     engine.set_adapters([])
     kept.save()
     names = [a.name for a in chosen]
@@ -325,7 +343,9 @@ def _run(
 
     card = {
         "kind": kind,
-        "method": "evolutionary merge of community adapters (PriME)"
+        "method": "own adapter (OPPU), which answered better alone than on the best merge of community adapters"
+        if without_merge
+        else "evolutionary merge of community adapters (PriME)"
         + (" + own adapter (OPPU)" if kind == "personal" else ""),
         "base_model": {"name": spec.name, "fingerprint": arch.fingerprint},
         "lora": {"rank": winner.rank, "alpha": winner.alpha, "targets": winner.modules()},
@@ -339,10 +359,15 @@ def _run(
             "alpha": config.alpha,
             "privacy_term": config.privacy,
             "on_top_of_task_adapter": task_adapter.name if task_adapter else None,
+            "used": not without_merge,  # False: the search ran, but the own adapter alone answered better
         },
         "data": {
             **example_set.summary(),
-            "used_for": "scoring the merge on held-out examples" + (" and training" if kind == "personal" else ""),
+            "used_for": (
+                "choosing between your adapter on the merge and alone" if without_merge else "scoring the merge"
+            )
+            + " on held-out examples"
+            + (" and training" if kind == "personal" else ""),
         },
         "metrics": {
             "fitness_before": fitness_before,
@@ -354,10 +379,20 @@ def _run(
             "privacy_term": config.privacy,
             "metric": "the task metric of answers in llama.cpp (held out)",
             "search_metric": config.metric,
+            **({f"fitness_{name}": value for name, value in fitnesses.items()} if alone is not None else {}),
         },
-        "privacy": "Merged from community adapters with weights chosen on your own history, which never left "
-        "this machine. Share it only with people you would show that history to."
-        + (" Its held-out texts also chose the merge's weights, which the attack below does not see." if audit else ""),
+        "privacy": (
+            "Trained on your own history, which never left this machine."
+            if without_merge
+            else "Merged from community adapters with weights chosen on your own history, which never left "
+            "this machine."
+        )
+        + " Share it only with people you would show that history to."
+        + (
+            " Its held-out texts also chose the merge's weights, which the attack below does not see."
+            if audit and not without_merge
+            else ""
+        ),
         **({"privacy_audit": audit.as_card()} if audit else {}),
     }
     adapter = publish(
@@ -370,7 +405,12 @@ def _run(
         seconds=time.perf_counter() - started,
         phase_seconds=clock.totals(),
         inputs=inputs(adapter),
-        message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}",
+        message=f"'{adapter.name}' is active: fitness {fitness_before:.4f} -> {fitness_after:.4f}"
+        + (
+            f" (your own adapter alone; on the best merge it scored {fitnesses['own_on_merge']:.4f})"
+            if without_merge
+            else ""
+        ),
     )
 
 
@@ -462,9 +502,10 @@ def _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter):
     return scoring.TorchBackend(base, loras, merge=config.merge, rank=config.rank, task=task), base
 
 
-def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
-    """OPPU on top of the merge (the merge plays the task-level adapter): the training's result,
-    or None if the history is too small to train on."""
+def _train_own(base, spec, example_set, system, merged, config, workdir: Path, on_top: bool = True):
+    """OPPU on top of the merge (the merge plays the task-level adapter), or with `on_top`
+    False alone, of the merge's shape: the training's result, or None if the history is too
+    small to train on."""
     from merger.training import torch_model
     from merger.training import train as trainer
 
@@ -474,4 +515,5 @@ def _train_own(base, spec, example_set, system, merged, config, workdir: Path):
     train_config = trainer.TrainConfig(
         rank=merged.rank, alpha=merged.alpha, targets=tuple(merged.modules()), seed=config.seed
     )
-    return trainer.train(base, example_set, train_config, system=system, workdir=workdir, start_from=merged)
+    start = merged if on_top else None
+    return trainer.train(base, example_set, train_config, system=system, workdir=workdir, start_from=start)

@@ -97,6 +97,8 @@ class Run:
         if "budget" not in self.config:
             return ""
         own = ", then your own adapter on top" if self.config.get("train_own") else ""
+        if own and self.config.get("own_alone"):
+            own += " and alone, keeping whichever answers better"
         return (
             f"{self.config['budget']} candidates from up to {self.config.get('max_adapters')} community "
             f"adapters, privacy weight {self.config.get('alpha')}{own}"

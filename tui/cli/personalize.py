@@ -67,6 +67,13 @@ DEFAULTS = PersonalizeConfig()
     help="Also train your own adapter on top of the best merge (OPPU), or publish the merge alone.",
 )
 @click.option(
+    "--own-alone/--no-own-alone",
+    default=DEFAULTS.own_alone,
+    show_default=True,
+    help="Also train your own adapter without the merge under it, and keep whichever of the two answers your "
+    "held-out examples better.",
+)
+@click.option(
     "--min-examples",
     type=click.IntRange(0),
     default=DEFAULTS.min_examples,
@@ -93,6 +100,7 @@ def personalize(
     backend,
     metric,
     train_own,
+    own_alone,
     min_examples,
     if_idle,
     again,
@@ -137,6 +145,7 @@ def personalize(
         backend=backend,
         metric=metric,
         train_own=train_own,
+        own_alone=own_alone,
         min_examples=min_examples,
     )
     try:
