@@ -98,6 +98,12 @@ def main() -> None:
         help="score the stored answers of the run these options made again with this version (new comparisons "
         "without redoing a long run); times and privacy figures stay as measured",
     )
+    lamp.add_argument(
+        "--join",
+        metavar="RESULTS_JSON",
+        help="with --rescore: add another run's rows (same questions, e.g. another code version) to the report, "
+        "compared question by question; refused unless the rows both runs have answered alike",
+    )
     conversation = sub.add_parser(
         "conversation", help="conversation memory: facts told in chat, updates, preferences, 'I don't know'"
     )
@@ -182,6 +188,7 @@ def main() -> None:
             args.built_users,
             _sizes(args.histories) if args.histories else (),
             tuple(args.nightly_variant or ()),
+            Path(args.join) if args.join else None,
         )
 
 

@@ -683,6 +683,28 @@ def test_a_nightly_variant_is_the_shipped_run_with_its_own_options():
             nightly.config(nightly_model(bad))
 
 
+def test_rows_of_another_run_join_only_when_the_common_rows_answered_alike(tmp_path):
+    """`--rescore --join`: another run's rows (another code version) stand beside this run's
+    only if every row both have answered every question alike; the report says where they came from."""
+    from bench.lamp.run import join
+
+    def run(rows: dict, code: str) -> dict:
+        return {"code": code, "tasks": {"LaMP_7": {"methods": {m: {"answers": a} for m, a in rows.items()}}}}
+
+    theirs = tmp_path / "results.json"
+    theirs.write_text(json.dumps(run({"RAG": {"q1": "a", "q2": "b"}, "shipped": {"q1": "c", "q2": "d"}}, "old")))
+    ours = run({"RAG": {"q1": "a", "q2": "b"}, "variant": {"q1": "e", "q2": "f"}}, "new")
+    join(ours, theirs)
+    found = ours["tasks"]["LaMP_7"]
+    assert set(found["methods"]) == {"RAG", "variant", "shipped"}
+    assert found["joined"] == [{"from": str(theirs), "code": "old", "rows": ["shipped"], "alike": ["RAG"]}]
+    different = run({"RAG": {"q1": "a", "q2": "B"}, "variant": {"q1": "e", "q2": "f"}}, "new")
+    with pytest.raises(SystemExit, match="its rows RAG answered otherwise"):
+        join(different, theirs)
+    with pytest.raises(SystemExit, match="no row answered alike in both"):
+        join(run({"other": {"q1": "a", "q2": "b"}}, "new"), theirs)
+
+
 def test_a_killed_benchmark_still_removes_its_folders(tmp_path):
     """`timeout` and CI stop a benchmark with SIGTERM (`timeout` twice: the command, then its
     process group); it must pass through `finally` as on Ctrl-C, which is what removes the

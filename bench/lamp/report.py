@@ -63,6 +63,7 @@ def markdown(results: dict) -> str:
                 f"{seconds:.0f} s + {row['inference_seconds_per_user']:.0f} s answering | {size} |"
             )
         lines.append("")
+        lines += joined_markdown(summary)
         lines += merges_markdown(summary)
         lines += nightly_markdown(summary)
         lines += steps_markdown(summary)
@@ -115,6 +116,16 @@ def merges_markdown(summary: dict) -> list[str]:
             )
         lines.append(f"| {method} | {' | '.join(cells)} |")
     return lines + [""]
+
+
+def joined_markdown(summary: dict) -> list[str]:
+    """Which rows came from another run (`--rescore --join`), and why they may stand here."""
+    return [
+        f"Rows from another run ({joined['from']}, code {joined['code']}), joined with `--join`: "
+        f"{', '.join(joined['rows'])}. The rows both runs have ({', '.join(joined['alike'])}) answered every "
+        "question alike in both, so the two versions answer alike.\n"
+        for joined in summary.get("joined", [])
+    ]
 
 
 def nightly_markdown(summary: dict) -> list[str]:

@@ -162,6 +162,7 @@ def main(
     built_users: int | None = None,
     histories: tuple[int, ...] = (),
     nightly_variants: tuple[str, ...] = (),
+    joined: Path | None = None,
 ) -> None:
     if sample and sample[0] < 1:
         raise SystemExit(f"--users {sample[0]}: a run needs at least one user; give a positive number.")
@@ -201,8 +202,10 @@ def main(
     )
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join([load(*lamp).task] if lamp else plan.tasks)
+    if joined and not again:
+        raise SystemExit("--join adds another run's rows to this run's report: give it with --rescore.")
     if again:
-        results = rescore(out, plan, lamp, methods, sample)
+        results = rescore(out, plan, lamp, methods, sample, joined)
     else:
         results = run(
             plan,
@@ -217,7 +220,12 @@ def main(
 
 
 def rescore(
-    out: Path, plan: Plan, lamp: tuple[Path, Path] | None, methods: str | None, sample: tuple[int, int] | None
+    out: Path,
+    plan: Plan,
+    lamp: tuple[Path, Path] | None,
+    methods: str | None,
+    sample: tuple[int, int] | None,
+    joined: Path | None = None,
 ) -> dict:
     """The report in `out` with everything it takes from its stored answers computed again by
     this version (summary.answer_scores): a new comparison reaches a long run's results
@@ -236,6 +244,8 @@ def rescore(
         raise SystemExit(
             f"{path} was made with other settings than these options give; rescore it with the options that made it."
         )
+    if joined:
+        join(results, joined)
     table = chosen(methods_for(plan, True), methods)
     merges, pairs = merge_rows(table), steps(table, plan.alpha)
     with tempfile.TemporaryDirectory() as work:
@@ -250,3 +260,38 @@ def rescore(
             for method, scored in summary.answer_scores(task, dataset, said, plan.seed, merges, pairs).items():
                 rows[method].update(scored)
     return results
+
+
+# What a joined row brings from its run besides its scores (the per-user nightly records).
+JOINED_KEYS = ("nightly", "nightly_method", "nightly_variants")
+
+
+def join(results: dict, path: Path) -> None:
+    """The rows of the run saved at `path` (another code version, or other rows of the same
+    questions) added to `results`, so their differences are computed question by question. Only
+    if every row both runs answered has the same answer to every question in both: then the two
+    versions answer alike, and a row of one can stand beside a row of the other."""
+    if not path.exists():
+        raise SystemExit(f"--join {path}: no such file; give the results.json of a finished run.")
+    other = json.loads(path.read_text())
+    for task, found in results["tasks"].items():
+        theirs = (other.get("tasks") or {}).get(task)
+        if theirs is None:
+            raise SystemExit(f"--join {path}: that run has no {task}; join runs of the same task.")
+        rows, added = found["methods"], theirs["methods"]
+        shared = sorted(set(rows) & set(added))
+        differ = [m for m in shared if rows[m].get("answers") != added[m].get("answers")]
+        if not shared or differ or not all("answers" in row for row in added.values()):
+            raise SystemExit(
+                f"--join {path}: "
+                + (f"its rows {', '.join(differ)} answered otherwise" if differ else "no row answered alike in both")
+                + "; only runs whose common rows answered every question alike can be joined."
+            )
+        new = [m for m in added if m not in rows]
+        rows.update({m: added[m] for m in new})
+        for key in JOINED_KEYS:
+            if theirs.get(key) and not found.get(key):
+                found[key] = theirs[key]
+        found.setdefault("joined", []).append(
+            {"from": str(path), "code": other.get("code"), "rows": new, "alike": shared}
+        )
