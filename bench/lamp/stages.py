@@ -236,7 +236,7 @@ LABELS = {
     "oppu": "OPPU adapter",
     "merges": "merges",
     "variants": "OPPU trained with memory or on PriME",
-    "nightly": "myna personalize as shipped",
+    "nightly": "the nightly run (myna personalize)",
     "answers": "answers",
     "attacks": "membership inference",
 }
