@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import RESULTS
 from bench.datasets import load
-from bench.lamp import amounts, diagnose, privacy, report, stages, summary
+from bench.lamp import amounts, diagnose, nightly, privacy, report, stages, summary
 from bench.lamp.cache import code_digest, peak_mib, run_name, stage_totals
 from bench.lamp.models import merge_rows
 from bench.lamp.plan import (
@@ -186,10 +186,8 @@ def main(
             raise SystemExit(f"--histories {','.join(map(str, histories))}: each size must be 1 or more items.")
         plan = replace(plan, histories=tuple(histories))
     if nightly_variants:
-        from bench.lamp.nightly import config
-
         for options in nightly_variants:
-            config(nightly_model(options))  # a bad option is refused before any work
+            nightly.config(nightly_model(options))  # a bad option is refused before any work
         plan = replace(plan, nightly_variants=tuple(nightly_variants))
     out = RESULTS / ("lamp-quick" if quick else "lamp") if lamp is None else RESULTS / run_name(plan.quick, lamp)
     # Another question count or user count is another benchmark: never in place of the default's report.
@@ -199,6 +197,7 @@ def main(
         + (f"-built{built_users}" if built_users is not None else "")
         + (f"-questions{questions}" if questions is not None else "")
         + (f"-histories{'-'.join(map(str, histories))}" if histories else "")
+        + "".join(f"-{nightly.stem(nightly_model(options))}" for options in nightly_variants)
     )
     if methods:  # some rows only: never in place of the whole report
         out = out / "some-methods" / "+".join([load(*lamp).task] if lamp else plan.tasks)
