@@ -334,8 +334,13 @@ def _run(
             seconds=time.perf_counter() - started,
             phase_seconds=clock.totals(),
             inputs=inputs(current),
-            message=f"the best merge scored {fitness_after:.4f}, not better than the current "
-            f"{fitness_before:.4f}; the current adapter stays",
+            message=(
+                f"your own adapter scored {fitnesses['own_on_merge']:.4f} on the best merge and "
+                f"{fitnesses['own_alone']:.4f} alone"
+                if alone is not None
+                else f"the best merge scored {fitness_after:.4f}"
+            )
+            + f", not better than the current {fitness_before:.4f}; the current adapter stays",
         )
 
     report("publishing")
