@@ -273,7 +273,7 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
     each against memory alone; the nightly run against the user's own adapter alone (what the
     merge search under it and the gate add); the own adapter on top of the merge against the
     merge alone, and against the own adapter alone (what the merge under it adds); each
-    nightly run with other options against the shipped one and the own adapter alone."""
+    nightly run with other options against memory alone, the shipped run and the own adapter alone."""
     rag = default_rag()
     by_model = {m.model: name for name, m in table.items() if m.rag == rag and m.layout is None}
     merge = f"prime-a{alpha:g}"
@@ -287,7 +287,7 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
     ]
     for model in by_model:
         if is_nightly(model) and model != NIGHTLY:
-            wanted += [(model, NIGHTLY), (model, "oppu")]
+            wanted += [(model, None), (model, NIGHTLY), (model, "oppu")]
     return [(by_model[row], by_model[without]) for row, without in wanted if row in by_model and without in by_model]
 
 

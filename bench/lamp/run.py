@@ -291,6 +291,7 @@ def join(results: dict, path: Path) -> None:
         for key in JOINED_KEYS:
             if theirs.get(key) and not found.get(key):
                 found[key] = theirs[key]
-        found.setdefault("joined", []).append(
-            {"from": str(path), "code": other.get("code"), "rows": new, "alike": shared}
-        )
+        if new:  # (joined again: the report already says where its rows came from)
+            found.setdefault("joined", []).append(
+                {"from": str(path), "code": other.get("code"), "rows": new, "alike": shared}
+            )
