@@ -226,7 +226,7 @@ def test_a_personalize_benchmark_removes_every_folder_it_made_however_it_ends(mo
 
     night = SimpleNamespace(
         status="published", fitness_before=1.0, fitness_after=1.1, similarity_before=None, similarity_after=None,
-        adapters=["a"], weights=[1.0], phase_seconds={},
+        adapters=["a"], weights=[1.0], phase_seconds={}, search=lambda: "1 candidates from up to 2 community adapters",
     )  # fmt: skip
     monkeypatch.setenv("MYNA_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(personalize, "ensure_hub", lambda env, count: tmp_path / "hub")
@@ -238,6 +238,7 @@ def test_a_personalize_benchmark_removes_every_folder_it_made_however_it_ends(mo
     assert not homes[0].parent.exists(), "the run's own folder goes too"
     runs = [once for user in figures["users"].values() for once in user.values()]
     assert len(runs) == 4 and all("home" not in once and once["held_out_scores"] == [0.5, 0.25] for once in runs)
+    assert all(once["search"] == "1 candidates from up to 2 community adapters" for once in runs), "as --last says"
 
     def crash(home, held_out):
         raise RuntimeError("the check crashed")
@@ -481,13 +482,15 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
     # The nightly run with other options beside the shipped one, from the same cache: here with
     # no cold-start threshold, so `myna personalize` itself does adapter work for these users.
     variant = "min_examples=0,budget=2,train_own=false"
+    own = {path: path.stat().st_mtime_ns for path in (RESULTS / "cache").glob("lamp-quick-*/LaMP_7/*/oppu.json")}
+    assert own, "the users' own adapters of the run above"
     done = run_watched(
         [sys.executable, "-m", "bench", "lamp", "--quick", "--tasks", "LaMP_7", "--methods", "nightly"]
         + ["--nightly-variant", variant],
         text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "OPPU adapter for" not in done.stdout, "the users' own adapters come from the cache"
+    assert {path: path.stat().st_mtime_ns for path in own} == own, "the users' own adapters come from the cache"
     # A folder of its own, named by the options: never in place of the shipped rows' report.
     varied = RESULTS / "lamp-quick-nightly-min_examples=0-budget=2-train_own=false" / "some-methods" / "LaMP_7"
     some = json.loads((varied / "results.json").read_text())["tasks"]["LaMP_7"]
@@ -496,7 +499,8 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
     runs = some["nightly_variants"][row]
     assert set(runs) == set(some["users"]) and set(some["nightly"]) == set(some["users"])
     assert {r["status"] for r in runs.values()} <= {"published", "no-improvement"}, "its options took effect"
-    assert all(r["fitness_after"] is not None and len(r["adapters"]) == 2 for r in runs.values())
+    others = len(some["users"]) - 1  # each user's community: the others' own adapters
+    assert all(r["fitness_after"] is not None and len(r["adapters"]) == others for r in runs.values())
     assert set(some["methods"][row]["steps"]) == {"Myna's nightly, as shipped"}, "no OPPU or RAG row in this run"
     assert f"{row}: `myna personalize` with these options" in (varied / "results.md").read_text()
 
