@@ -302,6 +302,17 @@ def favoured_tokens(engine: ReplyEngine, texts: Sequence[str]) -> tuple[int, ...
     return tuple(sorted(found))
 
 
+def one_shot(engine: ReplyEngine, grounded: prompts.Grounded, answer_tokens: int) -> tuple[list[int], tuple[int, ...]]:
+    """What the model answers a grounded message from, with no earlier turns: the prompt's
+    tokens (an overlong one keeps its start, with the instructions, and its end, where the
+    answer begins) and the tokens its notes favour (SamplingParams.copy_bias)."""
+    tokens = engine.tokenize_chat(prompts.build_chat(grounded.system, [], grounded.user_text, grounded.demonstrations))
+    budget = engine.context_size - answer_tokens - 8
+    if len(tokens) > budget:
+        tokens = tokens[: budget // 2] + tokens[-budget // 2 :]
+    return tokens, favoured_tokens(engine, grounded.quoted)
+
+
 def fit(engine: ReplyEngine, grounded: prompts.Grounded, history: list[prompts.Turn], budget: int) -> prompts.Prompt:
     return prompts.fit(
         engine.tokenize_chat,
@@ -356,10 +367,16 @@ def recall_for(
 
 
 def with_memory(
-    db: sqlite_utils.Database, engine: ReplyEngine, settings: Settings, text: str, conversation_id: int | None = None
+    db: sqlite_utils.Database,
+    engine: ReplyEngine,
+    settings: Settings,
+    text: str,
+    conversation_id: int | None = None,
+    exclude: Sequence[int] = (),
 ) -> prompts.Grounded:
-    """`text` with what memory holds for it, laid out by the user's settings (RAG)."""
-    found = recall_for(db, settings, text, conversation_id)
+    """`text` with what memory holds for it, laid out by the user's settings (RAG); `exclude`:
+    snippets never given (the record a held-out example was made from)."""
+    found = recall_for(db, settings, text, conversation_id, exclude)
     grounded = prompts.ground(
         settings.system_prompt,
         text,

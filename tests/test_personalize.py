@@ -227,6 +227,55 @@ def test_racing_on_the_real_model(torch_base, community):
     assert evaluate.best(0.0).weights == (1.0, 0.0)
 
 
+def test_the_check_asks_the_held_out_inputs_as_myna_ask_does(db, clean_engine, tmp_path):
+    """With check_memory, each held-out headline is asked with what recall finds for it among
+    the other articles (never its own, which holds the answer), laid out as `myna ask` lays it
+    out, and decoded with the user's copy bias towards those notes; the probes the sharers
+    answered stay as they were."""
+    import json
+
+    from assistant import replies
+    from assistant.memory import ingest
+    from assistant.tasks import prompt
+    from merger.data import examples
+    from merger.nightly import served
+
+    topics = ["Storm", "Harvest", "Election", "Bridge", "Vaccine", "Marathon", "Flood", "Museum"]
+    profile = [
+        {
+            "id": str(i),
+            "title": f"{topic} news {i} from the coast",
+            "text": f"The {topic.lower()} of day {i} moved the coast town.",
+        }
+        for i, topic in enumerate(topics)
+    ]
+    (tmp_path / "q.json").write_text(json.dumps([{"id": "1", "input": prompt("LaMP_4", text="x"), "profile": profile}]))
+    ingest.import_paths(db, [tmp_path / "q.json"])
+    settings = replace(USER, retrieval_top_k=2, memory_min_relevance=0.0, memory_margin=1.0)
+    held_out = examples.from_store(db, held_out_fraction=0.5).held_out
+    plain = scoring.prepare(clean_engine, held_out, settings.system_prompt, max_length=96, probes=2)
+    backend = scoring.LlamaBackend(clean_engine)
+    checked = served.as_served(db, clean_engine, settings, plain, backend)
+    assert checked.probes == plain.probes and checked.examples == plain.examples
+    assert backend.copy_bias == settings.memory_copy_bias > 0 and "copy bias" in backend.decoding
+    assert held_out
+    for example, asked, before in zip(held_out, checked.encoded, plain.encoded):
+        text = clean_engine.text_of(asked.prompt)
+        others = [item["title"] for item in profile if item["title"] != example.output]
+        assert example.output not in text, "its own article (and headline) is never its memory"
+        assert any(title in text for title in others), "other articles are given, as demonstrations"
+        assert asked.output == before.output and len(asked.prompt) > len(before.prompt)
+        grounded = replies.with_memory(db, clean_engine, settings, example.input, exclude=example.own)
+        # The prompt and the favoured words (none here: headlines of other articles are shown as
+        # earlier turns, not quoted as notes) of `myna ask`'s one-shot answer.
+        assert (asked.prompt, backend.favoured[tuple(asked.prompt)]) == replies.one_shot(
+            clean_engine, grounded, checked.answer_tokens
+        )
+    off = scoring.LlamaBackend(clean_engine)
+    assert served.as_served(db, clean_engine, replace(settings, memory="off"), plain, off) is plain
+    assert off.copy_bias == 0 and off.decoding == ""
+
+
 # -- the pipeline ----------------------------------------------------------------------------------
 
 

@@ -271,14 +271,8 @@ class Workspace:
                 grounded = prompts.Grounded(settings.system_prompt, (), question.input, ())
                 if rag:
                     grounded = replies.with_memory(db, self.engine, settings, question.input)
-                chat = prompts.build_chat(grounded.system, [], grounded.user_text, grounded.demonstrations)
-                tokens = self.engine.tokenize_chat(chat)
-                budget = self.engine.context_size - MAX_TOKENS[task] - 8
-                if len(tokens) > budget:  # an overlong article: keep the instructions and the answer's start
-                    tokens = tokens[: budget // 2] + tokens[-budget // 2 :]
-                done = self.engine.generate(
-                    tokens, params, lambda piece: None, favoured=replies.favoured_tokens(self.engine, grounded.quoted)
-                )
+                tokens, favoured = replies.one_shot(self.engine, grounded, MAX_TOKENS[task])
+                done = self.engine.generate(tokens, params, lambda piece: None, favoured=favoured)
                 predictions[question.id] = done.text.strip()
                 contexts[question.id] = [memory.text for memory in grounded.used]
             self.engine.set_adapters([])

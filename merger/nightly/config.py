@@ -35,6 +35,9 @@ class PersonalizeConfig:
     # whichever of the two answers the held-out inputs better, so a merge that fits the history's
     # likelihood but answers worse (issue 44's held-out pair) does not hold the own adapter back.
     own_alone: bool = False
+    # The check in llama.cpp asks the held-out inputs as `myna ask` does: with what memory
+    # recalls for each from the rest of the history, and its copy bias (merger/nightly/served.py).
+    check_memory: bool = False
     # A cold start: below this many examples no adapter work is done. On LaMP_7 the user's own
     # adapter from 24 items answered below memory alone and below the bare model, from 48 it
     # gained (docs/benchmarks.md, "gain versus amount of user data").

@@ -37,7 +37,7 @@ from assistant.settings import Settings
 from merger.data import examples as example_builder
 from merger.formats import gguf_lora
 from merger.formats.base_model import architecture
-from merger.nightly import runs
+from merger.nightly import runs, served
 from merger.nightly.config import PersonalizeConfig
 from merger.search import answer_cache, scoring, selection
 from merger.search.evolution import evolve
@@ -209,6 +209,9 @@ def _run(
         engine, loras, arch, workdir / "candidates", merge=config.merge, rank=config.rank, task=task
     )
     resources.callback(llama_files.close)
+    # What the check asks: the held-out inputs as the search saw them, or as `myna ask` asks
+    # them (with memory and its copy bias; set before the answer cache names what llama.cpp holds).
+    check_set = served.as_served(db, engine, settings, scoring_set, llama_files) if config.check_memory else scoring_set
     backend, base = _backend(config, engine, loras, spec, workdir, chosen, task, task_adapter)
     resources.callback(backend.close)
     # What the sharers, the model without them and the current adapter answer is kept for the
@@ -225,7 +228,7 @@ def _run(
     check = scoring.Objective("task", config.task, config.privacy)
 
     def judge(on, sharers) -> tuple[float, float | None]:
-        return scoring.judge(on, scoring_set, sharers, check)
+        return scoring.judge(on, check_set, sharers, check)
 
     # The "closest" term compares answers to the probes, the answer-based terms every held-out input.
     compares = config.probes if config.privacy == "closest" else True
@@ -382,7 +385,8 @@ def _run(
             "similarity_to_sharers_before": before_similarity,
             "similarity_to_sharers_after": after_similarity,
             "privacy_term": config.privacy,
-            "metric": "the task metric of answers in llama.cpp (held out)",
+            "metric": "the task metric of answers in llama.cpp (held out"
+            + (", asked with your memory as Myna asks it)" if check_set is not scoring_set else ")"),
             "search_metric": config.metric,
             **({f"fitness_{name}": value for name, value in fitnesses.items()} if alone is not None else {}),
         },
@@ -436,6 +440,10 @@ def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, a
         arch.fingerprint,
         system,
         str(settings.context_size),
+        # What memory the check's answers are given, when it gives them any.
+        json.dumps({k: v for k, v in asdict(settings).items() if k.startswith(("memory", "retrieval"))}, sort_keys=True)
+        if config.check_memory
+        else "",
         json.dumps(asdict(config), sort_keys=True),
         *(json.dumps(asdict(e), sort_keys=True, default=str) for e in example_set.train + example_set.held_out),
         *(content(a) for a in chosen),
@@ -459,7 +467,7 @@ def _starts(db, chosen, dimensions: int) -> tuple[np.ndarray, ...]:
 def _sharer_names(backend, below, chosen):
     """How the answer cache names what `backend` holds: each sharer alone, or no sharer (on
     top of the task adapter `below`, if any); None for any other weights."""
-    kind = type(backend).__name__
+    kind = answer_cache.kind(backend)
     alone = [answer_cache.stack(kind, below, adapter.gguf) for adapter in chosen]
     without = answer_cache.stack(kind, below, None)
 

@@ -99,9 +99,10 @@ class Run:
         own = ", then your own adapter on top" if self.config.get("train_own") else ""
         if own and self.config.get("own_alone"):
             own += " and alone, keeping whichever answers better"
+        checked = ", judged with your memory" if self.config.get("check_memory") else ""
         return (
             f"{self.config['budget']} candidates from up to {self.config.get('max_adapters')} community "
-            f"adapters, privacy weight {self.config.get('alpha')}{own}"
+            f"adapters, privacy weight {self.config.get('alpha')}{own}{checked}"
         )
 
     def where_the_time_went(self) -> str:

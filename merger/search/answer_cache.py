@@ -33,6 +33,13 @@ def stack(backend: str, *files: Path | None) -> str:
     return "|".join(parts)
 
 
+def kind(backend) -> str:
+    """Names a backend in a stack: its class, and how it decodes when that changes answers
+    (a copy bias, scoring.LlamaBackend.decoding)."""
+    decoding = getattr(backend, "decoding", "")
+    return type(backend).__name__ + (f" ({decoding})" if decoding else "")
+
+
 class AnswerCache:
     def __init__(self, path: Path, model: str) -> None:
         self.path, self.model = Path(path), model
@@ -82,7 +89,7 @@ class Remembered:
 
     def holding(self, *files: Path | None) -> Remembered:
         """Name what was set on the backend directly: these adapter files (None: none)."""
-        self.stack = stack(type(self.backend).__name__, *files)
+        self.stack = stack(kind(self.backend), *files)
         return self
 
     def generate(self, prompts: list[list[int]], max_tokens: int) -> list[str]:

@@ -101,6 +101,15 @@ class LlamaBackend:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.encoder = engine  # what tokenizes answers into examples (encoding.Encoder)
+        # Decoding as `myna ask` decodes a prompt with notes in it: their tokens (by prompt) get
+        # `copy_bias` added to their logits (assistant.engine.SamplingParams). Off by default.
+        self.copy_bias = 0.0
+        self.favoured: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    @property
+    def decoding(self) -> str:
+        """What, beside the adapters, decides its answers to a prompt (answer_cache.stack)."""
+        return f"copy bias {self.copy_bias:g}" if self.copy_bias else ""
 
     def mean_logprob(self, scoring: ScoringSet) -> float:
         total, count = 0.0, 0
@@ -111,8 +120,11 @@ class LlamaBackend:
         return total / max(count, 1)
 
     def generate(self, prompts: list[list[int]], max_tokens: int) -> list[str]:
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-        return [self.engine.generate(p, params, lambda piece: None).text.strip() for p in prompts]
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, copy_bias=self.copy_bias)
+        return [
+            self.engine.generate(p, params, lambda piece: None, favoured=self.favoured.get(tuple(p), ())).text.strip()
+            for p in prompts
+        ]
 
 
 class LlamaFileBackend(LlamaBackend):

@@ -74,6 +74,13 @@ DEFAULTS = PersonalizeConfig()
     "held-out examples better.",
 )
 @click.option(
+    "--check-memory/--no-check-memory",
+    default=DEFAULTS.check_memory,
+    show_default=True,
+    help="Judge the winner before publishing on your held-out examples asked as you ask Myna: with what your "
+    "memory recalls for each (its own text left out).",
+)
+@click.option(
     "--min-examples",
     type=click.IntRange(0),
     default=DEFAULTS.min_examples,
@@ -101,6 +108,7 @@ def personalize(
     metric,
     train_own,
     own_alone,
+    check_memory,
     min_examples,
     if_idle,
     again,
@@ -146,6 +154,7 @@ def personalize(
         metric=metric,
         train_own=train_own,
         own_alone=own_alone,
+        check_memory=check_memory,
         min_examples=min_examples,
     )
     try:
