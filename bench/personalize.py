@@ -186,6 +186,8 @@ OBJECTIVES = {
     "likelihood": ["--metric", "task", "--privacy", "likelihood"],
     "published per layer": [*PUBLISHED, "--per-layer"],
     "published 3 sharers": [*PUBLISHED, "--adapters", "3"],
+    # The shipped objective with the search budget it had until 7 December (PersonalizeConfig.budget).
+    "previous default": ["--budget", "40"],
 }
 
 
