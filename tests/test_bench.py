@@ -661,6 +661,7 @@ def test_a_nightly_variant_is_the_shipped_run_with_its_own_options():
     from bench.lamp.models import UserModels, merge_rows
     from bench.lamp.plan import NIGHTLY_ROW, Plan, methods_for, nightly_model, nightly_options, steps
     from bench.lamp.records import Nightly
+    from merger.nightly.config import PersonalizeConfig
 
     model = nightly_model("budget=12,max-adapters=3,train_own=false,alpha=1")
     assert nightly_options(model) == {"budget": 12, "max_adapters": 3, "train_own": False, "alpha": 1.0}
@@ -676,7 +677,7 @@ def test_a_nightly_variant_is_the_shipped_run_with_its_own_options():
     assert models.record("nightly:budget=12").path == "v.gguf" and models.record("nightly") is None
     for bad, said in (
         ("budgt=12", "is not OPTION=VALUE with an option of the nightly run"),
-        ("budget=twelve", "budget=twelve should be a whole number \\(its default is 40\\)"),
+        ("budget=twelve", rf"budget=twelve should be a whole number \(its default is {PersonalizeConfig().budget}\)"),
         ("train_own=maybe", "should be true or false"),
         ("budget=1", "The budget must be at least 2"),
     ):
