@@ -41,6 +41,8 @@ class PersonalizeConfig:
     own_alone: bool = False
     # The check in llama.cpp asks the held-out inputs as `myna ask` does: with what memory
     # recalls for each from the rest of the history, and its copy bias (merger/nightly/served.py).
+    # Off: on LaMP_4 that check published and refused the wrong adapters, -0.033 below the
+    # check without memory (docs/benchmarks.md, "The check asked with memory").
     check_memory: bool = False
     # A cold start: below this many examples no adapter work is done. On LaMP_7 the user's own
     # adapter from 24 items answered below memory alone and below the bare model, from 48 it

@@ -7,7 +7,8 @@ alone (issue 44: on rte.ie's LaMP_4 history an own adapter answered the held-out
 than the bare model without memory, 0.292 against 0.170 ROUGE-1, and the user's questions worse
 than memory alone, 0.180 against 0.301). So the check can ask each held-out input with what
 recall gives it from the rest of the history (never the record it was made from: that would
-be the answer), decoded the same way.
+be the answer), decoded the same way. Measured on LaMP_4 it chose worse adapters than the check
+without memory (docs/benchmarks.md, "The check asked with memory"), so it is an option, off.
 """
 
 from __future__ import annotations
