@@ -188,6 +188,8 @@ OBJECTIVES = {
     "published 3 sharers": [*PUBLISHED, "--adapters", "3"],
     # The shipped objective with the search budget it had until 7 December (PersonalizeConfig.budget).
     "previous default": ["--budget", "40"],
+    # The weight-space penalty (LoraHub's L1 at its 0.05) in place of the closest sharer's.
+    "weights": ["--privacy", "weights", "--alpha", "0.05"],
 }
 
 

@@ -193,6 +193,36 @@ def test_one_merge_is_compared_with_another_question_by_question():
     assert off_by_one["exact"] == [1.0, 1.0]
 
 
+def test_the_privacy_goal_reads_each_penalized_merge_against_its_reference_and_its_unpenalized_search():
+    from bench.lamp.summary import detectable, privacy_goal
+
+    # A 95 % interval of +-0.0196 is a standard error of 0.01: 2.80 of them are found four times in five.
+    assert detectable([-0.0196, 0.0196]) == pytest.approx(0.028, abs=1e-4)
+    merges = {"PriME (alpha 0.5)": "prime-a0.5", "PriME (no privacy penalty)": "prime-a0", "uniform": "uniform"}
+    table = {
+        "PriME (alpha 0.5)": {"overall": {"ROUGE-1": 0.29}},
+        "PriME (no privacy penalty)": {"overall": {"ROUGE-1": 0.30}},
+        "uniform": {"overall": {"ROUGE-1": 0.30}},
+    }
+
+    def attacked(aurocs):
+        return {f"u{i}": {"auroc_mean": a, "reference": 0.58} for i, a in enumerate(aurocs)}
+
+    privacy = {"merged": {"prime-a0.5": attacked([0.59, 0.60, 0.58]), "prime-a0": attacked([0.70, 0.66, 0.68])}}
+    privacy["merged"]["uniform"] = attacked([0.70, 0.70, 0.70])
+    goals = {g["row"]: g for g in privacy_goal("LaMP_7", table, privacy, merges)}
+    assert goals["PriME (no privacy penalty)"]["loss"] == 0 and not goals["PriME (no privacy penalty)"]["met"]
+    assert goals["uniform"]["without_penalty"] == "PriME (no privacy penalty)" and not goals["uniform"]["shipped"]
+    goal = goals["PriME (alpha 0.5)"]
+    assert goal["shipped"] and goal["users"] == 3
+    assert goal["excess"] == pytest.approx(0.01) and goal["excess_ci95"][0] < 0.01 < goal["excess_ci95"][1]
+    assert goal["loss"] == pytest.approx(1 / 30) and goal["met"]
+    # Half again above the reference: not met, however little it costs.
+    privacy["merged"]["prime-a0.5"] = attacked([0.62, 0.61, 0.60])
+    assert not {g["row"]: g for g in privacy_goal("LaMP_7", table, privacy, merges)}["PriME (alpha 0.5)"]["met"]
+    assert privacy_goal("LaMP_7", table, None, merges) == []
+
+
 def test_objectives_are_compared_paired_and_user_by_user():
     from bench.personalize import paired_difference
 
@@ -426,6 +456,17 @@ def test_quick_benchmark_runs_every_method_end_to_end(bench_home):
         assert set(methods["uniform average of community adapters"]["against"]) == {"best single community adapter"}
         assert "against" not in methods["OPPU"] and "against" not in methods["PriME (alpha 0.5) + RAG hybrid k=4"]
         assert "questions resampled together for both" in (folder / "results.md").read_text()
+        assert "this run would have found four times in five" in (folder / "results.md").read_text() or (
+            "Separated" in (folder / "results.md").read_text()
+        )
+        # The privacy goal of the penalized merge, against its reference and the search without the penalty.
+        goal = {g["row"]: g for g in summary["privacy_goal"]}
+        assert {"PriME (alpha 0.5)", "uniform average of community adapters", "LoraHub (likelihood + L1)"} <= set(goal)
+        assert goal["PriME (alpha 0.5)"]["without_penalty"] == "PriME (no privacy penalty)"
+        assert goal["PriME (alpha 0.5)"]["shipped"]
+        assert goal["PriME (alpha 0.5)"]["users"] == len(privacy["merged"]["prime-a0.5"])
+        assert "The privacy goal" in (folder / "results.md").read_text()
+        assert (folder / "plots" / f"{task}-privacy-goal.png").stat().st_size > 5000
         # Myna's nightly as shipped: the quick users' 24 items are below the cold-start threshold,
         # so `myna personalize` itself skipped each (its own message) and memory answers them.
         nightly = summary["nightly"]
@@ -673,6 +714,9 @@ def test_a_nightly_variant_is_the_shipped_run_with_its_own_options():
     assert row not in merge_rows(table)
     assert {(row, "RAG hybrid k=4"), (row, NIGHTLY_ROW), (row, "OPPU + RAG hybrid k=4")} <= set(steps(table, 0.5))
     assert Plan(nightly_variants=("budget=12",)).key() == Plan().key(), "its files carry the options"
+    two = methods_for(Plan(nightly_variants=("budget=12", "budget=12,max_adapters=3")), with_merges=False)
+    smaller = "Myna's nightly, budget 12, max_adapters 3"
+    assert (smaller, row) in steps(two, 0.5) and (row, smaller) not in steps(two, 0.5), "what the smaller pool changes"
     models = UserModels(nightly_variants={"nightly:budget=12": Nightly(path="v.gguf", examples=60, status="published")})
     assert models.record("nightly:budget=12").path == "v.gguf" and models.record("nightly") is None
     for bad, said in (

@@ -1,7 +1,7 @@
 """The merge search's objective on hand-computed cases: the task metric of generated answers
 (PriME's fitness), and the privacy terms (the closest sharer on probes, PriME's mean over
-sharers on the user's own inputs, that mean beyond the model without sharers, and how much
-likelier a candidate finds the sharers' own answers). A scripted backend stands in for the
+sharers on the user's own inputs, that mean beyond the model without sharers, how much
+likelier a candidate finds the sharers' own answers, and the L1 norm of the weights). A scripted backend stands in for the
 model here; the real backends are in test_personalize.py."""
 
 import json
@@ -179,6 +179,31 @@ def test_likelihood_fitness_with_the_mean_term(scoring_set):
     assert scoring.judge(made, scoring_set, sharers, scoring.Objective(privacy="mean")) == (-2.0, pytest.approx(1.5))
     with pytest.raises(ValueError, match="privacy term"):
         scoring.judge(made, scoring_set, sharers, scoring.Objective(privacy="nearest"))
+
+
+def test_the_weights_term_is_the_merge_s_l1_norm_and_generates_nothing(scoring_set):
+    """LoraHub's regularizer as a privacy term: the L1 norm of the weights (per adapter, each
+    adapter's averaged over its layers), with no sharer answer asked for, raced or not."""
+    assert scoring.weight_term([0.5, -0.25], 2) == pytest.approx(0.75)
+    # Two adapters, three layers each (adapter by adapter): means 0.5 and 0.2.
+    assert scoring.weight_term([0.5, 0.5, 0.5, 0.3, -0.3, 0.0], 2) == pytest.approx(0.7)
+    made = backend()
+    sharers = scoring.sharer_outputs(made, scoring_set, 2, "weights")
+    assert not sharers and made.generated == [], "no sharer is asked anything"
+    terms = scoring.Objective(privacy="weights")
+    evaluate = scoring.Evaluator(made, scoring_set, sharers, terms, adapters=2)
+    assert evaluate(np.array([0.5, 0.5])) == (-2.0, pytest.approx(1.0), True)
+    assert made.generated == [], "the likelihood fitness generates nothing for it either"
+    raced = scoring.Evaluator(made, scoring_set, sharers, replace_metric(terms, "task"), race_alpha=0.5, adapters=2)
+    raced.steps = [2, 2]  # the racing path (the scripted backend answers from its first input on)
+    utility, term, complete = raced(np.array([0.5, 0.5]))
+    assert term == pytest.approx(1.0) and complete and utility == pytest.approx(1.8)
+
+
+def replace_metric(objective, metric):
+    from dataclasses import replace
+
+    return replace(objective, metric=metric)
 
 
 def test_the_search_pays_alpha_times_the_term():

@@ -400,6 +400,34 @@ def test_the_own_adapter_alone_is_judged_beside_the_one_on_the_merge(
     assert "and alone, keeping whichever answers better" in runs.latest(db).search()
 
 
+def test_the_weights_term_asks_no_sharer_and_the_gate_reads_the_current_adapter_s_own(
+    db, shared_base, clean_engine, base_arch, community, monkeypatch
+):
+    """`--privacy weights`: no sharer adapter is asked anything; the winner pays alpha times
+    the L1 norm of its merge weights, recorded with the run; the next run's gate charges the
+    current adapter the same, so judged again it scores what it scored when published."""
+    generated, generate = [], scoring.TorchBackend.generate
+
+    def spy(backend, prompts, max_tokens):
+        generated.append(len(prompts))
+        return generate(backend, prompts, max_tokens)
+
+    monkeypatch.setattr(scoring.TorchBackend, "generate", spy)
+    uniform = np.full(3, 1 / 3)
+    plant_history(db, outputs_of(clean_engine, merge_elementwise(community, uniform), base_arch, QUESTIONS, tokens=24))
+    install_community(db, community, base_arch)
+    config = replace(QUICK, privacy="weights", alpha=0.05, budget=2)  # the base model, then the uniform average
+    outcome = personalize(db, USER, config)
+    assert outcome.status == "published", outcome.message
+    assert generated == [], "the search generated nothing: no probe, no sharer answer"
+    assert outcome.similarity_before == 0  # the card keeps the weights to 4 decimals:
+    assert outcome.similarity_after == pytest.approx(np.abs(outcome.weights).sum(), abs=1e-3)
+    assert "weight on the sharers 0.00 → 1.00" in runs.latest(db).figures()
+    again = personalize(db, USER, config, again=True)
+    assert again.similarity_before == pytest.approx(outcome.similarity_after)
+    assert again.fitness_before == pytest.approx(outcome.fitness_after, abs=1e-6)
+
+
 def test_one_weight_per_adapter_and_layer(db, shared_base, clean_engine, base_arch, community):
     """PriME's per-layer option: the search runs over adapters x layers, the uniform average
     (what the history was written by here) is among its points, and the card keeps the matrix

@@ -16,14 +16,14 @@ TRAINED = {"oppu": "oppu", "oppu-memory": "oppu_memory", "prime-oppu": "prime_op
 MERGE_REFERENCES = ("uniform average of community adapters", "best single community adapter")
 
 
-def merge_rows(table: dict[str, Method]) -> list[str]:
-    """The rows that answer with a merge of community adapters alone: no memory, nothing
-    trained on top."""
-    return [
-        name
+def merge_rows(table: dict[str, Method]) -> dict[str, str]:
+    """The rows that answer with a merge of community adapters alone (no memory, nothing
+    trained on top), each with its merge's label ("prime-a0.5")."""
+    return {
+        name: m.model
         for name, m in table.items()
         if m.model and m.model not in TRAINED and not is_nightly(m.model) and not m.rag and not m.layout
-    ]
+    }
 
 
 @dataclass

@@ -273,7 +273,8 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
     each against memory alone; the nightly run against the user's own adapter alone (what the
     merge search under it and the gate add); the own adapter on top of the merge against the
     merge alone, and against the own adapter alone (what the merge under it adds); each
-    nightly run with other options against memory alone, the shipped run and the own adapter alone."""
+    nightly run with other options against memory alone, the shipped run, the own adapter
+    alone and the other variants before it."""
     rag = default_rag()
     by_model = {m.model: name for name, m in table.items() if m.rag == rag and m.layout is None}
     merge = f"prime-a{alpha:g}"
@@ -285,9 +286,11 @@ def steps(table: dict[str, Method], alpha: float) -> list[tuple[str, str]]:
         ("prime-oppu", merge),
         ("prime-oppu", "oppu"),
     ]
-    for model in by_model:
-        if is_nightly(model) and model != NIGHTLY:
-            wanted += [(model, None), (model, NIGHTLY), (model, "oppu")]
+    variants = [model for model in by_model if is_nightly(model) and model != NIGHTLY]
+    for i, model in enumerate(variants):
+        # Each against the variants before it too: "budget=12,max_adapters=3" against "budget=12"
+        # is what the smaller pool alone changes.
+        wanted += [(model, None), (model, NIGHTLY), (model, "oppu"), *((model, other) for other in variants[:i])]
     return [(by_model[row], by_model[without]) for row, without in wanted if row in by_model and without in by_model]
 
 

@@ -79,7 +79,7 @@ def markdown(results: dict) -> str:
         if privacy is None:
             lines += ["Privacy and amount-of-data stages: not run (a run of some methods only).", ""]
         else:
-            lines += privacy_markdown(privacy)
+            lines += privacy_markdown(privacy) + privacy_goal_markdown(summary.get("privacy_goal") or [])
         if summary["data_amounts"]:
             lines += ["", f"{name} with part of each profile:", ""]
             for fraction, row in summary["data_amounts"].items():
@@ -115,7 +115,63 @@ def merges_markdown(summary: dict) -> list[str]:
                 f"{found['difference']:+.4f} ({found['ci95'][0]:+.3f} to {found['ci95'][1]:+.3f})" if found else "-"
             )
         lines.append(f"| {method} | {' | '.join(cells)} |")
-    return lines + [""]
+    return lines + ["", *_separated(compared, references), ""]
+
+
+def _separated(compared: dict, references: list[str]) -> list[str]:
+    """Which merges beat a reference by more than the draw of questions, or else the smallest
+    difference the run could have found against each (the median over its merges)."""
+    beaten = [
+        f"{method} beats {reference}"
+        for method, against in compared.items()
+        for reference, found in against.items()
+        if found["ci95"][0] > 0
+    ]
+    if beaten:
+        return [f"Separated (paired interval above zero): {'; '.join(beaten)}."]
+    sizes = {
+        reference: np.median(
+            [a[reference]["detectable"] for a in compared.values() if "detectable" in a.get(reference, {})]
+        )
+        for reference in references
+        if any("detectable" in a.get(reference, {}) for a in compared.values())
+    }
+    said = ", ".join(f"{value:.3f} against {reference}" for reference, value in sizes.items())
+    return ["No merge's paired interval lies above zero."] + (
+        [
+            f"The smallest difference this run would have found four times in five (80 % power, two-sided 5 %; "
+            f"the median over the merges): {said}."
+        ]
+        if said
+        else []
+    )
+
+
+def privacy_goal_markdown(goals: list[dict]) -> list[str]:
+    """The issue's goal for each penalized merge: within +0.02 of the never-seen reference at
+    no more than 5 % of the task metric lost against the same search without the penalty."""
+    if not goals:
+        return []
+    from bench.lamp.summary import GOAL_EXCESS, GOAL_LOSS
+
+    lines = [
+        "",
+        f"The privacy goal: a merge's sharers' AUROC at most {GOAL_EXCESS:+.2f} above the reference that never saw "
+        f"their items, at a loss of at most {GOAL_LOSS:.0%} of the task metric against the same search without "
+        "a penalty (Myna's search at alpha 0 for the baselines):",
+        "",
+        "| merge | users | AUROC | above the reference (95% CI over users) | task metric lost (negative: gained) "
+        "| against | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for goal in goals:
+        low, high = goal["excess_ci95"]
+        row = f"**{goal['row']}** (shipped)" if goal.get("shipped") else goal["row"]
+        lines.append(
+            f"| {row} | {goal['users']} | {goal['auroc']:.3f} | {goal['excess']:+.3f} ({low:+.3f} to "
+            f"{high:+.3f}) | {goal['loss']:+.1%} | {goal['without_penalty']} | {'met' if goal['met'] else 'not met'} |"
+        )
+    return lines
 
 
 def joined_markdown(summary: dict) -> list[str]:
@@ -333,8 +389,11 @@ def plots(results: dict, folder: Path) -> list[Path]:
             utilities = [np.mean([v["utility"] for v in merged[label].values()]) for _, label in alphas]
             attack = [np.nanmean([v["auroc_mean"] for v in merged[label].values()]) for _, label in alphas]
             ax.plot(attack, utilities, "o-")
-            for (alpha, _), x, y in zip(alphas, attack, utilities):
-                ax.annotate(f"alpha {alpha:g}", (x, y), textcoords="offset points", xytext=(4, 4))
+            for (alpha, label), x, y in zip(alphas, attack, utilities):
+                # The sweep's larger alphas run for fewer users (Plan.sweep_users): say for how many.
+                ax.annotate(
+                    f"alpha {alpha:g} ({len(merged[label])} users)", (x, y), textcoords="offset points", xytext=(4, 4)
+                )
             ax.set_xlabel("membership-inference AUROC on sharers' data (lower: more private)")
             ax.set_ylabel(f"{utility} (higher: more useful)")
             ax.set_title(f"{task}: privacy/utility over the penalty weight ({prefix[:-2]})")
@@ -342,6 +401,10 @@ def plots(results: dict, folder: Path) -> list[Path]:
             made.append(folder / f"{task}-{stem}.png")
             fig.savefig(made[-1], dpi=110)
             plt.close(fig)
+
+        goals = summary.get("privacy_goal") or []
+        if goals:
+            made.append(_goal_plot(plt, task, name, summary["methods"], goals, folder / f"{task}-privacy-goal.png"))
 
         if summary["data_amounts"]:
             base = summary["methods"]["non-personalized"]["overall"][name]
@@ -363,6 +426,39 @@ def plots(results: dict, folder: Path) -> list[Path]:
             fig.savefig(made[-1], dpi=110)
             plt.close(fig)
     return made
+
+
+def _goal_plot(plt, task: str, name: str, methods: dict, goals: list[dict], path: Path) -> Path:
+    """Every attacked merge as a point: how far its sharers' AUROC is above the never-seen
+    reference (with its interval over users) against its task metric; the goal's corner shaded."""
+    from bench.lamp.summary import GOAL_EXCESS, GOAL_LOSS
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for goal in goals:
+        low, high = goal["excess_ci95"]
+        y = methods[goal["row"]]["overall"][name]
+        ax.errorbar(
+            goal["excess"],
+            y,
+            xerr=[[goal["excess"] - low], [high - goal["excess"]]],
+            fmt="s" if goal.get("shipped") else "o",
+            color="#c0392b" if goal.get("shipped") else "#4a7ab5",
+            capsize=3,
+        )
+        ax.annotate(goal["row"], (goal["excess"], y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    # The loss line of the shipped search (its own search without the penalty), else the first's.
+    against = next((g for g in goals if g.get("shipped")), goals[0])["without_penalty"]
+    plain = methods[against]["overall"][name]
+    ax.axvspan(ax.get_xlim()[0], GOAL_EXCESS, ymin=0, ymax=1, color="#2ecc71", alpha=0.08)
+    ax.axhline(plain * (1 - GOAL_LOSS), color="grey", linewidth=0.8, linestyle="--")
+    ax.axvline(GOAL_EXCESS, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("sharers' AUROC above the never-seen reference (95% CI over users; lower: more private)")
+    ax.set_ylabel(f"{name} of the merge's answers (higher: more useful)")
+    ax.set_title(f"{task}: each merge against the privacy goal (square: shipped)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write(results: dict, folder: Path) -> None:

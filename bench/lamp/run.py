@@ -236,7 +236,12 @@ def rescore(
             f"{path} does not exist: --rescore scores a finished run again; run it first with the same options."
         )
     results = json.loads(path.read_text())
-    made, given = results.get("plan") or {}, json.loads(json.dumps(asdict(plan)))
+    # The nightly variants' rows may come from a joined run: which ones this run made does not
+    # change how its own answers are scored.
+    made, given = (
+        {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "nightly_variants"}
+        for settings in (results.get("plan") or {}, asdict(plan))
+    )
     defaults = json.loads(json.dumps(asdict(Plan())))
     # A setting newer than the results was at its default when they were made.
     if made != {k: v for k, v in given.items() if k in made or v != defaults[k]}:
@@ -258,6 +263,7 @@ def rescore(
             said = {method: row["answers"] for method, row in rows.items()}
             for method, scored in summary.answer_scores(task, dataset, said, plan.seed, merges, pairs).items():
                 rows[method].update(scored)
+            found["privacy_goal"] = summary.privacy_goal(task, rows, found.get("privacy"), merges)
     return results
 
 

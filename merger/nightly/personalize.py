@@ -230,8 +230,9 @@ def _run(
     def judge(on, sharers) -> tuple[float, float | None]:
         return scoring.judge(on, check_set, sharers, check)
 
-    # The "closest" term compares answers to the probes, the answer-based terms every held-out input.
-    compares = config.probes if config.privacy == "closest" else True
+    # The "closest" term compares answers to the probes, the answer-based terms every held-out
+    # input; "weights" compares no answers (the weights are its whole input).
+    compares = config.probes if config.privacy == "closest" else config.privacy != "weights"
     report("asking each community adapter", 0, len(loras))
     # Each sharer answers once, in the search's backend (batched in torch: 75 s where llama.cpp,
     # one answer at a time, took 163 s in a profiled run), and the check compares llama.cpp's answers with
@@ -250,6 +251,8 @@ def _run(
     report("scoring the current adapter")
     engine.set_adapters([AdapterUse(current.gguf, 1.0, current.name)] if current else [])
     before_utility, before_similarity = judge(llama_view.holding(current.gguf if current else None), sharers)
+    if config.privacy == "weights":
+        before_similarity = _weights_of_current(db, current)
     fitness_before = before_utility - config.alpha * (before_similarity or 0.0)
 
     evaluate = scoring.Evaluator(
@@ -258,6 +261,7 @@ def _run(
         search_sharers if config.alpha > 0 else scoring.Sharers([]),
         objective,
         race_alpha=config.alpha,
+        adapters=len(loras),
     )
     # Per adapter, or per adapter and layer (adapter by adapter: merge.py reads it so).
     dimensions = len(loras) * (arch.n_layers if config.per_layer else 1)
@@ -297,20 +301,23 @@ def _run(
 
     report("checking the winner in llama.cpp")
 
-    def checked(lora, name: str) -> tuple[float, float | None, float]:
-        """Its utility, similarity and fitness, judged in llama.cpp."""
+    def checked(lora, name: str, weights) -> tuple[float, float | None, float]:
+        """Its utility, similarity and fitness, judged in llama.cpp (the weights term from
+        the merge `weights` under it)."""
         path = gguf_lora.write(lora, workdir / f"{name}.gguf", arch)
         engine.set_adapters([AdapterUse(path)])
         # Kept under the file's content: published, it is the next night's current adapter.
         utility, similarity = judge(llama_view.holding(path), sharers)
+        if config.privacy == "weights":
+            similarity = scoring.weight_term(weights, len(loras))
         return utility, similarity, utility - config.alpha * (similarity or 0.0)
 
-    after_utility, after_similarity, fitness_after = checked(winner, "winner")
+    after_utility, after_similarity, fitness_after = checked(winner, "winner", best_weights)
     # The own adapter alone instead, if it answers better (the card keeps both fitnesses).
     fitnesses = {"own_on_merge": fitness_after}
     without_merge = False
     if alone is not None:
-        utility, similarity, fitnesses["own_alone"] = checked(alone.lora, "alone")
+        utility, similarity, fitnesses["own_alone"] = checked(alone.lora, "alone", np.zeros_like(best_weights))
         without_merge = fitnesses["own_alone"] > fitness_after
         if without_merge:
             winner, audit = alone.lora, alone.audit
@@ -450,6 +457,20 @@ def _inputs(arch, settings, system, config, example_set, chosen, task_adapter, a
         content(task_adapter) if task_adapter else "no task adapter",
         content(active) if active else "no active adapter",
     )
+
+
+def _weights_of_current(db, current) -> float:
+    """The "weights" privacy term of the active adapter: what the run that published it
+    recorded (by this term), else the L1 norm of that run's merge weights; 0 for the base
+    model and for an adapter no search of this folder published."""
+    if current is None:
+        return 0.0
+    made = runs.last_published(db)
+    if made is None or made.published != current.name:
+        return 0.0
+    if made.config.get("privacy") == "weights" and made.similarity_after is not None:
+        return made.similarity_after
+    return float(np.abs(made.weights).sum())
 
 
 def _starts(db, chosen, dimensions: int) -> tuple[np.ndarray, ...]:

@@ -63,6 +63,8 @@ class Run:
             privacy = self.config.get("privacy", "closest")
             if privacy == "likelihood":
                 label = "likelier sharers' answers"
+            elif privacy == "weights":
+                label = "weight on the sharers"
             else:
                 term = {"closest": "the closest sharer", "excess": "the sharers beyond the base"}.get(
                     privacy, "the sharers"
@@ -190,6 +192,14 @@ def last_search(db: sqlite_utils.Database) -> Run | None:
     row = db.execute(
         f"SELECT {_COLUMNS} FROM personalization_runs WHERE status IN ('published', 'no-improvement') "
         "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return _run(row) if row else None
+
+
+def last_published(db: sqlite_utils.Database) -> Run | None:
+    """The last run that published an adapter."""
+    row = db.execute(
+        f"SELECT {_COLUMNS} FROM personalization_runs WHERE status = 'published' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     return _run(row) if row else None
 

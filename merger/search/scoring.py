@@ -417,6 +417,14 @@ def _similarity(backend, scoring: ScoringSet, sharers: Sharers, objective: Objec
     return similarity(backend.generate(scoring.probes, scoring.probe_tokens), sharers.answers)[0]
 
 
+def weight_term(weights, adapters: int) -> float:
+    """The "weights" privacy term of a merge: the L1 norm of its weights, each adapter's
+    averaged over its layers when there is one weight per adapter and layer (adapter by
+    adapter, as merge.py reads them)."""
+    by_adapter = np.abs(np.asarray(weights, dtype=float)).reshape(adapters, -1)
+    return float(by_adapter.mean(axis=1).sum())
+
+
 RACE_FIRST = 16  # held-out examples a raced candidate is judged on first; doubled at each step
 
 
@@ -455,8 +463,10 @@ class Evaluator:
         sharers: Sharers,
         objective: Objective = Objective(),
         race_alpha: float | None = None,
+        adapters: int | None = None,
     ) -> None:
         self.backend, self.scoring, self.sharers, self.objective = backend, scoring, sharers, objective
+        self.adapters = adapters  # how many adapters the weights are of (None: one weight each)
         self.judged: dict[tuple, tuple[float, float | None, bool]] = {}
         racing = race_alpha is not None and objective.metric == "task"
         self.steps = race_steps(len(scoring.examples)) if racing else [len(scoring.examples)]
@@ -469,21 +479,24 @@ class Evaluator:
         key = tuple(float(w) for w in np.round(weights, 6))
         if key not in self.judged:
             self.backend.apply(weights)
+            # The weights term is the weights' own: nothing the backend says changes it.
+            own = weight_term(weights, self.adapters or weights.size) if self.objective.privacy == "weights" else None
             if len(self.steps) > 1:
-                self.judged[key] = self._race()
+                self.judged[key] = self._race(own)
             else:
-                self.judged[key] = (*judge(self.backend, self.scoring, self.sharers, self.objective), True)
+                utility, sim = judge(self.backend, self.scoring, self.sharers, self.objective)
+                self.judged[key] = (utility, sim if own is None else own, True)
         return self.judged[key]
 
-    def _race(self) -> tuple[float, float | None, bool]:
+    def _race(self, own: float | None = None) -> tuple[float, float | None, bool]:
         said: list[str] = []
         path: list[float] = []
-        sim = None
+        sim = own
         for number, end in enumerate(self.steps):
             said += answers(self.backend, _first(self.scoring, len(said), end))
             answered = _first(self.scoring, 0, end)
             utility = task_score(said, answered, self.objective.task)
-            if number == 0 or self.objective.privacy in ANSWER_TERMS:  # the probe-based terms: once
+            if own is None and (number == 0 or self.objective.privacy in ANSWER_TERMS):  # probe terms: once
                 sim = _similarity(self.backend, answered, self.sharers, self.objective, said)
             path.append(utility - self.alpha * (sim or 0.0))
             if number < len(self.steps) - 1 and self.bar is not None and path[-1] < self.bar[number]:
@@ -506,7 +519,10 @@ def sharer_outputs(
     answers with every weight 0; for "likelihood", how likely the model with every weight 0
     finds each sharer's answers. `made`: the sharers' outputs another backend already
     generated, so only what belongs to this backend (the reference answers, the likelihoods)
-    is computed here; generating them is most of the cost."""
+    is computed here; generating them is most of the cost. None for "weights", which
+    compares no outputs."""
+    if privacy == "weights":
+        return Sharers([])
     if made is None:
         made = []
         for index in range(count):

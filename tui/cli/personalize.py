@@ -35,8 +35,9 @@ DEFAULTS = PersonalizeConfig()
     type=click.Choice(PRIVACY_TERMS),
     default=DEFAULTS.privacy,
     show_default=True,
-    help="What the penalty measures: answers like the closest sharer's (probes), PriME's mean over sharers, or "
-    "that mean beyond what the model without sharers already shares with them (excess).",
+    help="What the penalty measures: answers like the closest sharer's (probes), PriME's mean over sharers, "
+    "that mean beyond what the model without sharers already shares with them (excess), how much likelier the "
+    "sharers' own answers become (likelihood), or the merge weights' L1 norm (weights: nothing generated).",
 )
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
 @click.option(
