@@ -19,6 +19,9 @@ class PersonalizeConfig:
     # -0.009, paired -0.023 to +0.003; LaMP_7 +0.002, -0.017 to +0.020), in 40 % less time
     # (docs/benchmarks.md, "The nightly run's search budget").
     budget: int = 12
+    # Community adapters merged at most. 3 (PriME's n_sim) saved no time on 10 LaMP_7 users (107
+    # against 109 s a night) and answered below 8 (-0.014, paired -0.034 to +0.006) and below
+    # the own adapter alone (-0.015, -0.031 to -0.002) (docs/benchmarks.md, "The pool size").
     max_adapters: int = 8
     alpha: float = 0.5  # weight of the privacy penalty (similarity to the sharers)
     privacy: str = "closest"  # the penalty's similarity: to the closest sharer, or PriME's mean over them
