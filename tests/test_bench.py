@@ -816,3 +816,42 @@ def test_a_lamp_run_s_cache_is_named_by_the_code_that_fills_it(tmp_path):
     (tmp_path / "merger" / "search.py").write_text("FITNESS = 2\\n")
     assert code_digest(tmp_path, roots) != before
     assert len(code_digest()) == 10, "the checkout's own digest"
+
+
+def test_the_benchmark_hub_offered_by_many_units_at_once_stays_whole(db, base_arch, adapter_files, tmp_path):
+    """On Ray every user's nightly unit offers the same hub at once (bench.lamp.nightly.offer):
+    a reader must never meet another unit's half-copied adapter, and the hub ends whole."""
+    import threading
+    from types import SimpleNamespace
+
+    from assistant.hashing import sha256_file
+    from bench.lamp import nightly
+    from merger.formats import gguf_lora
+    from merger.hub import client
+
+    space = SimpleNamespace(work=tmp_path, arch=base_arch)
+    adapters = {"ann": str(adapter_files[0]), "bo": str(adapter_files[1])}
+    stores = {"ann": db, "bo": db}  # an empty memory: no author profile, as a cold start has
+    failures = []
+
+    def offer_and_read():
+        try:
+            for _ in range(3):
+                hub = nightly.offer(space, "LaMP_7", adapters, stores)
+                (tmp_path / "LaMP_7" / "hub" / client.INDEX).unlink(missing_ok=True)  # each round copies again
+                for user in adapters:
+                    gguf_lora.read(hub / "adapters" / f"{nightly.hub_name(user)}.gguf", base_arch)
+        except Exception as exc:  # noqa: BLE001 - reported below, with what it was
+            failures.append(exc)
+
+    threads = [threading.Thread(target=offer_and_read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]
+    hub = nightly.offer(space, "LaMP_7", adapters, stores)
+    entries = client.open_hub(str(hub)).entries
+    assert {e.name for e in entries} == {nightly.hub_name(u) for u in adapters}
+    assert all(sha256_file(hub / e.file) == e.sha256 for e in entries)
+    assert not list((hub / "adapters").glob("*.partial")), "no temporary file is left"

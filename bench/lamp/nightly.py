@@ -56,6 +56,7 @@ def offer(space, task: str, adapters: dict[str, str], stores: dict) -> Path:
     """A hub (merger.hub's index format) offering each user's own adapter, with their author
     profile (the mean embedding of their memory, as `myna hub build` describes an author);
     written once per task, and again only if the set of adapters changed."""
+    from assistant.atomic import atomic_path
     from assistant.hashing import sha256_file
     from merger.formats import gguf_lora
     from merger.hub import client
@@ -71,8 +72,10 @@ def offer(space, task: str, adapters: dict[str, str], stores: dict) -> Path:
     entries = []
     for user, path in sorted(adapters.items()):
         target = folder / "adapters" / f"{hub_name(user)}.gguf"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        # Whole or not at all: on Ray every user's nightly unit offers the same hub at once, and
+        # one read another's half-copied file (8 December). The copies are alike, so the last wins.
+        with atomic_path(target) as partial:
+            shutil.copyfile(path, partial)
         lora = gguf_lora.read(target, space.arch)
         vector = selection.embed_user(stores[user])
         entries.append(
