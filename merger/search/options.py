@@ -17,10 +17,9 @@ ANSWER_TOKENS = 32  # tokens generated per held-out example when a merge is scor
 # adapter does, which is what a loss-based membership-inference attack looks at, computed
 # from the sharers' adapters alone.
 # "weights" looks at no output at all: it is the L1 norm of the merge's weights (each
-# adapter's, averaged over layers with per-layer weights), LoraHub's regularizer: the more
-# weight any sharer gets, the more of their training data the merge carries. Nothing is
-# generated for it. On 10 LaMP_7 users LoraHub's merges (likelihood - 0.05 x this) were the
-# only ones within +0.02 of an adapter that never saw the sharers' items, where the closest
-# sharer's term lowered nothing (docs/benchmarks.md, "The decisive run on LaMP_7").
+# adapter's, averaged over layers with per-layer weights), LoraHub's regularizer. Nothing is
+# generated for it, so a night with it is about a third shorter. Neither it nor "closest"
+# was seen to lower what a membership attack finds on LaMP_7 (docs/benchmarks.md, "The
+# decisive run on LaMP_7").
 PRIVACY_TERMS = ("closest", "mean", "excess", "likelihood", "weights")
 ANSWER_TERMS = ("mean", "excess")  # the terms that compare answers to every held-out input
