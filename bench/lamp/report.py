@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.lamp.plan import FAMILIES, attack_key
+from bench.lamp.summary import GOAL_EXCESS, GOAL_LOSS
 
 
 def markdown(results: dict) -> str:
@@ -152,8 +153,6 @@ def privacy_goal_markdown(goals: list[dict]) -> list[str]:
     no more than 5 % of the task metric lost against the same search without the penalty."""
     if not goals:
         return []
-    from bench.lamp.summary import GOAL_EXCESS, GOAL_LOSS
-
     lines = [
         "",
         f"The privacy goal: a merge's sharers' AUROC at most {GOAL_EXCESS:+.2f} above the reference that never saw "
@@ -431,8 +430,6 @@ def plots(results: dict, folder: Path) -> list[Path]:
 def _goal_plot(plt, task: str, name: str, methods: dict, goals: list[dict], path: Path) -> Path:
     """Every attacked merge as a point: how far its sharers' AUROC is above the never-seen
     reference (with its interval over users) against its task metric; the goal's corner shaded."""
-    from bench.lamp.summary import GOAL_EXCESS, GOAL_LOSS
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for goal in goals:
         low, high = goal["excess_ci95"]

@@ -470,7 +470,7 @@ def _weights_of_current(db, current) -> float:
         return 0.0
     if made.config.get("privacy") == "weights" and made.similarity_after is not None:
         return made.similarity_after
-    return float(np.abs(made.weights).sum())
+    return scoring.weight_term(made.weights, len(made.weights))  # per adapter, as the card keeps them
 
 
 def _starts(db, chosen, dimensions: int) -> tuple[np.ndarray, ...]:
